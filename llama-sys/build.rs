@@ -338,8 +338,7 @@ fn tool_version(program: &Path, arg: &str) -> Option<String> {
     if !out.status.success() {
         return None;
     }
-    let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
-    Some(text.lines().next().unwrap_or("").to_string())
+    Some(String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr))
 }
 
 /// Finds an executable on PATH.
@@ -357,6 +356,7 @@ fn check_cmake() -> Result<PathBuf> {
             cmake.display()
         ));
     };
+    let version = version.lines().next().unwrap_or("").to_string();
     let numbers: Vec<u32> = version
         .split_whitespace()
         .last()
@@ -388,7 +388,7 @@ fn check_cxx(target_env: &str) -> Result<Cxx> {
         if let Some(v) = tool_version(&c, "--version") {
             let lower = v.to_lowercase();
             let is_clang = lower.contains("clang");
-            let is_gcc = !is_clang && (lower.contains("g++") || lower.contains("gcc") || lower.contains("free software"));
+            let is_gcc = !is_clang && lower.contains("free software foundation");
             return Ok(Cxx { path: c.display().to_string(), is_gcc, is_clang });
         }
     }
