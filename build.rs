@@ -6,7 +6,8 @@ use std::fs;
 use std::path::PathBuf;
 
 fn main() {
-    let root = PathBuf::from(env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
+    let root =
+        PathBuf::from(env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
     let pin_file = root.join("vendor/llama.cpp.sha256");
     println!("cargo:rerun-if-changed={}", pin_file.display());
     println!("cargo:rerun-if-env-changed=LLAMA_CPP_DIR");
@@ -22,7 +23,12 @@ fn main() {
             .unwrap_or_else(|| "unknown".to_string()),
     };
     let mut backends = vec!["cpu"];
-    for (feature, name) in [("CUDA", "cuda"), ("METAL", "metal"), ("VULKAN", "vulkan"), ("RPC", "rpc")] {
+    for (feature, name) in [
+        ("CUDA", "cuda"),
+        ("METAL", "metal"),
+        ("VULKAN", "vulkan"),
+        ("RPC", "rpc"),
+    ] {
         if env::var_os(format!("CARGO_FEATURE_{feature}")).is_some() {
             backends.push(name);
         }

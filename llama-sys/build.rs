@@ -54,11 +54,17 @@ struct Failure {
 type Result<T> = std::result::Result<T, Failure>;
 
 fn fail<T>(line: impl Into<String>) -> Result<T> {
-    Err(Failure { line: line.into(), details: String::new() })
+    Err(Failure {
+        line: line.into(),
+        details: String::new(),
+    })
 }
 
 fn fail_with<T>(line: impl Into<String>, details: impl Into<String>) -> Result<T> {
-    Err(Failure { line: line.into(), details: details.into() })
+    Err(Failure {
+        line: line.into(),
+        details: details.into(),
+    })
 }
 
 fn main() {
@@ -136,17 +142,24 @@ struct Source {
 }
 
 fn env_path(name: &str) -> Option<PathBuf> {
-    env::var_os(name).filter(|v| !v.is_empty()).map(PathBuf::from)
+    env::var_os(name)
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
 }
 
 fn env_flag(name: &str) -> Option<bool> {
-    env::var(name).ok().map(|v| !matches!(v.trim(), "" | "0" | "false" | "off" | "OFF" | "no"))
+    env::var(name)
+        .ok()
+        .map(|v| !matches!(v.trim(), "" | "0" | "false" | "off" | "OFF" | "no"))
 }
 
 fn run() -> Result<()> {
     let manifest_dir = env_path("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR");
     let out_dir = env_path("OUT_DIR").expect("cargo sets OUT_DIR");
-    let workspace = manifest_dir.parent().expect("llama-sys lives inside the workspace").to_path_buf();
+    let workspace = manifest_dir
+        .parent()
+        .expect("llama-sys lives inside the workspace")
+        .to_path_buf();
     let vendor = workspace.join("vendor");
 
     for f in ["build.rs", "wrapper.h", "amx-tilecfg-fix.h"] {
@@ -174,13 +187,27 @@ fn run() -> Result<()> {
              build without `--features metal` (use `vulkan` or `cuda` for GPUs here)"
         ));
     }
-    let vulkan = if features.vulkan { Some(check_vulkan()?) } else { None };
-    let cuda = if features.cuda { Some(check_cuda()?) } else { None };
+    let vulkan = if features.vulkan {
+        Some(check_vulkan()?)
+    } else {
+        None
+    };
+    let cuda = if features.cuda {
+        Some(check_cuda()?)
+    } else {
+        None
+    };
 
     // 2. The source tree.
     let source = resolve_source(&vendor)?;
-    println!("cargo:rerun-if-changed={}", source.dir.join("include/llama.h").display());
-    println!("cargo:rerun-if-changed={}", source.dir.join("CMakeLists.txt").display());
+    println!(
+        "cargo:rerun-if-changed={}",
+        source.dir.join("include/llama.h").display()
+    );
+    println!(
+        "cargo:rerun-if-changed={}",
+        source.dir.join("CMakeLists.txt").display()
+    );
 
     // 3. A build copy, only when the tree needs a patch for this machine.
     let mut patches = Vec::new();
@@ -216,8 +243,13 @@ fn run() -> Result<()> {
         && !features.metal;
     let amx_header = out_dir.join("amx-tilecfg-fix.h");
     if amx_fix {
-        fs::copy(manifest_dir.join("amx-tilecfg-fix.h"), &amx_header)
-            .map_err(|e| Failure { line: format!("cannot copy the AMX fix header into {}: {e}", out_dir.display()), details: String::new() })?;
+        fs::copy(manifest_dir.join("amx-tilecfg-fix.h"), &amx_header).map_err(|e| Failure {
+            line: format!(
+                "cannot copy the AMX fix header into {}: {e}",
+                out_dir.display()
+            ),
+            details: String::new(),
+        })?;
     }
 
     let mut cfg = cmake::Config::new(&src_dir);
@@ -228,7 +260,13 @@ fn run() -> Result<()> {
         .define("CMAKE_MESSAGE_LOG_LEVEL", "NOTICE")
         .define("CMAKE_RULE_MESSAGES", "OFF")
         .define("CMAKE_INSTALL_LIBDIR", "lib");
-    let options = cmake_options(&features, &target_arch, &target_os, &out_dir, cuda.as_ref().is_some_and(|c| c.no_vmm));
+    let options = cmake_options(
+        &features,
+        &target_arch,
+        &target_os,
+        &out_dir,
+        cuda.as_ref().is_some_and(|c| c.no_vmm),
+    );
     for (k, v) in &options {
         cfg.define(k, v);
     }
@@ -245,7 +283,11 @@ fn run() -> Result<()> {
     if let Some(vk) = &vulkan {
         cfg.define("Vulkan_GLSLC_EXECUTABLE", &vk.glslc);
     }
-    let launcher = if env_flag("LLAMA_SYS_NO_CCACHE").unwrap_or(false) { None } else { find_compiler_cache() };
+    let launcher = if env_flag("LLAMA_SYS_NO_CCACHE").unwrap_or(false) {
+        None
+    } else {
+        find_compiler_cache()
+    };
     if let Some(l) = &launcher {
         cfg.define("CMAKE_C_COMPILER_LAUNCHER", l)
             .define("CMAKE_CXX_COMPILER_LAUNCHER", l);
@@ -270,7 +312,10 @@ fn run() -> Result<()> {
         // Configure only: used by `scripts/check-backend cuda` where a full CUDA build is too long.
         cfg.build_target("help");
         build_with_cmake(&mut cfg, &out_dir)?;
-        println!("cargo:warning=llama-sys: LLAMA_SYS_DRY_RUN: configured in {}/build, nothing linked", out_dir.display());
+        println!(
+            "cargo:warning=llama-sys: LLAMA_SYS_DRY_RUN: configured in {}/build, nothing linked",
+            out_dir.display()
+        );
         out_dir.clone()
     } else {
         build_with_cmake(&mut cfg, &out_dir)?
@@ -279,15 +324,19 @@ fn run() -> Result<()> {
     // 5. Linking.
     let lib_dir = install_dir.join("lib");
     if !dry_run {
-        emit_link(&features, &lib_dir, &target_os, &target_env, &cxx, cuda.as_ref())?;
+        emit_link(
+            &features,
+            &lib_dir,
+            &target_os,
+            &target_env,
+            &cxx,
+            cuda.as_ref(),
+        )?;
     }
 
     // 6. Bindings.
     let bindings = out_dir.join("bindings.rs");
-    let headers = [
-        src_dir.join("include"),
-        src_dir.join("ggml/include"),
-    ];
+    let headers = [src_dir.join("include"), src_dir.join("ggml/include")];
     write_bindings(&manifest_dir, &headers, &features, &bindings)?;
 
     // 7. Metadata for dependents (DEP_LLAMA_*) and for this crate's code.
@@ -306,21 +355,30 @@ fn run() -> Result<()> {
         "native"
     };
     println!("cargo:include={}", src_dir.join("include").display());
-    println!("cargo:ggml_include={}", src_dir.join("ggml/include").display());
+    println!(
+        "cargo:ggml_include={}",
+        src_dir.join("ggml/include").display()
+    );
     println!("cargo:lib_dir={}", lib_dir.display());
     println!("cargo:src_dir={}", src_dir.display());
     println!("cargo:backends={backends}");
     println!("cargo:pin={}", source.pin);
     if features.dynamic {
         println!("cargo:backends_dir={}", backends_dir.display());
-        println!("cargo:rustc-env=LLAMA_SYS_BACKENDS_DIR={}", backends_dir.display());
+        println!(
+            "cargo:rustc-env=LLAMA_SYS_BACKENDS_DIR={}",
+            backends_dir.display()
+        );
     }
     println!("cargo:rustc-env=LLAMA_SYS_PIN={}", source.pin);
     println!("cargo:rustc-env=LLAMA_SYS_SOURCE={kind}");
     println!("cargo:rustc-env=LLAMA_SYS_SRC_DIR={}", src_dir.display());
     println!("cargo:rustc-env=LLAMA_SYS_BACKENDS={backends}");
     println!("cargo:rustc-env=LLAMA_SYS_CPU={cpu}");
-    println!("cargo:rustc-env=LLAMA_SYS_AMX_FIX={}", if amx_fix { "on" } else { "off" });
+    println!(
+        "cargo:rustc-env=LLAMA_SYS_AMX_FIX={}",
+        if amx_fix { "on" } else { "off" }
+    );
     println!("cargo:rustc-env=LLAMA_SYS_PATCHES={}", patches.join(","));
     println!("cargo:rustc-env=LLAMA_SYS_CXX={}", cxx.path);
     if features.rpc {
@@ -344,7 +402,9 @@ fn tool_version(program: &Path, arg: &str) -> Option<String> {
 /// Finds an executable on PATH.
 fn which(name: &str) -> Option<PathBuf> {
     let path = env::var_os("PATH")?;
-    env::split_paths(&path).map(|d| d.join(name)).find(|p| p.is_file())
+    env::split_paths(&path)
+        .map(|d| d.join(name))
+        .find(|p| p.is_file())
 }
 
 fn check_cmake() -> Result<PathBuf> {
@@ -365,7 +425,9 @@ fn check_cmake() -> Result<PathBuf> {
         .filter_map(|p| p.parse().ok())
         .collect();
     if numbers.len() >= 2 && (numbers[0], numbers[1]) < (3, 14) {
-        return fail(format!("{version} is too old: llama.cpp needs CMake >= 3.14; install a newer cmake"));
+        return fail(format!(
+            "{version} is too old: llama.cpp needs CMake >= 3.14; install a newer cmake"
+        ));
     }
     Ok(cmake)
 }
@@ -378,18 +440,29 @@ struct Cxx {
 
 fn check_cxx(target_env: &str) -> Result<Cxx> {
     if target_env == "msvc" {
-        return Ok(Cxx { path: "cl.exe".into(), is_gcc: false, is_clang: false });
+        return Ok(Cxx {
+            path: "cl.exe".into(),
+            is_gcc: false,
+            is_clang: false,
+        });
     }
     let candidates: Vec<PathBuf> = match env_path("CXX") {
         Some(c) => vec![c],
-        None => ["c++", "g++", "clang++"].iter().filter_map(|n| which(n)).collect(),
+        None => ["c++", "g++", "clang++"]
+            .iter()
+            .filter_map(|n| which(n))
+            .collect(),
     };
     for c in candidates {
         if let Some(v) = tool_version(&c, "--version") {
             let lower = v.to_lowercase();
             let is_clang = lower.contains("clang");
             let is_gcc = !is_clang && lower.contains("free software foundation");
-            return Ok(Cxx { path: c.display().to_string(), is_gcc, is_clang });
+            return Ok(Cxx {
+                path: c.display().to_string(),
+                is_gcc,
+                is_clang,
+            });
         }
     }
     fail(
@@ -421,17 +494,30 @@ fn check_vulkan() -> Result<Vulkan> {
     if let Some(s) = &sdk {
         dirs.push(s.join("include"));
     }
-    dirs.extend([PathBuf::from("/usr/include"), PathBuf::from("/usr/local/include")]);
-    let Some(include_dir) = dirs.iter().find(|d| d.join("vulkan/vulkan.hpp").is_file()).cloned() else {
+    dirs.extend([
+        PathBuf::from("/usr/include"),
+        PathBuf::from("/usr/local/include"),
+    ]);
+    let Some(include_dir) = dirs
+        .iter()
+        .find(|d| d.join("vulkan/vulkan.hpp").is_file())
+        .cloned()
+    else {
         return fail(
             "feature `vulkan` needs the Vulkan headers and loader (vulkan/vulkan.hpp): install them \
              (Debian/Ubuntu: apt-get install libvulkan-dev) or the LunarG Vulkan SDK and set VULKAN_SDK",
         );
     };
-    let spirv = dirs.iter().any(|d| d.join("spirv/unified1/spirv.hpp").is_file())
-        || ["/usr/share/cmake/SPIRV-Headers", "/usr/lib/cmake/SPIRV-Headers", "/usr/local/share/cmake/SPIRV-Headers"]
-            .iter()
-            .any(|d| Path::new(d).is_dir());
+    let spirv = dirs
+        .iter()
+        .any(|d| d.join("spirv/unified1/spirv.hpp").is_file())
+        || [
+            "/usr/share/cmake/SPIRV-Headers",
+            "/usr/lib/cmake/SPIRV-Headers",
+            "/usr/local/share/cmake/SPIRV-Headers",
+        ]
+        .iter()
+        .any(|d| Path::new(d).is_dir());
     if !spirv {
         return fail(
             "feature `vulkan` needs SPIRV-Headers (spirv/unified1/spirv.hpp): install them \
@@ -440,7 +526,11 @@ fn check_vulkan() -> Result<Vulkan> {
     }
     let core = fs::read_to_string(include_dir.join("vulkan/vulkan_core.h")).unwrap_or_default();
     let has_layer_settings = core.contains("VK_EXT_layer_settings");
-    Ok(Vulkan { glslc, include_dir, has_layer_settings })
+    Ok(Vulkan {
+        glslc,
+        include_dir,
+        has_layer_settings,
+    })
 }
 
 struct Cuda {
@@ -462,7 +552,10 @@ fn check_cuda() -> Result<Cuda> {
         candidates.push(p);
     }
     candidates.push(PathBuf::from("/usr/local/cuda/bin/nvcc"));
-    let Some(nvcc) = candidates.into_iter().find(|p| tool_version(p, "--version").is_some()) else {
+    let Some(nvcc) = candidates
+        .into_iter()
+        .find(|p| tool_version(p, "--version").is_some())
+    else {
         return fail(
             "feature `cuda` needs nvcc: install the CUDA toolkit and put nvcc on PATH, \
              or set CUDACXX=/path/to/nvcc (or CUDA_PATH to the toolkit root)",
@@ -474,7 +567,12 @@ fn check_cuda() -> Result<Cuda> {
         .unwrap_or_else(|_| CUDA_ARCHS_DEFAULT.to_string());
     validate_cuda_archs(&archs)?;
     let no_vmm = env_flag("LLAMA_CUDA_NO_VMM").unwrap_or(false);
-    Ok(Cuda { nvcc, root, archs, no_vmm })
+    Ok(Cuda {
+        nvcc,
+        root,
+        archs,
+        no_vmm,
+    })
 }
 
 /// Accepts `native`, `all`, `all-major`, or a `;`/`,`-separated list of compute capabilities
@@ -484,7 +582,11 @@ fn validate_cuda_archs(archs: &str) -> Result<()> {
     if matches!(archs, "native" | "all" | "all-major") {
         return Ok(());
     }
-    for a in archs.split([';', ',']).map(str::trim).filter(|a| !a.is_empty()) {
+    for a in archs
+        .split([';', ','])
+        .map(str::trim)
+        .filter(|a| !a.is_empty())
+    {
         let base = a.trim_end_matches("-real").trim_end_matches("-virtual");
         let num = base.trim_end_matches(['a', 'f']);
         if !CUDA_ARCHS.contains(&num) {
@@ -510,7 +612,12 @@ fn resolve_source(vendor: &Path) -> Result<Source> {
         let dir = dir.canonicalize().or_else(|e| {
             fail(format!("LLAMA_CPP_DIR={} does not exist ({e}): point it at a llama.cpp checkout, or unset it to use the pinned tree", dir.display()))
         })?;
-        for f in ["CMakeLists.txt", "include/llama.h", "ggml/include/ggml.h", "ggml/CMakeLists.txt"] {
+        for f in [
+            "CMakeLists.txt",
+            "include/llama.h",
+            "ggml/include/ggml.h",
+            "ggml/CMakeLists.txt",
+        ] {
             if !dir.join(f).is_file() {
                 return fail(format!(
                     "LLAMA_CPP_DIR={} is not a llama.cpp source tree (no {f}): point it at the root of a llama.cpp \
@@ -520,7 +627,11 @@ fn resolve_source(vendor: &Path) -> Result<Source> {
             }
         }
         let pin = format!("local {}", dir.display());
-        return Ok(Source { kind: SourceKind::Local, dir, pin });
+        return Ok(Source {
+            kind: SourceKind::Local,
+            dir,
+            pin,
+        });
     }
 
     let (want_sum, pin) = read_pin_sum(vendor)?;
@@ -537,11 +648,19 @@ fn resolve_source(vendor: &Path) -> Result<Source> {
         }
         (SourceKind::CargoPin, dir)
     };
-    let got = tree_sha256(&dir).map_err(|e| Failure { line: format!("cannot read the llama.cpp tree at {}: {e}", dir.display()), details: String::new() })?;
+    let got = tree_sha256(&dir).map_err(|e| Failure {
+        line: format!("cannot read the llama.cpp tree at {}: {e}", dir.display()),
+        details: String::new(),
+    })?;
     if got != want_sum {
         let fix = match kind {
-            SourceKind::Vendored => "run scripts/vendor-llama-cpp to materialise it again".to_string(),
-            _ => format!("delete {} and build again so that cargo downloads it afresh", dir.parent().unwrap_or(&dir).display()),
+            SourceKind::Vendored => {
+                "run scripts/vendor-llama-cpp to materialise it again".to_string()
+            }
+            _ => format!(
+                "delete {} and build again so that cargo downloads it afresh",
+                dir.parent().unwrap_or(&dir).display()
+            ),
         };
         return fail(format!(
             "checksum mismatch: the llama.cpp tree at {} hashes to {got}, but vendor/llama.cpp.sha256 pins {want_sum}; \
@@ -555,12 +674,21 @@ fn resolve_source(vendor: &Path) -> Result<Source> {
 /// Reads `vendor/llama.cpp.sha256`: `<sha256>  <crate> <version>`.
 fn read_pin_sum(vendor: &Path) -> Result<(String, String)> {
     let path = vendor.join("llama.cpp.sha256");
-    let text = fs::read_to_string(&path)
-        .or_else(|e| fail(format!("cannot read {} ({e}): the checkout is incomplete; restore it with git", path.display())))?;
+    let text = fs::read_to_string(&path).or_else(|e| {
+        fail(format!(
+            "cannot read {} ({e}): the checkout is incomplete; restore it with git",
+            path.display()
+        ))
+    })?;
     let mut words = text.split_whitespace();
     match (words.next(), words.next(), words.next()) {
-        (Some(sum), Some(name), Some(version)) if sum.len() == 64 => Ok((sum.to_string(), format!("{name} {version}"))),
-        _ => fail(format!("{} is malformed: run scripts/vendor-llama-cpp --update", path.display())),
+        (Some(sum), Some(name), Some(version)) if sum.len() == 64 => {
+            Ok((sum.to_string(), format!("{name} {version}")))
+        }
+        _ => fail(format!(
+            "{} is malformed: run scripts/vendor-llama-cpp --update",
+            path.display()
+        )),
     }
 }
 
@@ -570,13 +698,26 @@ fn locate_pinned_crate(vendor: &Path) -> Result<(String, PathBuf)> {
     let cargo = env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let manifest = vendor.join("pin/Cargo.toml");
     let mut cmd = Command::new(&cargo);
-    cmd.args(["metadata", "--format-version", "1", "--locked", "--manifest-path"]).arg(&manifest);
+    cmd.args([
+        "metadata",
+        "--format-version",
+        "1",
+        "--locked",
+        "--manifest-path",
+    ])
+    .arg(&manifest);
     if env_flag("CARGO_NET_OFFLINE").unwrap_or(false) {
         cmd.arg("--offline");
     }
     // Do not let the outer build's target dir or flags leak into the nested cargo.
-    cmd.env_remove("CARGO_TARGET_DIR").env_remove("RUSTFLAGS").env_remove("CARGO_ENCODED_RUSTFLAGS");
-    let out = cmd.output().or_else(|e| fail(format!("cannot run cargo to resolve the llama.cpp pin: {e}")))?;
+    cmd.env_remove("CARGO_TARGET_DIR")
+        .env_remove("RUSTFLAGS")
+        .env_remove("CARGO_ENCODED_RUSTFLAGS");
+    let out = cmd.output().or_else(|e| {
+        fail(format!(
+            "cannot run cargo to resolve the llama.cpp pin: {e}"
+        ))
+    })?;
     if !out.status.success() {
         let stderr = String::from_utf8_lossy(&out.stderr);
         return fail_with(
@@ -585,8 +726,11 @@ fn locate_pinned_crate(vendor: &Path) -> Result<(String, PathBuf)> {
             tail(&stderr, 20),
         );
     }
-    let meta: serde_json::Value = serde_json::from_slice(&out.stdout)
-        .or_else(|e| fail(format!("cargo metadata printed something that is not JSON: {e}")))?;
+    let meta: serde_json::Value = serde_json::from_slice(&out.stdout).or_else(|e| {
+        fail(format!(
+            "cargo metadata printed something that is not JSON: {e}"
+        ))
+    })?;
     let packages = meta["packages"].as_array().cloned().unwrap_or_default();
     let dep_name = packages
         .iter()
@@ -598,10 +742,20 @@ fn locate_pinned_crate(vendor: &Path) -> Result<(String, PathBuf)> {
         return fail("vendor/pin/Cargo.toml names no carrier crate: restore it with git");
     };
     let manifest_path = PathBuf::from(pkg["manifest_path"].as_str().unwrap_or_default());
-    let dir = manifest_path.parent().map(|p| p.join("llama.cpp")).unwrap_or_default();
-    let pin = format!("{} {}", pkg["name"].as_str().unwrap_or("?"), pkg["version"].as_str().unwrap_or("?"));
+    let dir = manifest_path
+        .parent()
+        .map(|p| p.join("llama.cpp"))
+        .unwrap_or_default();
+    let pin = format!(
+        "{} {}",
+        pkg["name"].as_str().unwrap_or("?"),
+        pkg["version"].as_str().unwrap_or("?")
+    );
     if !dir.join("include/llama.h").is_file() {
-        return fail(format!("the pinned crate {pin} has no llama.cpp/ tree at {}", dir.display()));
+        return fail(format!(
+            "the pinned crate {pin} has no llama.cpp/ tree at {}",
+            dir.display()
+        ));
     }
     Ok((pin, dir))
 }
@@ -644,10 +798,12 @@ fn tree_sha256(root: &Path) -> std::io::Result<String> {
 }
 
 fn hex(bytes: &[u8]) -> String {
-    bytes.iter().fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
-        let _ = write!(s, "{b:02x}");
-        s
-    })
+    bytes
+        .iter()
+        .fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
+            let _ = write!(s, "{b:02x}");
+            s
+        })
 }
 
 fn make_build_copy(from: &Path, to: &Path) -> Result<()> {
@@ -671,7 +827,12 @@ fn make_build_copy(from: &Path, to: &Path) -> Result<()> {
             let _ = fs::remove_dir_all(to);
             fs::rename(&tmp, to)
         })
-        .or_else(|e| fail(format!("cannot make a build copy of llama.cpp in {}: {e}", to.display())))
+        .or_else(|e| {
+            fail(format!(
+                "cannot make a build copy of llama.cpp in {}: {e}",
+                to.display()
+            ))
+        })
 }
 
 /// Guards the use of `VK_EXT_layer_settings` types in ggml-vulkan.cpp with
@@ -705,7 +866,13 @@ fn patch_vulkan_layer_settings(tree: &Path) -> Result<()> {
 // CMake
 
 /// Every GGML_* and LLAMA_* option this build decides, each set explicitly.
-fn cmake_options(f: &Features, arch: &str, os: &str, out_dir: &Path, cuda_no_vmm: bool) -> Vec<(String, String)> {
+fn cmake_options(
+    f: &Features,
+    arch: &str,
+    os: &str,
+    out_dir: &Path,
+    cuda_no_vmm: bool,
+) -> Vec<(String, String)> {
     let on = |b: bool| if b { "ON" } else { "OFF" }.to_string();
     let mut o: Vec<(String, String)> = Vec::new();
     let mut set = |k: &str, v: String| o.push((k.to_string(), v));
@@ -713,16 +880,43 @@ fn cmake_options(f: &Features, arch: &str, os: &str, out_dir: &Path, cuda_no_vmm
     // What is built.
     set("BUILD_SHARED_LIBS", on(f.dynamic));
     for k in [
-        "LLAMA_BUILD_TESTS", "LLAMA_BUILD_EXAMPLES", "LLAMA_BUILD_TOOLS", "LLAMA_BUILD_SERVER",
-        "LLAMA_BUILD_APP", "LLAMA_BUILD_COMMON", "LLAMA_BUILD_MTMD", "LLAMA_BUILD_UI", "LLAMA_BUILD_HTML",
-        "LLAMA_USE_PREBUILT_UI", "LLAMA_OPENSSL", "LLAMA_LLGUIDANCE", "LLAMA_USE_SYSTEM_GGML",
-        "LLAMA_TESTS_INSTALL", "LLAMA_TOOLS_INSTALL", "LLAMA_SUBPROCESS", "LLAMA_BUILD_IS_DEV",
-        "LLAMA_ALL_WARNINGS", "LLAMA_ALL_WARNINGS_3RD_PARTY", "LLAMA_FATAL_WARNINGS",
-        "LLAMA_SANITIZE_THREAD", "LLAMA_SANITIZE_ADDRESS", "LLAMA_SANITIZE_UNDEFINED",
-        "LLAMA_WASM_MEM64", "LLAMA_WASM_SINGLE_FILE",
-        "GGML_BUILD_TESTS", "GGML_BUILD_EXAMPLES", "GGML_ALL_WARNINGS", "GGML_ALL_WARNINGS_3RD_PARTY",
-        "GGML_FATAL_WARNINGS", "GGML_GPROF", "GGML_SANITIZE_THREAD", "GGML_SANITIZE_ADDRESS",
-        "GGML_SANITIZE_UNDEFINED", "GGML_LTO", "GGML_STATIC", "GGML_WASM_SINGLE_FILE",
+        "LLAMA_BUILD_TESTS",
+        "LLAMA_BUILD_EXAMPLES",
+        "LLAMA_BUILD_TOOLS",
+        "LLAMA_BUILD_SERVER",
+        "LLAMA_BUILD_APP",
+        "LLAMA_BUILD_COMMON",
+        "LLAMA_BUILD_MTMD",
+        "LLAMA_BUILD_UI",
+        "LLAMA_BUILD_HTML",
+        "LLAMA_USE_PREBUILT_UI",
+        "LLAMA_OPENSSL",
+        "LLAMA_LLGUIDANCE",
+        "LLAMA_USE_SYSTEM_GGML",
+        "LLAMA_TESTS_INSTALL",
+        "LLAMA_TOOLS_INSTALL",
+        "LLAMA_SUBPROCESS",
+        "LLAMA_BUILD_IS_DEV",
+        "LLAMA_ALL_WARNINGS",
+        "LLAMA_ALL_WARNINGS_3RD_PARTY",
+        "LLAMA_FATAL_WARNINGS",
+        "LLAMA_SANITIZE_THREAD",
+        "LLAMA_SANITIZE_ADDRESS",
+        "LLAMA_SANITIZE_UNDEFINED",
+        "LLAMA_WASM_MEM64",
+        "LLAMA_WASM_SINGLE_FILE",
+        "GGML_BUILD_TESTS",
+        "GGML_BUILD_EXAMPLES",
+        "GGML_ALL_WARNINGS",
+        "GGML_ALL_WARNINGS_3RD_PARTY",
+        "GGML_FATAL_WARNINGS",
+        "GGML_GPROF",
+        "GGML_SANITIZE_THREAD",
+        "GGML_SANITIZE_ADDRESS",
+        "GGML_SANITIZE_UNDEFINED",
+        "GGML_LTO",
+        "GGML_STATIC",
+        "GGML_WASM_SINGLE_FILE",
         // ccache is wired by this script (CMAKE_*_COMPILER_LAUNCHER), not by ggml.
         "GGML_CCACHE",
     ] {
@@ -742,7 +936,10 @@ fn cmake_options(f: &Features, arch: &str, os: &str, out_dir: &Path, cuda_no_vmm
     set("GGML_CPU_ALL_VARIANTS", on(f.dynamic));
     set("GGML_BACKEND_DL", on(f.dynamic));
     if f.dynamic {
-        set("GGML_BACKEND_DIR", out_dir.join("bin").display().to_string());
+        set(
+            "GGML_BACKEND_DIR",
+            out_dir.join("bin").display().to_string(),
+        );
     }
     set("GGML_CPU_REPACK", on(true));
     set("GGML_CPU_HBM", on(false));
@@ -752,20 +949,40 @@ fn cmake_options(f: &Features, arch: &str, os: &str, out_dir: &Path, cuda_no_vmm
     set("GGML_OPENMP_FETCH", on(false));
     set("GGML_SCHED_NO_REALLOC", on(false));
     for (opt, feat) in [
-        ("GGML_SSE42", "sse4.2"), ("GGML_AVX", "avx"), ("GGML_AVX2", "avx2"), ("GGML_FMA", "fma"),
-        ("GGML_F16C", "f16c"), ("GGML_BMI2", "bmi2"), ("GGML_AVX_VNNI", "avxvnni"),
-        ("GGML_AVX512", "avx512f"), ("GGML_AVX512_VBMI", "avx512vbmi"), ("GGML_AVX512_VNNI", "avx512vnni"),
-        ("GGML_AVX512_BF16", "avx512bf16"), ("GGML_AMX_TILE", "amx-tile"), ("GGML_AMX_INT8", "amx-int8"),
+        ("GGML_SSE42", "sse4.2"),
+        ("GGML_AVX", "avx"),
+        ("GGML_AVX2", "avx2"),
+        ("GGML_FMA", "fma"),
+        ("GGML_F16C", "f16c"),
+        ("GGML_BMI2", "bmi2"),
+        ("GGML_AVX_VNNI", "avxvnni"),
+        ("GGML_AVX512", "avx512f"),
+        ("GGML_AVX512_VBMI", "avx512vbmi"),
+        ("GGML_AVX512_VNNI", "avx512vnni"),
+        ("GGML_AVX512_BF16", "avx512bf16"),
+        ("GGML_AMX_TILE", "amx-tile"),
+        ("GGML_AMX_INT8", "amx-int8"),
         ("GGML_AMX_BF16", "amx-bf16"),
     ] {
         set(opt, on(arch == "x86_64" && has(feat)));
     }
     // Other architectures' switches: off unless native detection turns them on by itself.
     for k in [
-        "GGML_LASX", "GGML_LSX", "GGML_RVV", "GGML_RV_ZFH", "GGML_RV_ZVFH", "GGML_RV_ZICBOP",
-        "GGML_RV_ZIHINTPAUSE", "GGML_RV_ZVFBFWMA", "GGML_XTHEADVECTOR", "GGML_VXE",
+        "GGML_LASX",
+        "GGML_LSX",
+        "GGML_RVV",
+        "GGML_RV_ZFH",
+        "GGML_RV_ZVFH",
+        "GGML_RV_ZICBOP",
+        "GGML_RV_ZIHINTPAUSE",
+        "GGML_RV_ZVFBFWMA",
+        "GGML_XTHEADVECTOR",
+        "GGML_VXE",
     ] {
-        set(k, on(native && matches!(arch, "loongarch64" | "riscv64" | "s390x")));
+        set(
+            k,
+            on(native && matches!(arch, "loongarch64" | "riscv64" | "s390x")),
+        );
     }
 
     // BLAS and Apple.
@@ -789,20 +1006,49 @@ fn cmake_options(f: &Features, arch: &str, os: &str, out_dir: &Path, cuda_no_vmm
     set("GGML_METAL_SHADER_DEBUG", on(false));
     set("GGML_VULKAN", on(f.vulkan));
     for k in [
-        "GGML_VULKAN_CHECK_RESULTS", "GGML_VULKAN_DEBUG", "GGML_VULKAN_MEMORY_DEBUG",
-        "GGML_VULKAN_SHADER_DEBUG_INFO", "GGML_VULKAN_VALIDATE", "GGML_VULKAN_RUN_TESTS",
+        "GGML_VULKAN_CHECK_RESULTS",
+        "GGML_VULKAN_DEBUG",
+        "GGML_VULKAN_MEMORY_DEBUG",
+        "GGML_VULKAN_SHADER_DEBUG_INFO",
+        "GGML_VULKAN_VALIDATE",
+        "GGML_VULKAN_RUN_TESTS",
     ] {
         set(k, on(false));
     }
     set("GGML_RPC", on(f.rpc));
     for k in [
-        "GGML_HIP", "GGML_HIP_GRAPHS", "GGML_HIP_NO_VMM", "GGML_HIP_RCCL", "GGML_HIP_MMQ_MFMA",
-        "GGML_HIP_EXPORT_METRICS", "GGML_MUSA", "GGML_MUSA_GRAPHS", "GGML_MUSA_MUDNN_COPY", "GGML_SYCL",
-        "GGML_SYCL_F16", "GGML_SYCL_GRAPH", "GGML_SYCL_DNN", "GGML_SYCL_HOST_MEM_FALLBACK",
-        "GGML_SYCL_SUPPORT_LEVEL_ZERO_API", "GGML_OPENCL", "GGML_OPENCL_PROFILING", "GGML_OPENCL_EMBED_KERNELS",
-        "GGML_OPENCL_USE_ADRENO_KERNELS", "GGML_WEBGPU", "GGML_WEBGPU_DEBUG", "GGML_WEBGPU_CPU_PROFILE",
-        "GGML_WEBGPU_GPU_PROFILE", "GGML_WEBGPU_JSPI", "GGML_ZDNN", "GGML_ZENDNN", "GGML_OPENVINO",
-        "GGML_HEXAGON", "GGML_VIRTGPU", "GGML_VIRTGPU_BACKEND", "GGML_ET", "GGML_ET_SYSEMU",
+        "GGML_HIP",
+        "GGML_HIP_GRAPHS",
+        "GGML_HIP_NO_VMM",
+        "GGML_HIP_RCCL",
+        "GGML_HIP_MMQ_MFMA",
+        "GGML_HIP_EXPORT_METRICS",
+        "GGML_MUSA",
+        "GGML_MUSA_GRAPHS",
+        "GGML_MUSA_MUDNN_COPY",
+        "GGML_SYCL",
+        "GGML_SYCL_F16",
+        "GGML_SYCL_GRAPH",
+        "GGML_SYCL_DNN",
+        "GGML_SYCL_HOST_MEM_FALLBACK",
+        "GGML_SYCL_SUPPORT_LEVEL_ZERO_API",
+        "GGML_OPENCL",
+        "GGML_OPENCL_PROFILING",
+        "GGML_OPENCL_EMBED_KERNELS",
+        "GGML_OPENCL_USE_ADRENO_KERNELS",
+        "GGML_WEBGPU",
+        "GGML_WEBGPU_DEBUG",
+        "GGML_WEBGPU_CPU_PROFILE",
+        "GGML_WEBGPU_GPU_PROFILE",
+        "GGML_WEBGPU_JSPI",
+        "GGML_ZDNN",
+        "GGML_ZENDNN",
+        "GGML_OPENVINO",
+        "GGML_HEXAGON",
+        "GGML_VIRTGPU",
+        "GGML_VIRTGPU_BACKEND",
+        "GGML_ET",
+        "GGML_ET_SYSEMU",
     ] {
         set(k, on(false));
     }
@@ -819,8 +1065,13 @@ fn report_unset_options(src: &Path, options: &[(String, String)]) {
         for line in text.lines() {
             let line = line.trim_start();
             if let Some(rest) = line.strip_prefix("option(") {
-                let name: String = rest.chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_').collect();
-                if (name.starts_with("GGML_") || name.starts_with("LLAMA_")) && !known.contains(name.as_str()) {
+                let name: String = rest
+                    .chars()
+                    .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                    .collect();
+                if (name.starts_with("GGML_") || name.starts_with("LLAMA_"))
+                    && !known.contains(name.as_str())
+                {
                     unset.insert(name);
                 }
             }
@@ -842,14 +1093,27 @@ fn build_with_cmake(cfg: &mut cmake::Config, out_dir: &Path) -> Result<PathBuf> 
         Err(_) => {
             let build = out_dir.join("build");
             let mut details = String::new();
-            for log in ["CMakeFiles/CMakeConfigureLog.yaml", "CMakeFiles/CMakeError.log"] {
+            for log in [
+                "CMakeFiles/CMakeConfigureLog.yaml",
+                "CMakeFiles/CMakeError.log",
+            ] {
                 if let Ok(text) = fs::read_to_string(build.join(log)) {
-                    let _ = writeln!(details, "--- tail of {}:\n{}", build.join(log).display(), tail(&text, 30));
+                    let _ = writeln!(
+                        details,
+                        "--- tail of {}:\n{}",
+                        build.join(log).display(),
+                        tail(&text, 30)
+                    );
                 }
             }
-            let configured = build.join("CMakeCache.txt").is_file() && build.join("Makefile").is_file()
+            let configured = build.join("CMakeCache.txt").is_file()
+                && build.join("Makefile").is_file()
                 || build.join("build.ninja").is_file();
-            let stage = if configured { "compiling llama.cpp" } else { "configuring llama.cpp with CMake" };
+            let stage = if configured {
+                "compiling llama.cpp"
+            } else {
+                "configuring llama.cpp with CMake"
+            };
             fail_with(
                 format!(
                     "{stage} failed (the compiler or CMake error is in the output above; build dir {}): \
@@ -870,17 +1134,33 @@ fn tail(text: &str, lines: usize) -> String {
 // ---------------------------------------------------------------------------------------------
 // Linking
 
-fn emit_link(f: &Features, lib_dir: &Path, os: &str, target_env: &str, cxx: &Cxx, cuda: Option<&Cuda>) -> Result<()> {
+fn emit_link(
+    f: &Features,
+    lib_dir: &Path,
+    os: &str,
+    target_env: &str,
+    cxx: &Cxx,
+    cuda: Option<&Cuda>,
+) -> Result<()> {
     println!("cargo:rustc-link-search=native={}", lib_dir.display());
     let kind = if f.dynamic { "dylib" } else { "static" };
     // Libraries present, in link order: llama, ggml, the backends, ggml-base last.
     let mut names: Vec<String> = fs::read_dir(lib_dir)
-        .or_else(|e| fail(format!("the CMake build installed no libraries in {}: {e}", lib_dir.display())))?
+        .or_else(|e| {
+            fail(format!(
+                "the CMake build installed no libraries in {}: {e}",
+                lib_dir.display()
+            ))
+        })?
         .filter_map(|e| e.ok())
         .filter_map(|e| {
             let n = e.file_name().to_string_lossy().into_owned();
             let stem = n.strip_prefix("lib").unwrap_or(&n);
-            let stem = stem.strip_suffix(".a").or_else(|| stem.strip_suffix(".so")).or_else(|| stem.strip_suffix(".dylib")).or_else(|| stem.strip_suffix(".lib"))?;
+            let stem = stem
+                .strip_suffix(".a")
+                .or_else(|| stem.strip_suffix(".so"))
+                .or_else(|| stem.strip_suffix(".dylib"))
+                .or_else(|| stem.strip_suffix(".lib"))?;
             (stem.starts_with("ggml") || stem == "llama").then(|| stem.to_string())
         })
         .collect::<BTreeSet<_>>()
@@ -894,7 +1174,10 @@ fn emit_link(f: &Features, lib_dir: &Path, os: &str, target_env: &str, cxx: &Cxx
     };
     names.sort_by_key(|n| (rank(n), n.clone()));
     if !names.iter().any(|n| n == "llama") {
-        return fail(format!("the CMake build produced no llama library in {}: run `cargo clean -p llama-sys` and build again", lib_dir.display()));
+        return fail(format!(
+            "the CMake build produced no llama library in {}: run `cargo clean -p llama-sys` and build again",
+            lib_dir.display()
+        ));
     }
     for n in &names {
         println!("cargo:rustc-link-lib={kind}={n}");
@@ -936,13 +1219,31 @@ fn emit_link(f: &Features, lib_dir: &Path, os: &str, target_env: &str, cxx: &Cxx
     }
     if f.vulkan {
         if let Some(sdk) = env_path("VULKAN_SDK") {
-            println!("cargo:rustc-link-search=native={}", sdk.join("lib").display());
+            println!(
+                "cargo:rustc-link-search=native={}",
+                sdk.join("lib").display()
+            );
         }
-        println!("cargo:rustc-link-lib=dylib={}", if target_env == "msvc" { "vulkan-1" } else { "vulkan" });
+        println!(
+            "cargo:rustc-link-lib=dylib={}",
+            if target_env == "msvc" {
+                "vulkan-1"
+            } else {
+                "vulkan"
+            }
+        );
     }
     if let Some(c) = cuda {
         if let Some(root) = &c.root {
-            for sub in ["lib64", "lib", "targets/x86_64-linux/lib", "targets/sbsa-linux/lib", "lib/x64", "lib64/stubs", "lib/stubs"] {
+            for sub in [
+                "lib64",
+                "lib",
+                "targets/x86_64-linux/lib",
+                "targets/sbsa-linux/lib",
+                "lib/x64",
+                "lib64/stubs",
+                "lib/stubs",
+            ] {
                 let d = root.join(sub);
                 if d.is_dir() {
                     println!("cargo:rustc-link-search=native={}", d.display());
@@ -967,9 +1268,13 @@ fn emit_link(f: &Features, lib_dir: &Path, os: &str, target_env: &str, cxx: &Cxx
 fn deprecated_functions(headers: &[PathBuf]) -> BTreeSet<String> {
     let mut names = BTreeSet::new();
     for dir in headers {
-        let Ok(entries) = fs::read_dir(dir) else { continue };
+        let Ok(entries) = fs::read_dir(dir) else {
+            continue;
+        };
         for e in entries.flatten() {
-            let Ok(text) = fs::read_to_string(e.path()) else { continue };
+            let Ok(text) = fs::read_to_string(e.path()) else {
+                continue;
+            };
             for (i, _) in text.match_indices("DEPRECATED(") {
                 // The deprecated declaration runs to the next `;`: take the identifier before its first `(`.
                 let rest = &text[i + "DEPRECATED(".len()..];
@@ -988,7 +1293,10 @@ fn deprecated_functions(headers: &[PathBuf]) -> BTreeSet<String> {
                     .into_iter()
                     .rev()
                     .collect();
-                if ident.starts_with("llama_") || ident.starts_with("ggml_") || ident.starts_with("gguf_") {
+                if ident.starts_with("llama_")
+                    || ident.starts_with("ggml_")
+                    || ident.starts_with("gguf_")
+                {
                     names.insert(ident);
                 }
             }
@@ -1000,7 +1308,9 @@ fn deprecated_functions(headers: &[PathBuf]) -> BTreeSet<String> {
 fn headers_digest(headers: &[PathBuf], f: &Features) -> String {
     let mut h = Sha256::new();
     for dir in headers {
-        let mut files: Vec<PathBuf> = fs::read_dir(dir).map(|r| r.flatten().map(|e| e.path()).collect()).unwrap_or_default();
+        let mut files: Vec<PathBuf> = fs::read_dir(dir)
+            .map(|r| r.flatten().map(|e| e.path()).collect())
+            .unwrap_or_default();
         files.sort();
         for p in files {
             if let Ok(bytes) = fs::read(&p) {
@@ -1013,7 +1323,12 @@ fn headers_digest(headers: &[PathBuf], f: &Features) -> String {
     hex(&h.finalize())
 }
 
-fn write_bindings(manifest_dir: &Path, headers: &[PathBuf], f: &Features, dest: &Path) -> Result<()> {
+fn write_bindings(
+    manifest_dir: &Path,
+    headers: &[PathBuf],
+    f: &Features,
+    dest: &Path,
+) -> Result<()> {
     let digest = headers_digest(headers, f);
     let stamp = format!("// llama-sys bindings; headers-sha256={digest}\n");
     let deprecated = deprecated_functions(headers);
@@ -1028,7 +1343,8 @@ fn write_bindings(manifest_dir: &Path, headers: &[PathBuf], f: &Features, dest: 
                 pre.display()
             ));
         }
-        return fs::write(dest, text).or_else(|e| fail(format!("cannot write {}: {e}", dest.display())));
+        return fs::write(dest, text)
+            .or_else(|e| fail(format!("cannot write {}: {e}", dest.display())));
     }
 
     let mut b = bindgen::Builder::default()
@@ -1055,7 +1371,9 @@ fn write_bindings(manifest_dir: &Path, headers: &[PathBuf], f: &Features, dest: 
         .size_t_is_usize(true)
         .use_core();
     if f.rpc {
-        b = b.clang_arg("-DLLAMA_SYS_RPC").allowlist_function("ggml_backend_rpc_.*");
+        b = b
+            .clang_arg("-DLLAMA_SYS_RPC")
+            .allowlist_function("ggml_backend_rpc_.*");
     }
     for name in &deprecated {
         b = b.blocklist_function(name);
@@ -1064,7 +1382,11 @@ fn write_bindings(manifest_dir: &Path, headers: &[PathBuf], f: &Features, dest: 
     let generated = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| b.generate()));
     let bindings = match generated {
         Ok(Ok(b)) => b,
-        Ok(Err(e)) => return fail(format!("bindgen could not parse the llama.cpp headers: {e}")),
+        Ok(Err(e)) => {
+            return fail(format!(
+                "bindgen could not parse the llama.cpp headers: {e}"
+            ));
+        }
         Err(_) => {
             return fail(
                 "bindgen could not load libclang (see the panic above): install it (Debian/Ubuntu: apt-get install \
@@ -1077,7 +1399,11 @@ fn write_bindings(manifest_dir: &Path, headers: &[PathBuf], f: &Features, dest: 
     let _ = writeln!(
         text,
         "/// Functions that llama.cpp marks deprecated; they are not bound.\npub const DEPRECATED_FUNCTIONS: &[&str] = &[{}];",
-        deprecated.iter().map(|n| format!("{n:?}")).collect::<Vec<_>>().join(", ")
+        deprecated
+            .iter()
+            .map(|n| format!("{n:?}"))
+            .collect::<Vec<_>>()
+            .join(", ")
     );
     text.push_str(&bindings.to_string());
     fs::write(dest, text).or_else(|e| fail(format!("cannot write {}: {e}", dest.display())))

@@ -19,11 +19,22 @@ use llama_sys::build_info;
 /// Which parts of the tile config are stored right before the first `ldtilecfg`:
 /// (colsb stored, rows stored).
 fn stores_before_ldtilecfg(object: &Path) -> (bool, bool) {
-    let out = Command::new("objdump").args(["-d", "--no-show-raw-insn"]).arg(object).output().expect("objdump runs (binutils)");
-    assert!(out.status.success(), "objdump failed on {}", object.display());
+    let out = Command::new("objdump")
+        .args(["-d", "--no-show-raw-insn"])
+        .arg(object)
+        .output()
+        .expect("objdump runs (binutils)");
+    assert!(
+        out.status.success(),
+        "objdump failed on {}",
+        object.display()
+    );
     let text = String::from_utf8_lossy(&out.stdout);
     let lines: Vec<&str> = text.lines().collect();
-    let at = lines.iter().position(|l| l.contains("ldtilecfg")).expect("mmq.cpp compiled for AMX contains ldtilecfg");
+    let at = lines
+        .iter()
+        .position(|l| l.contains("ldtilecfg"))
+        .expect("mmq.cpp compiled for AMX contains ldtilecfg");
     // `ldtilecfg 0xc0(%rsp)`: the config's offset and base register.
     let operand = lines[at].split("ldtilecfg").nth(1).unwrap().trim();
     let (off, reg) = operand.split_once('(').expect("memory operand");
@@ -35,11 +46,18 @@ fn stores_before_ldtilecfg(object: &Path) -> (bool, bool) {
         if l.contains("ret") || l.trim_end().ends_with(':') {
             break;
         }
-        let Some(dest) = l.rsplit(',').next() else { continue };
+        let Some(dest) = l.rsplit(',').next() else {
+            continue;
+        };
         if !dest.ends_with(&reg) || !l.contains("mov") {
             continue;
         }
-        let Ok(o) = i64::from_str_radix(dest.trim_end_matches(&reg).trim().trim_start_matches("0x"), 16) else { continue };
+        let Ok(o) = i64::from_str_radix(
+            dest.trim_end_matches(&reg).trim().trim_start_matches("0x"),
+            16,
+        ) else {
+            continue;
+        };
         match o - base {
             16..=47 => colsb = true,
             48..=63 => rows = true,
@@ -51,25 +69,53 @@ fn stores_before_ldtilecfg(object: &Path) -> (bool, bool) {
 
 fn compile(src: &Path, out: &Path, fix: Option<&Path>) {
     let mut cmd = Command::new(build_info::CXX);
-    cmd.args(["-std=c++17", "-O3", "-march=sapphirerapids", "-DGGML_USE_CPU", "-w", "-c"]);
+    cmd.args([
+        "-std=c++17",
+        "-O3",
+        "-march=sapphirerapids",
+        "-DGGML_USE_CPU",
+        "-w",
+        "-c",
+    ]);
     if let Some(h) = fix {
         cmd.arg("-include").arg(h);
     }
     for inc in ["ggml/include", "ggml/src", "ggml/src/ggml-cpu"] {
         cmd.arg(format!("-I{}", src.join(inc).display()));
     }
-    cmd.arg(src.join("ggml/src/ggml-cpu/amx/mmq.cpp")).arg("-o").arg(out);
-    let status = cmd.status().expect("the C++ compiler that built llama.cpp runs");
+    cmd.arg(src.join("ggml/src/ggml-cpu/amx/mmq.cpp"))
+        .arg("-o")
+        .arg(out);
+    let status = cmd
+        .status()
+        .expect("the C++ compiler that built llama.cpp runs");
     assert!(status.success(), "compiling mmq.cpp for AMX failed");
 }
 
 #[test]
 fn amx_tile_config_is_stored_before_ldtilecfg() {
-    let version = Command::new(build_info::CXX).arg("--version").output().expect("C++ compiler runs");
-    let version = String::from_utf8_lossy(&version.stdout).lines().next().unwrap_or("").to_string();
-    assert_eq!(build_info::AMX_FIX, if version.contains("clang") { "off" } else { "on" }, "the fix is applied exactly for GCC");
+    let version = Command::new(build_info::CXX)
+        .arg("--version")
+        .output()
+        .expect("C++ compiler runs");
+    let version = String::from_utf8_lossy(&version.stdout)
+        .lines()
+        .next()
+        .unwrap_or("")
+        .to_string();
+    assert_eq!(
+        build_info::AMX_FIX,
+        if version.contains("clang") {
+            "off"
+        } else {
+            "on"
+        },
+        "the fix is applied exactly for GCC"
+    );
     if version.contains("clang") {
-        eprintln!("{version}: clang models ldtilecfg's operand correctly; the fix header is not used");
+        eprintln!(
+            "{version}: clang models ldtilecfg's operand correctly; the fix header is not used"
+        );
         return;
     }
     let src = PathBuf::from(build_info::SOURCE_DIR);
@@ -86,6 +132,11 @@ fn amx_tile_config_is_stored_before_ldtilecfg() {
     let (stock_colsb, stock_rows) = stores_before_ldtilecfg(&stock);
     let _ = std::fs::remove_dir_all(&dir);
 
-    eprintln!("{version}\nstock build: colsb stored {stock_colsb}, rows stored {stock_rows}\nwith fix:    colsb stored {colsb}, rows stored {rows}");
-    assert!(colsb && rows, "with amx-tilecfg-fix.h the tile configuration must be fully stored before ldtilecfg");
+    eprintln!(
+        "{version}\nstock build: colsb stored {stock_colsb}, rows stored {stock_rows}\nwith fix:    colsb stored {colsb}, rows stored {rows}"
+    );
+    assert!(
+        colsb && rows,
+        "with amx-tilecfg-fix.h the tile configuration must be fully stored before ldtilecfg"
+    );
 }

@@ -8,15 +8,27 @@ const BINDINGS: &str = include_str!(concat!(env!("OUT_DIR"), "/bindings.rs"));
 #[test]
 fn deprecated_functions_are_not_bound() {
     assert!(
-        DEPRECATED_FUNCTIONS.contains(&"llama_token_is_eog") && DEPRECATED_FUNCTIONS.contains(&"llama_load_model_from_file"),
+        DEPRECATED_FUNCTIONS.contains(&"llama_token_is_eog")
+            && DEPRECATED_FUNCTIONS.contains(&"llama_load_model_from_file"),
         "the deprecation scan found {DEPRECATED_FUNCTIONS:?}"
     );
     for name in DEPRECATED_FUNCTIONS {
-        assert!(!BINDINGS.contains(&format!("pub fn {name}(")), "deprecated {name} is bound");
+        assert!(
+            !BINDINGS.contains(&format!("pub fn {name}(")),
+            "deprecated {name} is bound"
+        );
     }
     // Their replacements are bound.
-    for name in ["llama_vocab_is_eog", "llama_model_load_from_file", "llama_init_from_model", "llama_model_free"] {
-        assert!(BINDINGS.contains(&format!("pub fn {name}(")), "{name} is missing");
+    for name in [
+        "llama_vocab_is_eog",
+        "llama_model_load_from_file",
+        "llama_init_from_model",
+        "llama_model_free",
+    ] {
+        assert!(
+            BINDINGS.contains(&format!("pub fn {name}(")),
+            "{name} is missing"
+        );
     }
 }
 
@@ -26,17 +38,28 @@ fn enums_are_integer_constants() {
     let t: llama_vocab_type = LLAMA_VOCAB_TYPE_BPE;
     let raw: u32 = t;
     assert_eq!(raw, LLAMA_VOCAB_TYPE_BPE);
-    assert!(!BINDINGS.contains("pub enum "), "a C enum became a Rust enum");
+    assert!(
+        !BINDINGS.contains("pub enum "),
+        "a C enum became a Rust enum"
+    );
 }
 
 #[test]
 fn build_info_is_consistent() {
-    assert!(build_info::LLAMA_CPP_PIN.starts_with("llama-cpp-sys-2 ") || build_info::LLAMA_CPP_PIN.starts_with("local "));
+    assert!(
+        build_info::LLAMA_CPP_PIN.starts_with("llama-cpp-sys-2 ")
+            || build_info::LLAMA_CPP_PIN.starts_with("local ")
+    );
     assert!(build_info::has_backend("cpu"));
     assert_eq!(build_info::has_backend("vulkan"), cfg!(feature = "vulkan"));
     assert_eq!(build_info::has_backend("cuda"), cfg!(feature = "cuda"));
-    assert_eq!(build_info::BACKENDS_DIR.is_some(), cfg!(feature = "dynamic-backends"));
+    assert_eq!(
+        build_info::BACKENDS_DIR.is_some(),
+        cfg!(feature = "dynamic-backends")
+    );
     // SAFETY: llama_print_system_info returns a static NUL-terminated string.
-    let info = unsafe { std::ffi::CStr::from_ptr(llama_print_system_info()) }.to_string_lossy().into_owned();
+    let info = unsafe { std::ffi::CStr::from_ptr(llama_print_system_info()) }
+        .to_string_lossy()
+        .into_owned();
     assert!(info.contains("CPU"), "system info: {info}");
 }
