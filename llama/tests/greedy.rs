@@ -55,10 +55,12 @@ fn check(model: &Model, key: &str) {
 
 #[test]
 fn smollm2_matches_upstream() {
+    let _serial = common::serial();
     check(common::smollm2(), "SmolLM2-135M-Instruct.Q4_1");
 }
 
 #[test]
 fn gemma3_matches_upstream() {
+    let _serial = common::serial();
     check(common::gemma3(), "gemma-3-270m-q4_k_m");
 }

@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::OnceLock;
+use std::sync::{Mutex, MutexGuard, OnceLock};
 
 use llama::{Model, ModelParams};
 
@@ -42,6 +42,13 @@ pub fn model_path((name, file): (&str, &str)) -> PathBuf {
         );
     }
     path
+}
+
+/// Tests that run a model take this lock: ggml's worker threads spin while they wait, so two
+/// models computing at once on a small machine slow each other down many times over.
+pub fn serial() -> MutexGuard<'static, ()> {
+    static LOCK: Mutex<()> = Mutex::new(());
+    LOCK.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 pub fn smollm2() -> &'static Model {
