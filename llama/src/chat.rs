@@ -17,7 +17,7 @@ use crate::model::Model;
 
 /// Instructions a template may execute (minijinja fuel): far more than any real chat template
 /// needs for a long conversation, far less than a runaway loop.
-const FUEL: u64 = 50_000_000;
+const FUEL: u64 = 10_000_000;
 /// Largest rendered prompt accepted.
 const MAX_OUTPUT: usize = 64 << 20;
 /// Deepest template recursion (macros calling themselves).

@@ -6,15 +6,29 @@ mod common;
 use std::time::{Duration, Instant};
 
 use llama::{
-    Batch, Context, ContextParams, DecodeError, FinishReason, GenerateOptions, Grammar, Model, Pooling, Sampler, SamplerError,
-    SamplerParams, Token,
+    Batch, Context, ContextParams, DecodeError, FinishReason, GenerateOptions, Grammar, Model,
+    Pooling, Sampler, SamplerError, SamplerParams, Token,
 };
 
 fn ctx(model: &Model, n_ctx: u32) -> Context {
-    Context::new(model, ContextParams { n_ctx, n_threads: 2, n_threads_batch: 2, ..ContextParams::default() }).unwrap()
+    Context::new(
+        model,
+        ContextParams {
+            n_ctx,
+            n_threads: 2,
+            n_threads_batch: 2,
+            ..ContextParams::default()
+        },
+    )
+    .unwrap()
 }
 
-fn run(model: &Model, prompt: &str, params: &SamplerParams, opts: GenerateOptions) -> (Vec<String>, Vec<Token>, Option<FinishReason>) {
+fn run(
+    model: &Model,
+    prompt: &str,
+    params: &SamplerParams,
+    opts: GenerateOptions,
+) -> (Vec<String>, Vec<Token>, Option<FinishReason>) {
     let mut c = ctx(model, 2048);
     let mut s = Sampler::new(model, params).unwrap();
     let tokens = model.vocab().tokenize(prompt, true, true).unwrap();
@@ -29,12 +43,26 @@ fn multibyte_text_streams_without_replacement_characters() {
     let model = common::smollm2();
     // Generated output: a prompt that makes the model continue in CJK and emoji.
     let prompt = "<|im_start|>user\nTranslate to Chinese: I love my cat.<|im_end|>\n<|im_start|>assistant\n我爱我的猫。🐱\n\n<|im_end|>\n<|im_start|>user\nAnd: The weather is nice today.<|im_end|>\n<|im_start|>assistant\n";
-    let (pieces, tokens, _) = run(model, prompt, &SamplerParams::greedy(), GenerateOptions { max_tokens: Some(24), ..Default::default() });
+    let (pieces, tokens, _) = run(
+        model,
+        prompt,
+        &SamplerParams::greedy(),
+        GenerateOptions {
+            max_tokens: Some(24),
+            ..Default::default()
+        },
+    );
     let text: String = pieces.concat();
     eprintln!("generated {text:?}");
-    assert!(text.chars().any(|c| !c.is_ascii()), "the model produced no multibyte text, so the check is void: {text:?}");
+    assert!(
+        text.chars().any(|c| !c.is_ascii()),
+        "the model produced no multibyte text, so the check is void: {text:?}"
+    );
     for p in &pieces {
-        assert!(!p.contains('\u{FFFD}'), "a piece contains U+FFFD: {p:?} (all: {pieces:?})");
+        assert!(
+            !p.contains('\u{FFFD}'),
+            "a piece contains U+FFFD: {p:?} (all: {pieces:?})"
+        );
     }
     // The streamed pieces are exactly the detokenized output.
     let vocab = model.vocab();
@@ -68,11 +96,26 @@ fn tokenize_detokenize_round_trips_multilingual_text() {
 fn stop_strings_and_max_tokens() {
     let _serial = common::serial();
     let model = common::smollm2();
-    let (pieces, _, reason) =
-        run(model, "The capital of France is", &SamplerParams::greedy(), GenerateOptions { stop: vec!["\n\n".into()], ..Default::default() });
+    let (pieces, _, reason) = run(
+        model,
+        "The capital of France is",
+        &SamplerParams::greedy(),
+        GenerateOptions {
+            stop: vec!["\n\n".into()],
+            ..Default::default()
+        },
+    );
     assert_eq!(pieces.concat(), " Paris.");
     assert_eq!(reason, Some(FinishReason::Stop));
-    let (_, tokens, reason) = run(model, "The capital of France is", &SamplerParams::greedy(), GenerateOptions { max_tokens: Some(3), ..Default::default() });
+    let (_, tokens, reason) = run(
+        model,
+        "The capital of France is",
+        &SamplerParams::greedy(),
+        GenerateOptions {
+            max_tokens: Some(3),
+            ..Default::default()
+        },
+    );
     assert_eq!((tokens.len(), reason), (3, Some(FinishReason::Length)));
 }
 
@@ -81,7 +124,10 @@ fn seeded_sampling_is_deterministic() {
     let _serial = common::serial();
     let model = common::smollm2();
     let params = SamplerParams::default().temperature(0.9).seed(1234);
-    let opts = GenerateOptions { max_tokens: Some(24), ..Default::default() };
+    let opts = GenerateOptions {
+        max_tokens: Some(24),
+        ..Default::default()
+    };
     let a = run(model, "Once upon a time", &params, opts.clone()).1;
     let b = run(model, "Once upon a time", &params, opts.clone()).1;
     let c = run(model, "Once upon a time", &params.clone().seed(99), opts).1;
@@ -106,17 +152,38 @@ fn json_grammar_output_parses() {
     // A bounded schema-like grammar always completes, then only EOS is allowed.
     let person = r#"root ::= "{\"name\": \"" [A-Za-z ]{1,24} "\", \"age\": " [1-9] [0-9]? "}""#;
     let prompt = "<|im_start|>user\nDescribe a person as JSON.<|im_end|>\n<|im_start|>assistant\n";
-    let (pieces, _, reason) =
-        run(model, prompt, &SamplerParams::default().seed(7).grammar(Grammar::new(person)), GenerateOptions { max_tokens: Some(64), ..Default::default() });
+    let (pieces, _, reason) = run(
+        model,
+        prompt,
+        &SamplerParams::default()
+            .seed(7)
+            .grammar(Grammar::new(person)),
+        GenerateOptions {
+            max_tokens: Some(64),
+            ..Default::default()
+        },
+    );
     let text = pieces.concat();
-    let v: serde_json::Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text:?}"));
+    let v: serde_json::Value =
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text:?}"));
     assert!(v["name"].is_string() && v["age"].is_u64(), "{v}");
     assert_eq!(reason, Some(FinishReason::Stop));
     // The general JSON grammar: whatever the model writes is JSON once it stops.
-    let (pieces, _, reason) =
-        run(model, prompt, &SamplerParams::greedy().grammar(Grammar::new(JSON_GBNF)), GenerateOptions { max_tokens: Some(400), ..Default::default() });
+    let (pieces, _, reason) = run(
+        model,
+        prompt,
+        &SamplerParams::greedy().grammar(Grammar::new(JSON_GBNF)),
+        GenerateOptions {
+            max_tokens: Some(400),
+            ..Default::default()
+        },
+    );
     let text = pieces.concat();
-    assert_eq!(reason, Some(FinishReason::Stop), "the JSON did not finish in 400 tokens: {text:?}");
+    assert_eq!(
+        reason,
+        Some(FinishReason::Stop),
+        "the JSON did not finish in 400 tokens: {text:?}"
+    );
     serde_json::from_str::<serde_json::Value>(&text).unwrap_or_else(|e| panic!("{e}: {text:?}"));
 }
 
@@ -124,12 +191,27 @@ fn json_grammar_output_parses() {
 fn invalid_grammars_are_errors() {
     let _serial = common::serial();
     let model = common::smollm2();
-    for bad in ["root ::= (", "root ::= undefined_rule", "not a grammar", &format!("root ::= {}\"a\"{}", "(".repeat(300), ")".repeat(300))] {
-        let e = Sampler::new(model, &SamplerParams::greedy().grammar(Grammar::new(bad))).unwrap_err();
-        assert!(matches!(e, SamplerError::InvalidGrammar(_)), "{bad:?}: {e:?}");
+    for bad in [
+        "root ::= (",
+        "root ::= undefined_rule",
+        "not a grammar",
+        &format!("root ::= {}\"a\"{}", "(".repeat(300), ")".repeat(300)),
+    ] {
+        let e =
+            Sampler::new(model, &SamplerParams::greedy().grammar(Grammar::new(bad))).unwrap_err();
+        assert!(
+            matches!(e, SamplerError::InvalidGrammar(_)),
+            "{bad:?}: {e:?}"
+        );
     }
-    assert!(matches!(Sampler::new(model, &SamplerParams::default().temperature(f32::NAN)), Err(SamplerError::InvalidParam(_))));
-    assert!(matches!(Sampler::new(model, &SamplerParams::default().top_p(1.5)), Err(SamplerError::InvalidParam(_))));
+    assert!(matches!(
+        Sampler::new(model, &SamplerParams::default().temperature(f32::NAN)),
+        Err(SamplerError::InvalidParam(_))
+    ));
+    assert!(matches!(
+        Sampler::new(model, &SamplerParams::default().top_p(1.5)),
+        Err(SamplerError::InvalidParam(_))
+    ));
 }
 
 #[test]
@@ -137,26 +219,46 @@ fn reusing_a_kv_prefix_matches_recomputing() {
     let _serial = common::serial();
     let model = common::smollm2();
     let vocab = model.vocab();
-    let prefix = vocab.tokenize("The history of the Roman Empire begins with", true, false).unwrap();
-    let first = vocab.tokenize(" the founding of Rome. Then", false, false).unwrap();
-    let second = vocab.tokenize(" the Punic Wars, when", false, false).unwrap();
-    let opts = GenerateOptions { max_tokens: Some(16), ..Default::default() };
+    let prefix = vocab
+        .tokenize("The history of the Roman Empire begins with", true, false)
+        .unwrap();
+    let first = vocab
+        .tokenize(" the founding of Rome. Then", false, false)
+        .unwrap();
+    let second = vocab
+        .tokenize(" the Punic Wars, when", false, false)
+        .unwrap();
+    let opts = GenerateOptions {
+        max_tokens: Some(16),
+        ..Default::default()
+    };
 
     // Fresh: prefix + second in one go.
     let mut fresh = ctx(model, 1024);
     let mut s = Sampler::new(model, &SamplerParams::greedy()).unwrap();
     let full: Vec<Token> = prefix.iter().chain(&second).copied().collect();
-    let want = fresh.generate(&mut s, &full, opts.clone()).unwrap().collect_text().unwrap();
+    let want = fresh
+        .generate(&mut s, &full, opts.clone())
+        .unwrap()
+        .collect_text()
+        .unwrap();
 
     // Reuse: prefix + first, generate, then drop everything after the prefix and continue.
     let mut c = ctx(model, 1024);
     let mut s = Sampler::new(model, &SamplerParams::greedy()).unwrap();
     let pf: Vec<Token> = prefix.iter().chain(&first).copied().collect();
-    c.generate(&mut s, &pf, opts.clone()).unwrap().collect_text().unwrap();
+    c.generate(&mut s, &pf, opts.clone())
+        .unwrap()
+        .collect_text()
+        .unwrap();
     assert!(c.memory_seq_rm(0, prefix.len() as i32, -1));
     assert_eq!(c.memory_seq_pos_max(0), prefix.len() as i32 - 1);
     let mut s = Sampler::new(model, &SamplerParams::greedy()).unwrap();
-    let got = c.generate(&mut s, &second, opts).unwrap().collect_text().unwrap();
+    let got = c
+        .generate(&mut s, &second, opts)
+        .unwrap()
+        .collect_text()
+        .unwrap();
     assert_eq!(got, want);
 }
 
@@ -164,10 +266,19 @@ fn reusing_a_kv_prefix_matches_recomputing() {
 fn batched(model: &Model, prompts: &[Vec<Token>], n: usize) -> Vec<Vec<Token>> {
     let mut c = Context::new(
         model,
-        ContextParams { n_ctx: 512 * prompts.len() as u32, n_seq_max: prompts.len() as u32, n_threads: 2, n_threads_batch: 2, ..ContextParams::default() },
+        ContextParams {
+            n_ctx: 512 * prompts.len() as u32,
+            n_seq_max: prompts.len() as u32,
+            n_threads: 2,
+            n_threads_batch: 2,
+            ..ContextParams::default()
+        },
     )
     .unwrap();
-    let mut samplers: Vec<Sampler> = prompts.iter().map(|_| Sampler::new(model, &SamplerParams::greedy()).unwrap()).collect();
+    let mut samplers: Vec<Sampler> = prompts
+        .iter()
+        .map(|_| Sampler::new(model, &SamplerParams::greedy()).unwrap())
+        .collect();
     let mut batch = Batch::new(prompts.iter().map(Vec::len).sum());
     let mut last = vec![0usize; prompts.len()];
     for (s, p) in prompts.iter().enumerate() {
@@ -175,7 +286,9 @@ fn batched(model: &Model, prompts: &[Vec<Token>], n: usize) -> Vec<Vec<Token>> {
             if i + 1 == p.len() {
                 last[s] = batch.len();
             }
-            batch.add(t, i as i32, &[s as i32], i + 1 == p.len()).unwrap();
+            batch
+                .add(t, i as i32, &[s as i32], i + 1 == p.len())
+                .unwrap();
         }
     }
     c.decode(&batch).unwrap();
@@ -186,7 +299,8 @@ fn batched(model: &Model, prompts: &[Vec<Token>], n: usize) -> Vec<Vec<Token>> {
             let t = samplers[s].sample(&c, last[s] as i32).unwrap();
             out[s].push(t);
             last[s] = next.len();
-            next.add(t, (prompts[s].len() + step) as i32, &[s as i32], true).unwrap();
+            next.add(t, (prompts[s].len() + step) as i32, &[s as i32], true)
+                .unwrap();
         }
         c.decode(&next).unwrap();
     }
@@ -198,14 +312,22 @@ fn batched_sequences_match_separate_runs() {
     let _serial = common::serial();
     let model = common::smollm2();
     let vocab = model.vocab();
-    let prompts: Vec<Vec<Token>> = ["The capital of France is", "Water boils at", "My favourite colour is", "In 1492, Columbus"]
-        .iter()
-        .map(|p| vocab.tokenize(p, true, false).unwrap())
-        .collect();
+    let prompts: Vec<Vec<Token>> = [
+        "The capital of France is",
+        "Water boils at",
+        "My favourite colour is",
+        "In 1492, Columbus",
+    ]
+    .iter()
+    .map(|p| vocab.tokenize(p, true, false).unwrap())
+    .collect();
     let together = batched(model, &prompts, 16);
     for (i, p) in prompts.iter().enumerate() {
         let alone = batched(model, std::slice::from_ref(p), 16);
-        assert_eq!(together[i], alone[0], "sequence {i} differs when batched with others");
+        assert_eq!(
+            together[i], alone[0],
+            "sequence {i} differs when batched with others"
+        );
     }
 }
 
@@ -215,14 +337,27 @@ fn cancelling_a_long_prefill_returns_within_one_ubatch() {
     let model = common::smollm2();
     let vocab = model.vocab();
     let text = "The quick brown fox jumps over the lazy dog. ".repeat(400);
-    let tokens: Vec<Token> = vocab.tokenize(&text, true, false).unwrap().into_iter().take(2048).collect();
+    let tokens: Vec<Token> = vocab
+        .tokenize(&text, true, false)
+        .unwrap()
+        .into_iter()
+        .take(2048)
+        .collect();
     assert_eq!(tokens.len(), 2048);
-    let params = ContextParams { n_ctx: 4096, n_batch: 2048, n_ubatch: 256, n_threads: 2, n_threads_batch: 2, ..ContextParams::default() };
+    let params = ContextParams {
+        n_ctx: 4096,
+        n_batch: 2048,
+        n_ubatch: 256,
+        n_threads: 2,
+        n_threads_batch: 2,
+        ..ContextParams::default()
+    };
 
     // One ubatch, timed.
     let mut c = Context::new(model, params.clone()).unwrap();
     let t0 = Instant::now();
-    c.decode(&Batch::from_tokens(&tokens[..256], 0, 0).unwrap()).unwrap();
+    c.decode(&Batch::from_tokens(&tokens[..256], 0, 0).unwrap())
+        .unwrap();
     let ubatch = t0.elapsed();
 
     // The whole prefill, cancelled shortly after it starts.
@@ -244,10 +379,14 @@ fn cancelling_a_long_prefill_returns_within_one_ubatch() {
         cancelled_at - t0
     );
     assert_eq!(r, Err(DecodeError::Aborted));
-    assert!(latency <= ubatch + Duration::from_millis(50), "cancel took {latency:?}, one ubatch takes {ubatch:?}");
+    assert!(
+        latency <= ubatch + Duration::from_millis(50),
+        "cancel took {latency:?}, one ubatch takes {ubatch:?}"
+    );
     // The memory is as before the call, and the context works again.
     assert_eq!(c.memory_seq_pos_max(0), -1);
-    c.decode(&Batch::from_tokens(&tokens[..8], 0, 0).unwrap()).unwrap();
+    c.decode(&Batch::from_tokens(&tokens[..8], 0, 0).unwrap())
+        .unwrap();
 }
 
 #[test]
@@ -256,7 +395,14 @@ fn embeddings_cosine() {
     let model = common::smollm2();
     let mut c = Context::new(
         model,
-        ContextParams { n_ctx: 512, embeddings: true, pooling: Pooling::Mean, n_threads: 2, n_threads_batch: 2, ..ContextParams::default() },
+        ContextParams {
+            n_ctx: 512,
+            embeddings: true,
+            pooling: Pooling::Mean,
+            n_threads: 2,
+            n_threads_batch: 2,
+            ..ContextParams::default()
+        },
     )
     .unwrap();
     let vocab = model.vocab();
