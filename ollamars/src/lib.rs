@@ -13,3 +13,5 @@ pub mod version {
         )
     }
 }
+
+pub mod name;
