@@ -14,4 +14,5 @@ pub mod version {
     }
 }
 
+pub mod gguf;
 pub mod name;
