@@ -15,4 +15,5 @@ pub mod version {
 }
 
 pub mod gguf;
+pub mod modelfile;
 pub mod name;
