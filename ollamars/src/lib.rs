@@ -17,3 +17,4 @@ pub mod version {
 pub mod gguf;
 pub mod modelfile;
 pub mod name;
+pub mod store;
