@@ -658,3 +658,61 @@ fn real_gemma3() {
     assert_eq!(g.capabilities(None, false), vec![Capability::Completion]);
     assert_eq!(g.model_info(false)["general.architecture"], "gemma3");
 }
+
+/// A deterministic, stable-toolchain stand-in for the fuzz target: thousands of mutations of a
+/// valid file (byte flips, extreme integers written over fields, cuts) must each give `Ok` or
+/// `Err`, never a panic, and anything accepted must still satisfy the bounds invariants.
+#[test]
+fn mutated_files_never_panic() {
+    let base = sample().to_bytes();
+    let mut state = 0x2545_F491_4F6C_DD1Du64;
+    let mut next = || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    let extremes: [u64; 8] = [
+        0,
+        1,
+        3,
+        0x7fff_ffff,
+        0xffff_ffff,
+        1 << 40,
+        i64::MAX as u64,
+        u64::MAX,
+    ];
+    let (mut ok, mut err) = (0, 0);
+    for _ in 0..20_000 {
+        let mut b = base.clone();
+        for _ in 0..1 + next() % 4 {
+            let at = (next() % b.len() as u64) as usize;
+            match next() % 4 {
+                0 => b[at] ^= 1 << (next() % 8),
+                1 => {
+                    let v = extremes[(next() % 8) as usize].to_le_bytes();
+                    let w = if next() % 2 == 0 { 8 } else { 4 };
+                    let end = (at + w).min(b.len());
+                    b[at..end].copy_from_slice(&v[..end - at]);
+                }
+                2 => b.truncate(at),
+                _ => b[at] = next() as u8,
+            }
+            if b.is_empty() {
+                break;
+            }
+        }
+        match Gguf::from_bytes(&b) {
+            Ok(g) => {
+                ok += 1;
+                for t in g.tensors() {
+                    assert!(g.data_offset() + t.offset + t.size <= b.len() as u64);
+                }
+                let _ = (g.model_info(true), g.details(), g.capabilities(None, false));
+            }
+            Err(_) => err += 1,
+        }
+    }
+    // Both outcomes occur, so the mutations reach past the first check.
+    assert!(ok > 100 && err > 100, "ok {ok}, err {err}");
+}
