@@ -14,7 +14,7 @@ mod params;
 mod render;
 
 pub use params::{ParamKind, ParamValue, param_kind};
-pub use render::{quote, representable};
+pub use render::{quote, representable, show_parameters};
 
 use std::collections::BTreeMap;
 

@@ -87,3 +87,88 @@ impl Modelfile {
         out
     }
 }
+
+/// A string in Go's `%#v` form: double-quoted, with `\\`, `\"`, the C escapes and `\xNN` /
+/// `\uNNNN` for other control characters; printable Unicode is kept.
+fn go_quote(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            '\u{7}' => out.push_str("\\a"),
+            '\u{8}' => out.push_str("\\b"),
+            '\u{c}' => out.push_str("\\f"),
+            '\u{b}' => out.push_str("\\v"),
+            c if (c as u32) < 0x20 || c as u32 == 0x7f => {
+                let _ = write!(out, "\\x{:02x}", c as u32);
+            }
+            c if c.is_control() => {
+                let _ = write!(out, "\\u{:04x}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// A float64 in Go's `%v` form: the shortest decimal, switching to `d.ddde±XX` when the
+/// decimal exponent is below -4 or at least 6 (so 4096 stays `4096` but 1000000 is `1e+06`).
+fn go_float(f: f64) -> String {
+    if f == 0.0 || !f.is_finite() {
+        return if f.is_nan() {
+            "NaN".into()
+        } else if f.is_infinite() {
+            if f > 0.0 {
+                "+Inf".into()
+            } else {
+                "-Inf".into()
+            }
+        } else {
+            "0".into()
+        };
+    }
+    let sci = format!("{f:e}");
+    let (mantissa, exp) = sci.split_once('e').unwrap_or((&sci, "0"));
+    let exp: i32 = exp.parse().unwrap_or(0);
+    if (-4..6).contains(&exp) {
+        f.to_string()
+    } else {
+        let sign = if exp < 0 { '-' } else { '+' };
+        format!("{mantissa}e{sign}{:02}", exp.abs())
+    }
+}
+
+fn go_value(v: &serde_json::Value) -> String {
+    match v {
+        serde_json::Value::String(s) => go_quote(s),
+        serde_json::Value::Number(n) => go_float(n.as_f64().unwrap_or(0.0)),
+        serde_json::Value::Bool(b) => b.to_string(),
+        serde_json::Value::Null => "<nil>".into(),
+        other => other.to_string(),
+    }
+}
+
+/// The `parameters` text of `/api/show`, from a params layer object: one line per value (a
+/// list such as `stop` gives one line per item), the name left-justified to 30 columns, a
+/// space, then the value as Go's `%#v` prints the JSON-decoded value. Lines are sorted by name
+/// (Ollama's order is Go map order, which is random).
+pub fn show_parameters(params: &serde_json::Map<String, serde_json::Value>) -> String {
+    let mut lines = Vec::new();
+    for (k, v) in params {
+        match v {
+            serde_json::Value::Array(items) => {
+                for item in items {
+                    lines.push(format!("{k:<30} {}", go_value(item)));
+                }
+            }
+            v => lines.push(format!("{k:<30} {}", go_value(v))),
+        }
+    }
+    lines.join("\n")
+}

@@ -443,3 +443,30 @@ fn round_trip_of_parsed_examples() {
     assert!(!representable("x\u{7}"));
     assert!(representable("a\n\"\"\"b"));
 }
+
+#[test]
+fn show_parameters_text_like_ollama() {
+    let params: serde_json::Map<String, serde_json::Value> = serde_json::from_str(
+        r#"{"stop":["<|im_start|>","say \"hi\"\n\u0001"],"temperature":0.7,"num_ctx":4096,"seed":1000000,"min_p":0.00001,"top_p":0.0001,"use_mmap":false,"x":1234567.5}"#,
+    )
+    .unwrap();
+    let want = [
+        "min_p                          1e-05",
+        "num_ctx                        4096",
+        "seed                           1e+06",
+        "stop                           \"<|im_start|>\"",
+        "stop                           \"say \\\"hi\\\"\\n\\x01\"",
+        "temperature                    0.7",
+        "top_p                          0.0001",
+        "use_mmap                       false",
+        "x                              1.2345675e+06",
+    ]
+    .join("\n");
+    assert_eq!(show_parameters(&params), want);
+    // A parsed Modelfile's parameters render the same way.
+    let m = parse("FROM a\nPARAMETER stop x\nPARAMETER num_predict -1\n");
+    assert_eq!(
+        show_parameters(&m.parameters_json()),
+        "num_predict                    -1\nstop                           \"x\""
+    );
+}
