@@ -25,6 +25,8 @@ use std::path::Path;
 pub const MAGIC: [u8; 4] = *b"GGUF";
 /// Longest accepted metadata string, in bytes.
 pub const MAX_STRING_LEN: u64 = 16 << 20;
+/// Longest accepted vocabulary entry (`tokenizer.ggml.tokens` item), in bytes.
+pub const MAX_TOKEN_LEN: usize = 64 << 10;
 /// Most elements accepted in one metadata array.
 pub const MAX_ARRAY_LEN: u64 = 16 << 20;
 /// Deepest accepted nesting of arrays inside arrays.

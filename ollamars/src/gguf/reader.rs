@@ -4,7 +4,7 @@
 use super::{
     Array, DEFAULT_ALIGNMENT, GgmlType, Gguf, GgufError, MAGIC, MAX_ALIGNMENT, MAX_ARRAY_DEPTH,
     MAX_ARRAY_LEN, MAX_DIMS, MAX_HEADER_BYTES, MAX_KV_COUNT, MAX_STRING_LEN, MAX_TENSOR_COUNT,
-    TensorInfo, Value,
+    MAX_TOKEN_LEN, TensorInfo, Value,
 };
 use std::collections::HashSet;
 use std::io::{BufReader, Read};
@@ -400,7 +400,15 @@ fn validate_known_keys(kv: &[(String, Value)]) -> Result<(), GgufError> {
 
     let n_vocab = match get("tokenizer.ggml.tokens") {
         None => None,
-        Some(Value::Array(Array::String(t))) => Some(t.len()),
+        Some(Value::Array(Array::String(t))) => {
+            if let Some(long) = t.iter().position(|tok| tok.len() > MAX_TOKEN_LEN) {
+                return Err(bad_key(
+                    "tokenizer.ggml.tokens",
+                    format!("token {long} is longer than {MAX_TOKEN_LEN} bytes"),
+                ));
+            }
+            Some(t.len())
+        }
         Some(_) => {
             return Err(bad_key(
                 "tokenizer.ggml.tokens",

@@ -331,6 +331,16 @@ fn hostile_vocab() {
         ("tokenizer.ggml.eos_token_id", Value::I32(-1)),
         ("tokenizer.ggml.merges", Value::Array(Array::U32(vec![1]))),
     ];
+    let huge_token = GgufWriter::new()
+        .kv(
+            "tokenizer.ggml.tokens",
+            Value::Array(Array::String(vec![
+                "a".into(),
+                "b".repeat(MAX_TOKEN_LEN + 1),
+            ])),
+        )
+        .to_bytes();
+    assert!(matches!(err_of(&huge_token), GgufError::BadKey { .. }));
     for (k, v) in cases {
         let b = base().kv(k, v.clone()).to_bytes();
         assert!(
