@@ -314,6 +314,14 @@ impl Gguf {
         reader::read(r, file_len)
     }
 
+    /// Reads and validates a GGUF from a seekable reader, taking the file length from the
+    /// stream's end. The reader may be positioned anywhere; the GGUF starts at offset 0.
+    pub fn from_seekable<R: std::io::Read + std::io::Seek>(mut r: R) -> Result<Gguf, GgufError> {
+        let len = r.seek(std::io::SeekFrom::End(0))?;
+        r.rewind()?;
+        Gguf::read(r, len)
+    }
+
     /// Opens and validates the GGUF at `path`.
     pub fn open(path: &Path) -> Result<Gguf, GgufError> {
         let f = std::fs::File::open(path)?;

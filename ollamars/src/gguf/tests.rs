@@ -161,6 +161,17 @@ fn reads_from_a_file_and_a_seekable_reader() {
         Gguf::read(cur, bytes.len() as u64).unwrap().tensors().len(),
         5
     );
+    let mut cur = std::io::Cursor::new(bytes.clone());
+    cur.set_position(17);
+    assert_eq!(
+        Gguf::from_seekable(cur).unwrap().file_len(),
+        bytes.len() as u64
+    );
+    let cut = std::io::Cursor::new(bytes[..bytes.len() - 1].to_vec());
+    assert!(matches!(
+        Gguf::from_seekable(cut),
+        Err(GgufError::BadTensor { .. })
+    ));
     // A length larger than the stream: the missing bytes are an I/O error, not a panic.
     let short = &bytes[..100];
     assert!(Gguf::read(short, bytes.len() as u64).is_err());
