@@ -157,6 +157,14 @@ impl Gguf {
         out
     }
 
+    /// `/api/show`'s `tensors`: `[{name, type, shape}]` in file order.
+    pub fn tensors_json(&self) -> Json {
+        self.tensors()
+            .iter()
+            .map(|t| serde_json::json!({"name": t.name, "type": t.ggml_type.name(), "shape": t.dims}))
+            .collect()
+    }
+
     /// `details` for `/api/show` and the config blob.
     pub fn details(&self) -> Details {
         let family = self.architecture().unwrap_or_default().to_string();

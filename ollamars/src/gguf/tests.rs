@@ -506,6 +506,13 @@ fn model_info_details_and_capabilities() {
     );
     assert_eq!(verbose["tokenizer.ggml.tokens"][39], "tok39");
 
+    let ts = g.tensors_json();
+    assert_eq!(ts.as_array().unwrap().len(), 5);
+    assert_eq!(
+        ts[2],
+        serde_json::json!({"name": "blk.0.attn_q.weight", "type": "Q4_K", "shape": [256, 3]})
+    );
+
     let d = g.details();
     assert_eq!(d.format, "gguf");
     assert_eq!(d.family, "llama");

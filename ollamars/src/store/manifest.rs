@@ -165,3 +165,20 @@ pub struct Config {
     #[serde(flatten)]
     pub extra: BTreeMap<String, serde_json::Value>,
 }
+
+impl Config {
+    /// The config Ollama writes for a GGUF model: format, family, families, parameter size and
+    /// quantization from the GGUF's details, and the fixed `amd64`/`linux` "for spec" fields.
+    pub fn for_gguf(details: &crate::gguf::Details) -> Config {
+        Config {
+            model_format: details.format.clone(),
+            model_family: details.family.clone(),
+            model_families: Some(details.families.clone()),
+            model_type: details.parameter_size.clone(),
+            file_type: details.quantization_level.clone(),
+            architecture: "amd64".into(),
+            os: "linux".into(),
+            ..Config::default()
+        }
+    }
+}

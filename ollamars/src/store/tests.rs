@@ -279,6 +279,28 @@ fn reads_a_store_laid_out_by_ollama() {
     assert_eq!(blob, f.model);
     let g = Gguf::from_bytes(&blob).unwrap();
     assert_eq!(g.details().quantization_level, "Q4_K_M");
+    // The config we would write for this GGUF carries the same details as Ollama's.
+    let ours = Config::for_gguf(&g.details());
+    assert_eq!(
+        (
+            ours.model_format.as_str(),
+            ours.model_family.as_str(),
+            ours.file_type.as_str()
+        ),
+        (
+            cfg.model_format.as_str(),
+            cfg.model_family.as_str(),
+            cfg.file_type.as_str()
+        )
+    );
+    assert_eq!(ours.model_families, cfg.model_families);
+    assert_eq!(
+        (ours.architecture.as_str(), ours.os.as_str()),
+        ("amd64", "linux")
+    );
+    let json = serde_json::to_value(&ours).unwrap();
+    assert_eq!(json["model_type"], g.details().parameter_size);
+    assert!(json.get("renderer").is_none() && json.get("rootfs").is_none());
     let tpl = s
         .read_blob(&m.manifest.layer(MEDIA_TEMPLATE).unwrap().digest)
         .unwrap();
