@@ -571,16 +571,35 @@ impl Store {
         }
     }
 
-    /// Startup pruning: deletes blobs that no manifest references, stale temporary files and
-    /// badly named files in `blobs/` once they are older than `grace`, and removes empty
-    /// manifest directories. Symlinks and directories in `blobs/` are never touched. If any
+    /// Startup pruning: deletes blobs that no manifest references, stale temporary files (in
+    /// `blobs/` and among the manifests) and badly named files in `blobs/` once they are older
+    /// than `grace`, and removes empty manifest directories. Symlinks and directories in `blobs/` are never touched. If any
     /// manifest cannot be read, blobs are kept and `skipped` says why.
     pub fn prune(&self, grace: Duration) -> Result<PruneReport, StoreError> {
         let mut report = PruneReport::default();
-        // Empty manifest directories, deepest first.
+        let now = SystemTime::now();
+        // A modification time in the future counts as age zero.
+        let is_old = |meta: &fs::Metadata| {
+            meta.modified()
+                .ok()
+                .map(|m| now.duration_since(m).unwrap_or(Duration::ZERO))
+                .is_some_and(|age| age >= grace)
+        };
+        // Stale temporary manifests, then empty manifest directories, deepest first.
         for (_, hp) in subdirs(&self.manifests_dir())? {
             for (_, np) in subdirs(&hp)? {
                 for (_, mp) in subdirs(&np)? {
+                    for e in fs::read_dir(&mp)? {
+                        let e = e?;
+                        let meta = fs::symlink_metadata(e.path())?;
+                        if meta.file_type().is_file()
+                            && e.file_name().to_string_lossy().starts_with(TMP_PREFIX)
+                            && is_old(&meta)
+                        {
+                            fs::remove_file(e.path())?;
+                            report.junk += 1;
+                        }
+                    }
                     report.dirs += usize::from(fs::remove_dir(&mp).is_ok());
                 }
                 report.dirs += usize::from(fs::remove_dir(&np).is_ok());
@@ -601,20 +620,10 @@ impl Store {
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(report),
             Err(e) => return Err(e.into()),
         };
-        let now = SystemTime::now();
         for e in rd {
             let e = e?;
             let meta = fs::symlink_metadata(e.path())?;
-            if !meta.file_type().is_file() {
-                continue;
-            }
-            // A modification time in the future counts as age zero.
-            let old = meta
-                .modified()
-                .ok()
-                .map(|m| now.duration_since(m).unwrap_or(Duration::ZERO))
-                .is_some_and(|age| age >= grace);
-            if !old {
+            if !meta.file_type().is_file() || !is_old(&meta) {
                 continue;
             }
             let file_name = e.file_name().to_string_lossy().into_owned();

@@ -508,14 +508,20 @@ fn prune_removes_unreferenced_and_junk_after_grace() {
     fs::write(blobs.join("junk"), b"x").unwrap();
     fs::create_dir(blobs.join("a-dir")).unwrap();
     fs::create_dir_all(f.root.join("manifests/h/n/empty")).unwrap();
+    fs::create_dir_all(f.root.join("manifests/h/n/crashed")).unwrap();
+    fs::write(f.root.join("manifests/h/n/crashed/.tmp-abc"), b"{").unwrap();
     // Within the grace period nothing is deleted (but empty manifest dirs go).
     let r = s.prune(Duration::from_secs(3600)).unwrap();
-    assert_eq!((r.blobs, r.junk, r.dirs), (0, 0, 3));
+    assert_eq!((r.blobs, r.junk, r.dirs), (0, 0, 1));
+    assert!(f.root.join("manifests/h/n/crashed/.tmp-abc").is_file());
     assert!(s.has_blob(orphan.as_ref()).unwrap());
     assert_eq!(fs::read_dir(&blobs).unwrap().count(), 5 + 1 + 3 + 1);
     // After it, the orphan and junk go; referenced blobs and the directory stay.
     let r = s.prune(Duration::ZERO).unwrap();
-    assert_eq!((r.blobs, r.junk, r.skipped.as_deref()), (1, 3, None));
+    assert_eq!(
+        (r.blobs, r.junk, r.dirs, r.skipped.as_deref()),
+        (1, 4, 3, None)
+    );
     assert!(!s.has_blob(orphan.as_ref()).unwrap());
     for d in &f.digests {
         assert!(s.has_blob(d).unwrap());
