@@ -393,4 +393,49 @@ mod tests {
         assert_eq!(ModelName::parse("http://h/n/m").unwrap().scheme(), "http");
         assert_eq!("x/y".parse::<ModelName>().unwrap().namespace(), "x");
     }
+
+    #[test]
+    fn random_names_are_safe_or_rejected() {
+        const ALPHABET: &[&str] = &[
+            "a", "Z", "0", "_", "-", ".", "..", ":", "/", "\\", "@", " ", "é", "\0", "://", "http",
+        ];
+        let mut state = 0x853C_49E6_748F_EA9Bu64;
+        let mut next = || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state as usize
+        };
+        let mut accepted = 0;
+        for _ in 0..50_000 {
+            let len = next() % 12;
+            let s: String = (0..len)
+                .map(|_| ALPHABET[next() % ALPHABET.len()])
+                .collect();
+            let Ok(n) = ModelName::parse(&s) else {
+                continue;
+            };
+            accepted += 1;
+            for c in n.manifest_components() {
+                assert!(
+                    !c.is_empty() && c != "." && c != "..",
+                    "{s:?} gave part {c:?}"
+                );
+                assert!(
+                    c.bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b"_-.:".contains(&b)),
+                    "{s:?} gave part {c:?}"
+                );
+            }
+            let back = ModelName::parse(&n.to_string()).unwrap();
+            assert!(back.eq_fold(&n) && back.manifest_components() == n.manifest_components());
+            let short = ModelName::parse(&n.display_short()).unwrap();
+            assert!(
+                short.eq_fold(&n),
+                "{s:?}: short form {} reads back differently",
+                n.display_short()
+            );
+        }
+        assert!(accepted > 1000, "only {accepted} random names were valid");
+    }
 }

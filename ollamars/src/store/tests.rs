@@ -312,6 +312,17 @@ fn reads_a_store_laid_out_by_ollama() {
     .unwrap();
     assert_eq!(params["stop"][0], "<|im_end|>");
 
+    // Entries whose path is not a valid name are not models.
+    for bad in [
+        "library/bad name/latest",
+        "library/.hidden/latest",
+        "library/smol/.tmp-x",
+        "-ns/m/latest",
+    ] {
+        let p = f.root.join("manifests/registry.ollama.ai").join(bad);
+        fs::create_dir_all(p.parent().unwrap()).unwrap();
+        fs::write(&p, &f.manifest_bytes).unwrap();
+    }
     let all = s.list().unwrap();
     assert_eq!(all.len(), 1);
     assert_eq!(all[0].name.display_short(), "smol:latest");
