@@ -13,3 +13,8 @@ pub mod version {
         )
     }
 }
+
+pub mod gguf;
+pub mod modelfile;
+pub mod name;
+pub mod store;

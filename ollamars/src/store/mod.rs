@@ -1,0 +1,646 @@
+//! Ollama's on-disk model store (spec §5.1–5.4): `manifests/<host>/<namespace>/<model>/<tag>`
+//! and `blobs/sha256-<hex>` under a root directory.
+//!
+//! Safety rules:
+//! - [`Store::blob_path`] is the only way to reach a blob. It accepts only `sha256:<64 lowercase
+//!   hex>` or `sha256-<64 lowercase hex>`, so no digest from a manifest, a request or a registry
+//!   can name a path outside `blobs/`.
+//! - Every file is written to a temporary name in its final directory, fsynced, then renamed. A
+//!   blob is hashed while it is streamed and renamed into place only if the hash matches, so
+//!   concurrent writers of the same blob are safe and readers never see a partial blob.
+//! - Symlinks in `blobs/` are never followed (reads refuse them) and never deleted through.
+
+mod manifest;
+
+pub use manifest::*;
+
+use crate::name::ModelName;
+use sha2::{Digest as _, Sha256};
+use std::fs::{self, File};
+use std::io::{self, Read, Write};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+/// Unreferenced blobs and stale temporary files younger than this are left alone by
+/// [`Store::prune`] at startup.
+pub const PRUNE_GRACE: Duration = Duration::from_secs(3600);
+
+/// Prefix of temporary files in `blobs/` and `manifests/`.
+const TMP_PREFIX: &str = ".tmp-";
+
+/// A store operation failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// A digest is not `sha256:<64 lowercase hex>` (or the `sha256-` file form).
+    #[error("invalid digest format")]
+    InvalidDigest,
+    /// Streamed data did not hash to the expected digest.
+    #[error("digest mismatch, expected \"{expected}\", got \"{got}\"")]
+    DigestMismatch {
+        /// The digest the caller named.
+        expected: String,
+        /// The digest of the data received.
+        got: String,
+    },
+    /// No manifest for the model.
+    #[error("model '{0}' not found")]
+    ModelNotFound(String),
+    /// A blob is missing.
+    #[error("blob \"{0}\" not found")]
+    BlobNotFound(String),
+    /// A blob path exists but is not a regular file (e.g. a symlink).
+    #[error("blob \"{0}\" is not a regular file")]
+    NotRegularFile(String),
+    /// A manifest does not parse or names invalid digests.
+    #[error("invalid manifest: {0}")]
+    InvalidManifest(String),
+    /// A model name was invalid.
+    #[error(transparent)]
+    Name(#[from] crate::name::NameError),
+    /// The home directory is unknown and `OLLAMA_MODELS` is not set.
+    #[error("cannot find the models directory: set OLLAMA_MODELS or HOME")]
+    NoModelsDir,
+    /// Filesystem error.
+    #[error("store I/O error: {0}")]
+    Io(#[from] io::Error),
+}
+
+/// A validated blob digest (`sha256` of the content).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Digest(String);
+
+impl Digest {
+    /// Parses `sha256:<hex>` or `sha256-<hex>`, where `<hex>` is exactly 64 lowercase hex digits.
+    pub fn parse(s: &str) -> Result<Digest, StoreError> {
+        let hex = s
+            .strip_prefix("sha256:")
+            .or_else(|| s.strip_prefix("sha256-"))
+            .ok_or(StoreError::InvalidDigest)?;
+        if hex.len() != 64 || !hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+            return Err(StoreError::InvalidDigest);
+        }
+        Ok(Digest(format!("sha256:{hex}")))
+    }
+
+    /// The digest of `bytes`.
+    pub fn of(bytes: &[u8]) -> Digest {
+        Digest::from_hasher(Sha256::new_with_prefix(bytes))
+    }
+
+    fn from_hasher(h: Sha256) -> Digest {
+        let hex: String = h.finalize().iter().map(|b| format!("{b:02x}")).collect();
+        Digest(format!("sha256:{hex}"))
+    }
+
+    /// The 64 hex digits.
+    pub fn hex(&self) -> &str {
+        &self.0[7..]
+    }
+
+    /// The blob's file name, `sha256-<hex>`.
+    pub fn file_name(&self) -> String {
+        format!("sha256-{}", self.hex())
+    }
+}
+
+impl AsRef<str> for Digest {
+    fn as_ref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for Digest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// The models directory: `$OLLAMA_MODELS`, else `~/.ollama/models`.
+pub fn models_dir_from_env() -> Result<PathBuf, StoreError> {
+    if let Some(p) = std::env::var_os("OLLAMA_MODELS").filter(|p| !p.is_empty()) {
+        return Ok(PathBuf::from(p));
+    }
+    std::env::var_os("HOME")
+        .filter(|h| !h.is_empty())
+        .map(|h| PathBuf::from(h).join(".ollama").join("models"))
+        .ok_or(StoreError::NoModelsDir)
+}
+
+/// Whether blob pruning is enabled: it is unless `OLLAMA_NOPRUNE` is set (to anything).
+pub fn prune_enabled_from_env() -> bool {
+    std::env::var_os("OLLAMA_NOPRUNE").is_none()
+}
+
+/// The result of [`Store::write_blob`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BlobWrite {
+    /// The blob was already present; the reader was not read.
+    Existed,
+    /// The blob was written; its size in bytes.
+    Created(u64),
+}
+
+/// A manifest read from disk.
+#[derive(Debug, Clone)]
+pub struct StoredManifest {
+    /// The name, spelled as on disk.
+    pub name: ModelName,
+    /// The parsed manifest (every digest in it is valid).
+    pub manifest: Manifest,
+    /// The manifest file's bytes.
+    pub raw: Vec<u8>,
+    /// Hex sha256 of `raw` (the model's ID in `/api/tags`).
+    pub digest: String,
+    /// The manifest file's modification time.
+    pub modified: SystemTime,
+}
+
+/// What [`Store::prune`] removed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PruneReport {
+    /// Unreferenced blobs removed.
+    pub blobs: usize,
+    /// Stale temporary or badly named files removed.
+    pub junk: usize,
+    /// Empty manifest directories removed.
+    pub dirs: usize,
+    /// Set when blob pruning was skipped because a manifest could not be read.
+    pub skipped: Option<String>,
+}
+
+/// A model store rooted at one directory.
+#[derive(Debug, Clone)]
+pub struct Store {
+    root: PathBuf,
+}
+
+fn is_regular(p: &Path) -> io::Result<bool> {
+    match fs::symlink_metadata(p) {
+        Ok(m) => Ok(m.file_type().is_file()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+fn is_real_dir(p: &Path) -> bool {
+    fs::symlink_metadata(p).is_ok_and(|m| m.file_type().is_dir())
+}
+
+/// Makes a rename durable by syncing its directory (best effort where unsupported).
+fn sync_dir(dir: &Path) {
+    if let Ok(d) = File::open(dir) {
+        let _ = d.sync_all();
+    }
+}
+
+fn hex_of(bytes: &[u8]) -> String {
+    Digest::of(bytes).hex().to_string()
+}
+
+/// Sorted entries of a directory that are real directories (symlinks excluded).
+fn subdirs(dir: &Path) -> io::Result<Vec<(String, PathBuf)>> {
+    let mut out = Vec::new();
+    let rd = match fs::read_dir(dir) {
+        Ok(rd) => rd,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(out),
+        Err(e) => return Err(e),
+    };
+    for e in rd {
+        let e = e?;
+        if e.file_type()?.is_dir()
+            && let Ok(n) = e.file_name().into_string()
+        {
+            out.push((n, e.path()));
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+impl Store {
+    /// A store rooted at `root` (created on first write).
+    pub fn new(root: impl Into<PathBuf>) -> Store {
+        Store { root: root.into() }
+    }
+
+    /// The root directory.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    fn blobs_dir(&self) -> PathBuf {
+        self.root.join("blobs")
+    }
+
+    fn manifests_dir(&self) -> PathBuf {
+        self.root.join("manifests")
+    }
+
+    /// **The** digest-to-path function: `blobs/sha256-<hex>` for a valid digest, else
+    /// [`StoreError::InvalidDigest`]. Nothing else builds blob paths.
+    pub fn blob_path(&self, digest: &str) -> Result<PathBuf, StoreError> {
+        let d = Digest::parse(digest)?;
+        Ok(self.blobs_dir().join(d.file_name()))
+    }
+
+    /// Whether the blob exists as a regular file.
+    pub fn has_blob(&self, digest: &str) -> Result<bool, StoreError> {
+        Ok(is_regular(&self.blob_path(digest)?)?)
+    }
+
+    /// Opens a blob for reading; refuses anything but a regular file.
+    pub fn open_blob(&self, digest: &str) -> Result<File, StoreError> {
+        let p = self.blob_path(digest)?;
+        match fs::symlink_metadata(&p) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                Err(StoreError::BlobNotFound(digest.to_string()))
+            }
+            Err(e) => Err(e.into()),
+            Ok(m) if !m.file_type().is_file() => {
+                Err(StoreError::NotRegularFile(digest.to_string()))
+            }
+            Ok(_) => Ok(File::open(p)?),
+        }
+    }
+
+    /// Reads a whole blob into memory.
+    pub fn read_blob(&self, digest: &str) -> Result<Vec<u8>, StoreError> {
+        let mut v = Vec::new();
+        self.open_blob(digest)?.read_to_end(&mut v)?;
+        Ok(v)
+    }
+
+    /// Streams `r` into a temporary file in `blobs/` while hashing it; returns the temp file,
+    /// its digest and size.
+    fn stream_to_temp(
+        &self,
+        mut r: impl Read,
+    ) -> Result<(tempfile::NamedTempFile, Digest, u64), StoreError> {
+        let dir = self.blobs_dir();
+        fs::create_dir_all(&dir)?;
+        let mut tmp = tempfile::Builder::new()
+            .prefix(TMP_PREFIX)
+            .tempfile_in(&dir)?;
+        let mut hasher = Sha256::new();
+        let mut buf = vec![0u8; 1 << 20];
+        let mut size = 0u64;
+        loop {
+            let n = match r.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e.into()),
+            };
+            hasher.update(&buf[..n]);
+            tmp.write_all(&buf[..n])?;
+            size += n as u64;
+        }
+        tmp.as_file().sync_all()?;
+        Ok((tmp, Digest::from_hasher(hasher), size))
+    }
+
+    /// Renames a verified temp file to the blob path. Renaming replaces a directory entry and
+    /// never follows a symlink that may sit at the destination.
+    fn publish(&self, tmp: tempfile::NamedTempFile, d: &Digest) -> Result<(), StoreError> {
+        let dest = self.blob_path(d.as_ref())?;
+        tmp.persist(&dest).map_err(|e| StoreError::Io(e.error))?;
+        sync_dir(&self.blobs_dir());
+        Ok(())
+    }
+
+    /// Writes a blob whose digest is known in advance (as `POST /api/blobs/:digest` does).
+    ///
+    /// If the blob already exists the reader is not read. Otherwise the data is streamed to a
+    /// temporary file while hashed, fsynced, checked against `expected`, and renamed into
+    /// place; on a mismatch nothing is published and the temporary file is removed.
+    pub fn write_blob(&self, expected: &str, r: impl Read) -> Result<BlobWrite, StoreError> {
+        let want = Digest::parse(expected)?;
+        if self.has_blob(want.as_ref())? {
+            return Ok(BlobWrite::Existed);
+        }
+        let (tmp, got, size) = self.stream_to_temp(r)?;
+        if got != want {
+            return Err(StoreError::DigestMismatch {
+                expected: want.to_string(),
+                got: got.to_string(),
+            });
+        }
+        self.publish(tmp, &got)?;
+        Ok(BlobWrite::Created(size))
+    }
+
+    /// Writes a blob whose digest is not known in advance; returns its digest and size.
+    pub fn import_blob(&self, r: impl Read) -> Result<(Digest, u64), StoreError> {
+        let (tmp, d, size) = self.stream_to_temp(r)?;
+        if self.has_blob(d.as_ref())? {
+            return Ok((d, size));
+        }
+        self.publish(tmp, &d)?;
+        Ok((d, size))
+    }
+
+    /// Finds the on-disk manifest path for `name`, matching each component case-insensitively
+    /// (an exact match first, then the first in sorted order), or `None`.
+    fn find_manifest(&self, name: &ModelName) -> io::Result<Option<(PathBuf, [String; 4])>> {
+        let mut dir = self.manifests_dir();
+        let mut parts: [String; 4] = Default::default();
+        let comps = name.manifest_components();
+        for (i, want) in comps.iter().enumerate() {
+            let exact = dir.join(want);
+            let last = i == 3;
+            let ok = |p: &Path| {
+                if last {
+                    is_regular(p).unwrap_or(false)
+                } else {
+                    is_real_dir(p)
+                }
+            };
+            if ok(&exact) {
+                parts[i] = want.to_string();
+                dir = exact;
+                continue;
+            }
+            let mut found = None;
+            if let Ok(rd) = fs::read_dir(&dir) {
+                let mut names: Vec<String> = rd
+                    .filter_map(|e| e.ok()?.file_name().into_string().ok())
+                    .filter(|n| n.eq_ignore_ascii_case(want))
+                    .collect();
+                names.sort();
+                found = names.into_iter().find(|n| ok(&dir.join(n)));
+            }
+            match found {
+                Some(n) => {
+                    dir = dir.join(&n);
+                    parts[i] = n;
+                }
+                None => return Ok(None),
+            }
+        }
+        Ok(Some((dir, parts)))
+    }
+
+    /// The on-disk spelling of an existing model (case-insensitive lookup), or `None`.
+    pub fn resolve(&self, name: &ModelName) -> Result<Option<ModelName>, StoreError> {
+        match self.find_manifest(name)? {
+            None => Ok(None),
+            Some((_, [h, n, m, t])) => Ok(ModelName::from_parts(&h, &n, &m, &t).ok()),
+        }
+    }
+
+    /// Reads a model's manifest (case-insensitive lookup).
+    pub fn read_manifest(&self, name: &ModelName) -> Result<StoredManifest, StoreError> {
+        let (path, [h, n, m, t]) = self
+            .find_manifest(name)?
+            .ok_or_else(|| StoreError::ModelNotFound(name.display_short()))?;
+        let disk_name = ModelName::from_parts(&h, &n, &m, &t)?;
+        Self::load(&path, disk_name)
+    }
+
+    fn load(path: &Path, name: ModelName) -> Result<StoredManifest, StoreError> {
+        let raw = fs::read(path)?;
+        let modified = fs::metadata(path)?.modified()?;
+        let manifest = Self::parse_manifest(&raw)?;
+        Ok(StoredManifest {
+            name,
+            digest: hex_of(&raw),
+            manifest,
+            raw,
+            modified,
+        })
+    }
+
+    /// Parses manifest bytes and checks every digest in them.
+    pub fn parse_manifest(raw: &[u8]) -> Result<Manifest, StoreError> {
+        let m: Manifest =
+            serde_json::from_slice(raw).map_err(|e| StoreError::InvalidManifest(e.to_string()))?;
+        for d in m.digests() {
+            Digest::parse(d)
+                .map_err(|_| StoreError::InvalidManifest("a layer has an invalid digest".into()))?;
+        }
+        Ok(m)
+    }
+
+    /// The manifest path for writing `name`: existing directories are reused whatever their
+    /// case (the first spelling wins), missing ones are created with `name`'s spelling.
+    fn manifest_path_for_write(&self, name: &ModelName) -> Result<PathBuf, StoreError> {
+        let mut dir = self.manifests_dir();
+        let comps = name.manifest_components();
+        for want in &comps[..3] {
+            let existing = subdirs(&dir)?
+                .into_iter()
+                .find(|(n, _)| n == want)
+                .or_else(|| {
+                    subdirs(&dir)
+                        .ok()?
+                        .into_iter()
+                        .find(|(n, _)| n.eq_ignore_ascii_case(want))
+                });
+            dir = match existing {
+                Some((_, p)) => p,
+                None => dir.join(want),
+            };
+        }
+        fs::create_dir_all(&dir)?;
+        let tag = comps[3];
+        let existing_tag = fs::read_dir(&dir)?
+            .filter_map(|e| e.ok()?.file_name().into_string().ok())
+            .filter(|n| n.eq_ignore_ascii_case(tag))
+            .min_by_key(|n| n != tag);
+        Ok(dir.join(existing_tag.as_deref().unwrap_or(tag)))
+    }
+
+    /// Writes manifest bytes for `name` by temp file, fsync and rename. The bytes must parse
+    /// as a manifest with valid digests, and every blob they name must already exist (the
+    /// manifest is written last).
+    pub fn write_manifest_raw(&self, name: &ModelName, raw: &[u8]) -> Result<(), StoreError> {
+        let m = Self::parse_manifest(raw)?;
+        for d in m.digests() {
+            if !self.has_blob(d)? {
+                return Err(StoreError::BlobNotFound(d.to_string()));
+            }
+        }
+        let path = self.manifest_path_for_write(name)?;
+        let dir = path.parent().unwrap_or(&self.root).to_path_buf();
+        let mut tmp = tempfile::Builder::new()
+            .prefix(TMP_PREFIX)
+            .tempfile_in(&dir)?;
+        tmp.write_all(raw)?;
+        tmp.as_file().sync_all()?;
+        tmp.persist(&path).map_err(|e| StoreError::Io(e.error))?;
+        sync_dir(&dir);
+        Ok(())
+    }
+
+    /// Writes a manifest as Ollama writes local ones: compact JSON plus a newline.
+    pub fn write_manifest(&self, name: &ModelName, m: &Manifest) -> Result<(), StoreError> {
+        self.write_manifest_raw(name, &m.to_json_bytes())
+    }
+
+    /// Every readable model, newest first. Entries that are not valid names or whose manifest
+    /// does not parse are left out (see [`Store::prune`] for how they affect pruning).
+    pub fn list(&self) -> Result<Vec<StoredManifest>, StoreError> {
+        let (mut ok, _) = self.scan()?;
+        ok.sort_by(|a, b| {
+            b.modified
+                .cmp(&a.modified)
+                .then_with(|| a.name.to_string().cmp(&b.name.to_string()))
+        });
+        Ok(ok)
+    }
+
+    /// Reads every manifest file: (the good ones, how many could not be read).
+    fn scan(&self) -> Result<(Vec<StoredManifest>, usize), StoreError> {
+        let mut ok = Vec::new();
+        let mut bad = 0;
+        for (h, hp) in subdirs(&self.manifests_dir())? {
+            for (n, np) in subdirs(&hp)? {
+                for (m, mp) in subdirs(&np)? {
+                    for e in fs::read_dir(&mp)? {
+                        let e = e?;
+                        let Ok(t) = e.file_name().into_string() else {
+                            continue;
+                        };
+                        if t.starts_with(TMP_PREFIX) || !e.file_type()?.is_file() {
+                            continue;
+                        }
+                        let Ok(name) = ModelName::from_parts(&h, &n, &m, &t) else {
+                            continue;
+                        };
+                        match Self::load(&e.path(), name) {
+                            Ok(s) => ok.push(s),
+                            Err(_) => bad += 1,
+                        }
+                    }
+                }
+            }
+        }
+        Ok((ok, bad))
+    }
+
+    /// Copies a model: only the manifest is copied (byte for byte); blobs are shared.
+    pub fn copy(&self, src: &ModelName, dst: &ModelName) -> Result<(), StoreError> {
+        let s = self.read_manifest(src)?;
+        self.write_manifest_raw(dst, &s.raw)
+    }
+
+    /// Deletes a model: removes its manifest and the empty directories above it, then (when
+    /// `prune_blobs`) deletes the blobs of that manifest that no other manifest references.
+    /// Blobs are kept if any other manifest cannot be read.
+    pub fn delete(&self, name: &ModelName, prune_blobs: bool) -> Result<(), StoreError> {
+        let (path, _) = self
+            .find_manifest(name)?
+            .ok_or_else(|| StoreError::ModelNotFound(name.display_short()))?;
+        let own: Vec<Digest> = fs::read(&path)
+            .ok()
+            .and_then(|raw| Self::parse_manifest(&raw).ok())
+            .map(|m| m.digests().filter_map(|d| Digest::parse(d).ok()).collect())
+            .unwrap_or_default();
+        fs::remove_file(&path)?;
+        self.remove_empty_manifest_dirs(path.parent());
+        if !prune_blobs {
+            return Ok(());
+        }
+        let (others, bad) = self.scan()?;
+        if bad > 0 {
+            return Ok(());
+        }
+        let used: std::collections::HashSet<&str> =
+            others.iter().flat_map(|s| s.manifest.digests()).collect();
+        for d in own {
+            if used.contains(d.as_ref()) {
+                continue;
+            }
+            let p = self.blob_path(d.as_ref())?;
+            if is_regular(&p)? {
+                fs::remove_file(&p)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Removes `dir` and its parents while they are empty, stopping at `manifests/`.
+    fn remove_empty_manifest_dirs(&self, mut dir: Option<&Path>) {
+        let top = self.manifests_dir();
+        while let Some(d) = dir {
+            if d == top || !d.starts_with(&top) || fs::remove_dir(d).is_err() {
+                break;
+            }
+            dir = d.parent();
+        }
+    }
+
+    /// Startup pruning: deletes blobs that no manifest references, stale temporary files (in
+    /// `blobs/` and among the manifests) and badly named files in `blobs/` once they are older
+    /// than `grace`, and removes empty manifest directories. Symlinks and directories in `blobs/` are never touched. If any
+    /// manifest cannot be read, blobs are kept and `skipped` says why.
+    pub fn prune(&self, grace: Duration) -> Result<PruneReport, StoreError> {
+        let mut report = PruneReport::default();
+        let now = SystemTime::now();
+        // A modification time in the future counts as age zero.
+        let is_old = |meta: &fs::Metadata| {
+            meta.modified()
+                .ok()
+                .map(|m| now.duration_since(m).unwrap_or(Duration::ZERO))
+                .is_some_and(|age| age >= grace)
+        };
+        // Stale temporary manifests, then empty manifest directories, deepest first.
+        for (_, hp) in subdirs(&self.manifests_dir())? {
+            for (_, np) in subdirs(&hp)? {
+                for (_, mp) in subdirs(&np)? {
+                    for e in fs::read_dir(&mp)? {
+                        let e = e?;
+                        let meta = fs::symlink_metadata(e.path())?;
+                        if meta.file_type().is_file()
+                            && e.file_name().to_string_lossy().starts_with(TMP_PREFIX)
+                            && is_old(&meta)
+                        {
+                            fs::remove_file(e.path())?;
+                            report.junk += 1;
+                        }
+                    }
+                    report.dirs += usize::from(fs::remove_dir(&mp).is_ok());
+                }
+                report.dirs += usize::from(fs::remove_dir(&np).is_ok());
+            }
+            report.dirs += usize::from(fs::remove_dir(&hp).is_ok());
+        }
+        let (manifests, bad) = self.scan()?;
+        if bad > 0 {
+            report.skipped = Some(format!("{bad} manifest(s) could not be read"));
+        }
+        let used: std::collections::HashSet<String> = manifests
+            .iter()
+            .flat_map(|s| s.manifest.digests())
+            .filter_map(|d| Digest::parse(d).ok().map(|d| d.file_name()))
+            .collect();
+        let rd = match fs::read_dir(self.blobs_dir()) {
+            Ok(rd) => rd,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(report),
+            Err(e) => return Err(e.into()),
+        };
+        for e in rd {
+            let e = e?;
+            let meta = fs::symlink_metadata(e.path())?;
+            if !meta.file_type().is_file() || !is_old(&meta) {
+                continue;
+            }
+            let file_name = e.file_name().to_string_lossy().into_owned();
+            let well_named = Digest::parse(&file_name).is_ok();
+            if well_named {
+                if report.skipped.is_none() && !used.contains(&file_name) {
+                    fs::remove_file(e.path())?;
+                    report.blobs += 1;
+                }
+            } else {
+                fs::remove_file(e.path())?;
+                report.junk += 1;
+            }
+        }
+        Ok(report)
+    }
+}
+
+#[cfg(test)]
+mod tests;
