@@ -154,7 +154,10 @@ impl Gguf {
         }
         out.entry("general.parameter_count")
             .or_insert_with(|| Json::from(self.parameter_count()));
-        out
+        // Ollama encodes a Go map: keys in sorted order.
+        let mut entries: Vec<(String, Json)> = out.into_iter().collect();
+        entries.sort_by(|a, b| a.0.cmp(&b.0));
+        entries.into_iter().collect()
     }
 
     /// `/api/show`'s `tensors`: `[{name, type, shape}]` in file order.

@@ -160,7 +160,10 @@ fn go_value(v: &serde_json::Value) -> String {
 /// (Ollama's order is Go map order, which is random).
 pub fn show_parameters(params: &serde_json::Map<String, serde_json::Value>) -> String {
     let mut lines = Vec::new();
-    for (k, v) in params {
+    // Ollama prints a Go map: keys in sorted order.
+    let mut entries: Vec<_> = params.iter().collect();
+    entries.sort_by(|a, b| a.0.cmp(b.0));
+    for (k, v) in entries {
         match v {
             serde_json::Value::Array(items) => {
                 for item in items {
