@@ -143,6 +143,9 @@ fn greedy(model_path: &Path, prompt: &str, gpu_layers: i32) -> Run {
     // freed in reverse order of creation.
     unsafe {
         llama_log_set(Some(log_filter), ptr::null_mut());
+        // Modules are loaded at run time with dynamic-backends.
+        #[cfg(feature = "dynamic-backends")]
+        ggml_backend_load_all();
         llama_backend_init();
         eprintln!("devices: {:?}", devices());
         let mut mp = llama_model_default_params();

@@ -9,7 +9,10 @@
 
 use std::time::Instant;
 
-use llama::{Batch, Context, ContextParams, FlashAttention, Model, ModelParams, Sampler, SamplerParams, Token};
+use llama::{
+    Batch, Context, ContextParams, FlashAttention, Model, ModelParams, Sampler, SamplerParams,
+    Token,
+};
 
 struct Args {
     model: String,
@@ -23,7 +26,16 @@ struct Args {
 }
 
 fn parse() -> Result<Args, String> {
-    let mut a = Args { model: String::new(), p: 512, n: 128, d: 0, t: 2, r: 5, fa: true, sample: false };
+    let mut a = Args {
+        model: String::new(),
+        p: 512,
+        n: 128,
+        d: 0,
+        t: 2,
+        r: 5,
+        fa: true,
+        sample: false,
+    };
     let mut it = std::env::args().skip(1);
     while let Some(k) = it.next() {
         let mut val = || it.next().ok_or(format!("{k} needs a value"));
@@ -40,7 +52,10 @@ fn parse() -> Result<Args, String> {
         }
     }
     if a.model.is_empty() {
-        return Err("usage: bench -m MODEL.gguf [-p 512] [-n 128] [-d 0] [-t 2] [-r 5] [--fa 1] [--sample]".into());
+        return Err(
+            "usage: bench -m MODEL.gguf [-p 512] [-n 128] [-d 0] [-t 2] [-r 5] [--fa 1] [--sample]"
+                .into(),
+        );
     }
     Ok(a)
 }
@@ -67,12 +82,20 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         n_ubatch: 512,
         n_threads: a.t,
         n_threads_batch: a.t,
-        flash_attention: if a.fa { FlashAttention::Enabled } else { FlashAttention::Disabled },
+        flash_attention: if a.fa {
+            FlashAttention::Enabled
+        } else {
+            FlashAttention::Disabled
+        },
         ..ContextParams::default()
     };
     let mut ctx = Context::new(&model, params)?;
     let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
-    let first = if vocab.adds_bos() { vocab.bos().unwrap_or(0) } else { rng.token(n_vocab) };
+    let first = if vocab.adds_bos() {
+        vocab.bos().unwrap_or(0)
+    } else {
+        rng.token(n_vocab)
+    };
 
     // Fills the cache to `depth` (not timed), as llama-bench's -d does.
     let fill = |ctx: &mut Context, rng: &mut Rng| -> Result<(), Box<dyn std::error::Error>> {
@@ -80,7 +103,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let mut pos = 0;
         while pos < a.d {
             let n = (a.d - pos).min(2048);
-            let toks: Vec<Token> = (0..n).map(|i| if pos + i == 0 { first } else { rng.token(n_vocab) }).collect();
+            let toks: Vec<Token> = (0..n)
+                .map(|i| {
+                    if pos + i == 0 {
+                        first
+                    } else {
+                        rng.token(n_vocab)
+                    }
+                })
+                .collect();
             ctx.decode(&Batch::from_tokens(&toks, pos as i32, 0)?)?;
             pos += n;
         }
@@ -88,7 +119,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     };
     let pp = |ctx: &mut Context, rng: &mut Rng| -> Result<f64, Box<dyn std::error::Error>> {
         fill(ctx, rng)?;
-        let toks: Vec<Token> = (0..a.p).map(|i| if i == 0 && a.d == 0 { first } else { rng.token(n_vocab) }).collect();
+        let toks: Vec<Token> = (0..a.p)
+            .map(|i| {
+                if i == 0 && a.d == 0 {
+                    first
+                } else {
+                    rng.token(n_vocab)
+                }
+            })
+            .collect();
         let t0 = Instant::now();
         for (i, chunk) in toks.chunks(2048).enumerate() {
             ctx.decode(&Batch::from_tokens(chunk, (a.d + i * 2048) as i32, 0)?)?;
@@ -102,7 +141,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let t0 = Instant::now();
         for i in 0..a.n {
             ctx.decode(&Batch::from_tokens(&[token], (a.d + i) as i32, 0)?)?;
-            token = if a.sample { sampler.sample(ctx, -1)? } else { rng.token(n_vocab) };
+            token = if a.sample {
+                sampler.sample(ctx, -1)?
+            } else {
+                rng.token(n_vocab)
+            };
         }
         Ok(a.n as f64 / t0.elapsed().as_secs_f64())
     };
@@ -120,10 +163,16 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
         let mut samples = Vec::new();
         for _ in 0..a.r {
-            samples.push(if name == "pp" { pp(&mut ctx, &mut rng)? } else { tg(&mut ctx, &mut rng)? });
+            samples.push(if name == "pp" {
+                pp(&mut ctx, &mut rng)?
+            } else {
+                tg(&mut ctx, &mut rng)?
+            });
         }
         let avg = samples.iter().sum::<f64>() / samples.len() as f64;
-        let sd = (samples.iter().map(|s| (s - avg).powi(2)).sum::<f64>() / (samples.len().max(2) - 1) as f64).sqrt();
+        let sd = (samples.iter().map(|s| (s - avg).powi(2)).sum::<f64>()
+            / (samples.len().max(2) - 1) as f64)
+            .sqrt();
         println!(
             "{{\"test\":\"{name}{n}\",\"depth\":{},\"threads\":{},\"fa\":{},\"sample\":{},\"samples_ts\":{samples:?},\"avg_ts\":{avg:.3},\"stddev_ts\":{sd:.3}}}",
             a.d, a.t, a.fa, a.sample

@@ -9,7 +9,15 @@ use llama::{Batch, Context, ContextParams, DecodeError, Model, ModelParams};
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let path = std::env::args().nth(1).ok_or("usage: cancel MODEL.gguf")?;
     let model = Model::load(&path, ModelParams::default())?;
-    let mut ctx = Context::new(&model, ContextParams { n_ctx: 4096, n_batch: 4096, n_ubatch: 512, ..ContextParams::default() })?;
+    let mut ctx = Context::new(
+        &model,
+        ContextParams {
+            n_ctx: 4096,
+            n_batch: 4096,
+            n_ubatch: 512,
+            ..ContextParams::default()
+        },
+    )?;
     let text = "All work and no play makes Jack a dull boy. ".repeat(300);
     let tokens = model.vocab().tokenize(&text, true, false)?;
     let tokens = &tokens[..tokens.len().min(4000)];

@@ -6,13 +6,22 @@
 
 use std::io::{BufRead, Write};
 
-use llama::{ChatMessage, ChatRequest, ChatTemplate, Context, ContextParams, GenerateOptions, Model, ModelParams, Sampler, SamplerParams, Token};
+use llama::{
+    ChatMessage, ChatRequest, ChatTemplate, Context, ContextParams, GenerateOptions, Model,
+    ModelParams, Sampler, SamplerParams, Token,
+};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let path = std::env::args().nth(1).ok_or("usage: chat MODEL.gguf")?;
     let model = Model::load(&path, ModelParams::default())?;
     let template = ChatTemplate::for_model(&model)?;
-    let mut ctx = Context::new(&model, ContextParams { n_ctx: 4096, ..ContextParams::default() })?;
+    let mut ctx = Context::new(
+        &model,
+        ContextParams {
+            n_ctx: 4096,
+            ..ContextParams::default()
+        },
+    )?;
     let vocab = model.vocab();
 
     let mut messages: Vec<ChatMessage> = Vec::new();
@@ -27,23 +36,42 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             return Ok(());
         }
         messages.push(ChatMessage::new("user", line.trim()));
-        let prompt = template.render(&ChatRequest { messages: messages.clone(), add_generation_prompt: true, ..ChatRequest::default() })?;
+        let prompt = template.render(&ChatRequest {
+            messages: messages.clone(),
+            add_generation_prompt: true,
+            ..ChatRequest::default()
+        })?;
         let tokens = vocab.tokenize(&prompt, true, true)?;
         // Reuse the longest cached prefix (keep at least one token to evaluate).
-        let keep = cached.iter().zip(&tokens).take_while(|(a, b)| a == b).count().min(tokens.len() - 1);
+        let keep = cached
+            .iter()
+            .zip(&tokens)
+            .take_while(|(a, b)| a == b)
+            .count()
+            .min(tokens.len() - 1);
         ctx.memory_seq_rm(0, keep as i32, -1);
         cached.truncate(keep);
 
         let mut sampler = Sampler::new(&model, &SamplerParams::default().temperature(0.7).seed(1))?;
         let mut reply = String::new();
-        let mut generation = ctx.generate(&mut sampler, &tokens[keep..], GenerateOptions { max_tokens: Some(512), ..Default::default() })?;
+        let mut generation = ctx.generate(
+            &mut sampler,
+            &tokens[keep..],
+            GenerateOptions {
+                max_tokens: Some(512),
+                ..Default::default()
+            },
+        )?;
         for piece in generation.by_ref() {
             let piece = piece?;
             print!("{piece}");
             std::io::stdout().flush()?;
             reply.push_str(&piece);
         }
-        println!("\n[reused {keep} cached tokens, evaluated {}]", tokens.len() - keep);
+        println!(
+            "\n[reused {keep} cached tokens, evaluated {}]",
+            tokens.len() - keep
+        );
         let in_cache = generation.position() as usize;
         cached.extend_from_slice(&tokens[keep..]);
         cached.extend(generation.tokens().iter().copied());

@@ -3,21 +3,42 @@
 //!
 //! `cargo run -p llama --example parallel -- path/to/model.gguf`
 
-use llama::{Batch, Context, ContextParams, Model, ModelParams, Sampler, SamplerParams, Utf8Decoder};
+use llama::{
+    Batch, Context, ContextParams, Model, ModelParams, Sampler, SamplerParams, Utf8Decoder,
+};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let path = std::env::args().nth(1).ok_or("usage: parallel MODEL.gguf")?;
-    let prompts = ["The capital of France is", "Water boils at", "The largest planet is", "Rust is a language that"];
+    let path = std::env::args()
+        .nth(1)
+        .ok_or("usage: parallel MODEL.gguf")?;
+    let prompts = [
+        "The capital of France is",
+        "Water boils at",
+        "The largest planet is",
+        "Rust is a language that",
+    ];
     let model = Model::load(&path, ModelParams::default())?;
     let n = prompts.len();
-    let mut ctx = Context::new(&model, ContextParams { n_ctx: 1024 * n as u32, n_seq_max: n as u32, ..ContextParams::default() })?;
+    let mut ctx = Context::new(
+        &model,
+        ContextParams {
+            n_ctx: 1024 * n as u32,
+            n_seq_max: n as u32,
+            ..ContextParams::default()
+        },
+    )?;
     let vocab = model.vocab();
-    let mut samplers = (0..n).map(|_| Sampler::new(&model, &SamplerParams::greedy())).collect::<Result<Vec<_>, _>>()?;
+    let mut samplers = (0..n)
+        .map(|_| Sampler::new(&model, &SamplerParams::greedy()))
+        .collect::<Result<Vec<_>, _>>()?;
     let mut decoders = vec![Utf8Decoder::new(); n];
     let mut texts = vec![String::new(); n];
 
     // All prompts in one batch; logits only for each prompt's last token.
-    let tokens: Vec<Vec<i32>> = prompts.iter().map(|p| vocab.tokenize(p, true, false)).collect::<Result<_, _>>()?;
+    let tokens: Vec<Vec<i32>> = prompts
+        .iter()
+        .map(|p| vocab.tokenize(p, true, false))
+        .collect::<Result<_, _>>()?;
     let mut batch = Batch::new(tokens.iter().map(Vec::len).sum::<usize>().max(n));
     let mut last = vec![0usize; n];
     for (s, t) in tokens.iter().enumerate() {

@@ -135,10 +135,11 @@ impl ChatTemplate {
         };
         if let Some(src) = model.chat_template(None) {
             // Some GGUFs store a built-in name instead of Jinja.
-            if !src.contains("{%") && !src.contains("{{") {
-                if let Ok(t) = ChatTemplate::builtin(src.trim()) {
-                    return Ok(t);
-                }
+            if !src.contains("{%")
+                && !src.contains("{{")
+                && let Ok(t) = ChatTemplate::builtin(src.trim())
+            {
+                return Ok(t);
             }
             return ChatTemplate::jinja(src, text(vocab.bos()), text(vocab.eos()));
         }
@@ -372,10 +373,10 @@ fn write_json(out: &mut String, v: &Json, s: &JsonStyle, depth: usize) {
             if let Some(f) = n.as_f64().filter(|_| n.is_f64()) {
                 // Python prints floats with a fraction or exponent (1.0, 1e+16).
                 let mut t = format!("{f:?}");
-                if let Some(pos) = t.find('e') {
-                    if !t[pos + 1..].starts_with('-') {
-                        t.insert(pos + 1, '+');
-                    }
+                if let Some(pos) = t.find('e')
+                    && !t[pos + 1..].starts_with('-')
+                {
+                    t.insert(pos + 1, '+');
                 }
                 out.push_str(&t);
             } else {

@@ -25,6 +25,7 @@ pub(crate) fn backend_acquire() {
     install_log_router();
     let mut n = BACKEND_COUNT.lock().unwrap_or_else(|e| e.into_inner());
     if *n == 0 {
+        load_dynamic_backends();
         // SAFETY: llama_backend_init has no preconditions; the mutex serialises it with free.
         unsafe { sys::llama_backend_init() };
     }
@@ -39,6 +40,17 @@ pub(crate) fn backend_release() {
         // SAFETY: no Backend guard is alive (the count is 0), so no model or context is either:
         // every model holds a guard.
         unsafe { sys::llama_backend_free() };
+    }
+}
+
+/// With `dynamic-backends`, ggml's backends are modules loaded at run time: load them once,
+/// from ggml's search path (the executable's folder and the build's module folder).
+fn load_dynamic_backends() {
+    #[cfg(feature = "dynamic-backends")]
+    {
+        static LOADED: Once = Once::new();
+        // SAFETY: no preconditions; `Once` makes it a single call before any device query.
+        LOADED.call_once(|| unsafe { sys::ggml_backend_load_all() });
     }
 }
 
