@@ -4,15 +4,37 @@
 
 /// Version and build metadata of this ollamars, as printed by `ollamars --version`.
 pub mod version {
-    /// The version line: `ollamars version 0.1.0 (llama.cpp llama-cpp-sys-2 0.1.161; backends cpu; cpu native)`.
-    pub fn long_version(app_version: &str, pin: &str, backends: &str) -> String {
-        let engine = llama::build_info();
-        format!(
-            "ollamars version {app_version} (llama.cpp {pin}; backends {backends}; cpu {})",
-            engine.cpu
-        )
+    /// This ollamars' version.
+    pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+    /// What the binary was built with (embedded by the root package's build script).
+    #[derive(Debug, Clone, Copy)]
+    pub struct BuildMeta {
+        /// The binary's version.
+        pub version: &'static str,
+        /// The llama.cpp pin, e.g. `llama-cpp-sys-2 0.1.161`.
+        pub llama_cpp: &'static str,
+        /// Enabled backends, e.g. `cpu,vulkan`.
+        pub backends: &'static str,
+    }
+
+    impl BuildMeta {
+        /// The engine line: `llama.cpp llama-cpp-sys-2 0.1.161; backends cpu; cpu native`.
+        pub fn engine_line(&self) -> String {
+            format!(
+                "llama.cpp {}; backends {}; cpu {}",
+                self.llama_cpp,
+                self.backends,
+                llama::build_info().cpu
+            )
+        }
     }
 }
+
+pub mod cli;
+pub mod client;
+pub mod env;
+pub mod format;
 
 pub mod gguf;
 pub mod modelfile;

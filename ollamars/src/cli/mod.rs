@@ -1,0 +1,257 @@
+//! The `ollamars` command line, with Ollama's commands, flags and output. Like Ollama's CLI it
+//! talks to a running server over HTTP (`OLLAMA_HOST`).
+
+mod create;
+mod show;
+
+use std::io::Write;
+
+use clap::{Parser, Subcommand};
+use serde_json::Value;
+
+use crate::client::{Client, ClientError};
+use crate::format::{human_bytes, human_time};
+
+/// An error for the user: printed as `Error: <message>`, exit status 1.
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    /// From the server or the connection.
+    #[error(transparent)]
+    Client(#[from] ClientError),
+    /// Anything else, already worded for the user.
+    #[error("{0}")]
+    Message(String),
+}
+
+/// Large language model runner (Ollama-compatible).
+#[derive(Debug, Parser)]
+#[command(name = "ollamars", disable_version_flag = true)]
+pub struct Cli {
+    /// Show version information.
+    #[arg(short = 'v', long = "version")]
+    pub version: bool,
+    /// The command.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// The commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create a model from a Modelfile.
+    Create {
+        /// Name of the model to create.
+        model: String,
+        /// Name of the Modelfile.
+        #[arg(short = 'f', long = "file", default_value = "Modelfile")]
+        file: String,
+        /// Quantize the model to this level (e.g. q4_K_M).
+        #[arg(short = 'q', long = "quantize")]
+        quantize: Option<String>,
+    },
+    /// Show information for a model.
+    Show {
+        /// The model.
+        model: String,
+        /// Show license of a model.
+        #[arg(long)]
+        license: bool,
+        /// Show Modelfile of a model.
+        #[arg(long)]
+        modelfile: bool,
+        /// Show parameters of a model.
+        #[arg(long)]
+        parameters: bool,
+        /// Show template of a model.
+        #[arg(long)]
+        template: bool,
+        /// Show system message of a model.
+        #[arg(long)]
+        system: bool,
+        /// Show detailed model information.
+        #[arg(short = 'v', long)]
+        verbose: bool,
+    },
+    /// List models.
+    #[command(alias = "ls")]
+    List {
+        /// Only models whose name starts with this.
+        prefix: Option<String>,
+    },
+    /// Copy a model.
+    Cp {
+        /// Source model.
+        source: String,
+        /// Destination model.
+        destination: String,
+    },
+    /// Remove a model.
+    Rm {
+        /// Models to remove.
+        #[arg(required = true)]
+        models: Vec<String>,
+    },
+}
+
+/// Parses the arguments and runs the command; returns the process exit code.
+pub fn main(build: crate::version::BuildMeta) -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("Error: cannot start the async runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(run(cli, build)) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("Error: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+/// Runs a parsed command line.
+///
+/// # Errors
+/// [`CliError`] with a message for the user.
+pub async fn run(cli: Cli, build: crate::version::BuildMeta) -> Result<(), CliError> {
+    let client = Client::from_env();
+    if cli.version {
+        return version(&client, build).await;
+    }
+    match cli.command {
+        None => {
+            println!("Usage: ollamars [command]\n\nRun 'ollamars --help' for the commands.");
+            Ok(())
+        }
+        Some(Command::Create {
+            model,
+            file,
+            quantize,
+        }) => create::run(&client, &model, &file, quantize.as_deref()).await,
+        Some(Command::Show {
+            model,
+            license,
+            modelfile,
+            parameters,
+            template,
+            system,
+            verbose,
+        }) => {
+            show::run(
+                &client,
+                &model,
+                show::Which {
+                    license,
+                    modelfile,
+                    parameters,
+                    template,
+                    system,
+                },
+                verbose,
+            )
+            .await
+        }
+        Some(Command::List { prefix }) => list(&client, prefix.as_deref()).await,
+        Some(Command::Cp {
+            source,
+            destination,
+        }) => {
+            client.copy(&source, &destination).await?;
+            println!("copied '{source}' to '{destination}'");
+            Ok(())
+        }
+        Some(Command::Rm { models }) => {
+            for m in models {
+                client.delete(&m).await?;
+                println!("deleted '{m}'");
+            }
+            Ok(())
+        }
+    }
+}
+
+/// `ollamars --version`: the server's version, and the client's where they differ or no server answers.
+async fn version(client: &Client, build: crate::version::BuildMeta) -> Result<(), CliError> {
+    let mine = build.version;
+    match client.version().await {
+        Ok(v) => {
+            println!("ollamars version is {v}");
+            if v != mine {
+                eprintln!("Warning: client version is {mine}");
+            }
+        }
+        Err(_) => {
+            eprintln!("Warning: could not connect to a running ollamars instance");
+            eprintln!("Warning: client version is {mine}");
+        }
+    }
+    println!("{}", build.engine_line());
+    Ok(())
+}
+
+/// Left-aligned columns separated by at least four spaces, like Ollama's tables.
+fn table(rows: &[Vec<String>]) -> String {
+    let cols = rows.iter().map(Vec::len).max().unwrap_or(0);
+    let widths: Vec<usize> = (0..cols)
+        .map(|c| {
+            rows.iter()
+                .filter_map(|r| r.get(c))
+                .map(|s| s.chars().count())
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let mut out = String::new();
+    for r in rows {
+        for (c, cell) in r.iter().enumerate() {
+            out.push_str(cell);
+            out.push_str(&" ".repeat(widths[c] - cell.chars().count() + 4));
+        }
+        out.push('\n');
+    }
+    out
+}
+
+async fn list(client: &Client, prefix: Option<&str>) -> Result<(), CliError> {
+    let resp = client.list().await?;
+    let now = chrono::Utc::now();
+    let mut rows = vec![vec![
+        "NAME".to_string(),
+        "ID".into(),
+        "SIZE".into(),
+        "MODIFIED".into(),
+    ]];
+    for m in resp["models"].as_array().into_iter().flatten() {
+        let name = m["name"].as_str().unwrap_or("");
+        if prefix.is_some_and(|p| !name.starts_with(p)) {
+            continue;
+        }
+        let id: String = m["digest"]
+            .as_str()
+            .unwrap_or("")
+            .chars()
+            .take(12)
+            .collect();
+        let size = human_bytes(m["size"].as_u64().unwrap_or(0));
+        let modified = m["modified_at"]
+            .as_str()
+            .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+            .map_or_else(String::new, |t| {
+                human_time(t.with_timezone(&chrono::Utc), now)
+            });
+        rows.push(vec![name.to_string(), id, size, modified]);
+    }
+    let mut stdout = std::io::stdout().lock();
+    let _ = stdout.write_all(table(&rows).as_bytes());
+    Ok(())
+}
+
+fn str_field<'a>(v: &'a Value, k: &str) -> &'a str {
+    v.get(k).and_then(Value::as_str).unwrap_or("")
+}

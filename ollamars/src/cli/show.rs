@@ -1,0 +1,142 @@
+//! `ollamars show`.
+
+use serde_json::Value;
+
+use super::{CliError, str_field};
+use crate::client::Client;
+
+/// Which single field to print instead of the overview.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Which {
+    pub license: bool,
+    pub modelfile: bool,
+    pub parameters: bool,
+    pub template: bool,
+    pub system: bool,
+}
+
+pub async fn run(
+    client: &Client,
+    model: &str,
+    which: Which,
+    verbose: bool,
+) -> Result<(), CliError> {
+    let info = client.show(model, verbose).await?;
+    let field = if which.license {
+        Some("license")
+    } else if which.modelfile {
+        Some("modelfile")
+    } else if which.parameters {
+        Some("parameters")
+    } else if which.template {
+        Some("template")
+    } else if which.system {
+        Some("system")
+    } else {
+        None
+    };
+    if let Some(f) = field {
+        let text = str_field(&info, f);
+        if text.is_empty() && f != "modelfile" {
+            println!("No {f} was specified for this model.");
+        } else {
+            println!("{text}");
+        }
+        return Ok(());
+    }
+    print!("{}", overview(&info, verbose));
+    Ok(())
+}
+
+/// The default `show` view: sections of two-column rows.
+pub fn overview(info: &Value, verbose: bool) -> String {
+    let mut out = String::new();
+    let details = &info["details"];
+    let mi = &info["model_info"];
+    let arch = mi["general.architecture"]
+        .as_str()
+        .unwrap_or_else(|| details["family"].as_str().unwrap_or(""));
+    let mut model_rows: Vec<(String, String)> = vec![("architecture".into(), arch.to_string())];
+    model_rows.push((
+        "parameters".into(),
+        str_field(details, "parameter_size").to_string(),
+    ));
+    for (label, key) in [
+        ("context length", "context_length"),
+        ("embedding length", "embedding_length"),
+    ] {
+        if let Some(v) = mi.get(format!("{arch}.{key}")) {
+            model_rows.push((label.into(), v.to_string()));
+        }
+    }
+    model_rows.push((
+        "quantization".into(),
+        str_field(details, "quantization_level").to_string(),
+    ));
+    if let Some(r) = info.get("requires").and_then(Value::as_str) {
+        model_rows.push(("requires".into(), r.to_string()));
+    }
+    section(&mut out, "Model", &model_rows);
+
+    let caps: Vec<(String, String)> = info["capabilities"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .map(|c| (c.to_string(), String::new()))
+        .collect();
+    if !caps.is_empty() {
+        section(&mut out, "Capabilities", &caps);
+    }
+    let params: Vec<(String, String)> = str_field(info, "parameters")
+        .lines()
+        .filter_map(|l| {
+            l.split_once(char::is_whitespace)
+                .map(|(k, v)| (k.to_string(), v.trim().to_string()))
+        })
+        .collect();
+    if !params.is_empty() {
+        section(&mut out, "Parameters", &params);
+    }
+    for (title, key) in [("System", "system"), ("License", "license")] {
+        let text = str_field(info, key);
+        if !text.is_empty() {
+            let mut lines: Vec<(String, String)> = text
+                .lines()
+                .map(|l| (l.to_string(), String::new()))
+                .collect();
+            if !verbose && lines.len() > 2 {
+                lines.truncate(2);
+                lines.push(("...".into(), String::new()));
+            }
+            section(&mut out, title, &lines);
+        }
+    }
+    if verbose && let Some(mi) = mi.as_object() {
+        {
+            let rows: Vec<(String, String)> =
+                mi.iter().map(|(k, v)| (k.clone(), v.to_string())).collect();
+            section(&mut out, "Metadata", &rows);
+        }
+    }
+    out
+}
+
+fn section(out: &mut String, title: &str, rows: &[(String, String)]) {
+    out.push_str(&format!("  {title}\n"));
+    let width = rows
+        .iter()
+        .map(|(k, _)| k.chars().count())
+        .max()
+        .unwrap_or(0);
+    for (k, v) in rows {
+        let line = if v.is_empty() {
+            format!("    {k}")
+        } else {
+            format!("    {k:<width$}    {v}")
+        };
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out.push('\n');
+}
