@@ -113,11 +113,9 @@ pub fn overview(info: &Value, verbose: bool) -> String {
         }
     }
     if verbose && let Some(mi) = mi.as_object() {
-        {
-            let rows: Vec<(String, String)> =
-                mi.iter().map(|(k, v)| (k.clone(), v.to_string())).collect();
-            section(&mut out, "Metadata", &rows);
-        }
+        let rows: Vec<(String, String)> =
+            mi.iter().map(|(k, v)| (k.clone(), v.to_string())).collect();
+        section(&mut out, "Metadata", &rows);
     }
     out
 }
