@@ -1354,7 +1354,6 @@ fn write_bindings(
         .allowlist_function("gguf_.*")
         .allowlist_function("ggml_backend_(dev|reg|buft|load|unload|cpu|rpc)_.*")
         .allowlist_function("ggml_backend_(load_all|load_all_from_path|load|unload|init_best|init_by_name|init_by_type|free|name|get_device)")
-        .allowlist_function("ggml_cpu_has_.*")
         .allowlist_function("ggml_(log_set|type_name|type_size|blck_size|is_quantized|time_init|time_us|numa_init|cpu_init|print_system_info|version|commit)")
         .allowlist_type("llama_.*")
         .allowlist_type("gguf_.*")

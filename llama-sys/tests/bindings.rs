@@ -57,6 +57,12 @@ fn build_info_is_consistent() {
         build_info::BACKENDS_DIR.is_some(),
         cfg!(feature = "dynamic-backends")
     );
+    // With dynamic-backends the CPU backend is a module: load it first.
+    #[cfg(feature = "dynamic-backends")]
+    // SAFETY: no preconditions.
+    unsafe {
+        ggml_backend_load_all()
+    };
     // SAFETY: llama_print_system_info returns a static NUL-terminated string.
     let info = unsafe { std::ffi::CStr::from_ptr(llama_print_system_info()) }
         .to_string_lossy()

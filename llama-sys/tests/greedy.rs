@@ -59,8 +59,13 @@ fn flavour() -> String {
     if !cfg!(target_arch = "x86_64") {
         return format!("cpu-{}", std::env::consts::ARCH);
     }
-    // SAFETY: a pure query of compile-time CPU features, no preconditions.
-    let built_with_amx = unsafe { ggml_cpu_has_amx_int8() } != 0;
+    // The CPU backend's features as llama.cpp reports them (with dynamic-backends: those of
+    // the CPU variant loaded at run time).
+    // SAFETY: returns a static NUL-terminated string; the backend is initialised by then.
+    let info = unsafe { CStr::from_ptr(llama_print_system_info()) }
+        .to_string_lossy()
+        .into_owned();
+    let built_with_amx = info.contains("AMX_INT8 = 1");
     let cpu_has_amx =
         std::fs::read_to_string("/proc/cpuinfo").is_ok_and(|c| c.contains(" amx_int8"));
     if built_with_amx && cpu_has_amx {
@@ -223,12 +228,17 @@ fn smollm2_greedy_matches_upstream() {
             .expect("tests/data/greedy.json is JSON");
     let m = &reference["models"]["SmolLM2-135M-Instruct.Q4_1"];
     let prompt = m["prompt"].as_str().unwrap();
-    let flavour = flavour();
     let gpu_layers = if build_info::has_backend("vulkan") || build_info::has_backend("cuda") {
         999
     } else {
         0
     };
+    let run = greedy(
+        &model("smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"),
+        prompt,
+        gpu_layers,
+    );
+    let flavour = flavour();
     eprintln!(
         "llama-sys {} ({}), backends {}, cpu {}, AMX fix {}, patches [{}]; reference flavour: {flavour}",
         build_info::LLAMA_CPP_PIN,
@@ -237,12 +247,6 @@ fn smollm2_greedy_matches_upstream() {
         build_info::CPU,
         build_info::AMX_FIX,
         build_info::PATCHES
-    );
-
-    let run = greedy(
-        &model("smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"),
-        prompt,
-        gpu_layers,
     );
     eprintln!(
         "prompt tokens {:?}\ngenerated {:?}\ntext {:?}",
