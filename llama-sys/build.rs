@@ -252,6 +252,19 @@ fn run() -> Result<()> {
         })?;
     }
 
+    // A build directory configured from another source tree (after switching between the
+    // cargo copy, vendor/ and LLAMA_CPP_DIR) makes CMake refuse to run: start it afresh.
+    let build_dir = out_dir.join("build");
+    if let Ok(cache) = fs::read_to_string(build_dir.join("CMakeCache.txt")) {
+        let configured = cache
+            .lines()
+            .find_map(|l| l.strip_prefix("CMAKE_HOME_DIRECTORY:INTERNAL="))
+            .map(PathBuf::from);
+        if configured.as_deref() != Some(src_dir.as_path()) {
+            let _ = fs::remove_dir_all(&build_dir);
+        }
+    }
+
     let mut cfg = cmake::Config::new(&src_dir);
     let profile = env::var("LLAMA_SYS_PROFILE").unwrap_or_else(|_| "Release".into());
     cfg.profile(&profile)
