@@ -14,7 +14,10 @@ pub mod version {
     }
 }
 
+pub mod create;
 pub mod gguf;
 pub mod modelfile;
+pub mod models;
 pub mod name;
+pub mod server;
 pub mod store;
