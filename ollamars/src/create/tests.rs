@@ -486,9 +486,20 @@ fn import_modes() {
     let linked = f.store.import_file(&src, ImportMode::HardLink).unwrap();
     assert_eq!(linked.method, store::ImportMethod::HardLinked);
     assert_eq!(std::fs::metadata(&p).unwrap().ino(), src_ino);
+    f.store.verify_blob(want.as_ref()).unwrap();
+    // Writing into the original in place changes the linked blob: verify_blob detects it.
+    let mut tampered = bytes.clone();
+    *tampered.last_mut().unwrap() ^= 1;
+    std::fs::write(&src, &tampered).unwrap();
+    assert!(matches!(
+        f.store.verify_blob(want.as_ref()),
+        Err(StoreError::DigestMismatch { .. })
+    ));
+    std::fs::write(&src, &bytes).unwrap();
     // Deleting the original leaves the blob intact.
     std::fs::remove_file(&src).unwrap();
     assert_eq!(Digest::of(&std::fs::read(&p).unwrap()), want);
+    f.store.verify_blob(want.as_ref()).unwrap();
     std::fs::write(&src, &bytes).unwrap();
     std::fs::remove_file(&p).unwrap();
 
@@ -502,6 +513,7 @@ fn import_modes() {
     // Writing into the original in place never changes an Auto import.
     std::fs::write(&src, b"changed").unwrap();
     assert_eq!(Digest::of(&std::fs::read(&p).unwrap()), want);
+    f.store.verify_blob(want.as_ref()).unwrap();
     // No temporary files are left in blobs/.
     let names: Vec<String> = std::fs::read_dir(p.parent().unwrap())
         .unwrap()

@@ -151,6 +151,18 @@ pub async fn serve(listener: tokio::net::TcpListener, state: ServerState) -> std
     axum::serve(listener, router(state)).await
 }
 
+/// Serves [`router`] on `listener` until `shutdown` completes, then finishes the requests in
+/// flight (graceful shutdown, e.g. on Ctrl-C).
+pub async fn serve_until(
+    listener: tokio::net::TcpListener,
+    state: ServerState,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
 async fn root() -> &'static str {
     "Ollama is running"
 }

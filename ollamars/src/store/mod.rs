@@ -298,6 +298,34 @@ impl Store {
         }
     }
 
+    /// Re-hashes a blob and checks it against its digest: [`StoreError::DigestMismatch`] when
+    /// its content changed since it was stored (for instance a hard-linked import whose original
+    /// was written in place, see [`Store::import_file`]).
+    pub fn verify_blob(&self, digest: &str) -> Result<(), StoreError> {
+        let want = Digest::parse(digest)?;
+        let mut f = self.open_blob(digest)?;
+        let mut hasher = Sha256::new();
+        let mut buf = vec![0u8; 1 << 20];
+        loop {
+            let n = match f.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e.into()),
+            };
+            hasher.update(&buf[..n]);
+        }
+        let got = Digest::from_hasher(hasher);
+        if got == want {
+            Ok(())
+        } else {
+            Err(StoreError::DigestMismatch {
+                expected: want.to_string(),
+                got: got.to_string(),
+            })
+        }
+    }
+
     /// Reads a whole blob into memory.
     pub fn read_blob(&self, digest: &str) -> Result<Vec<u8>, StoreError> {
         let mut v = Vec::new();
