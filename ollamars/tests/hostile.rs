@@ -56,12 +56,22 @@ async fn assert_clean(s: &TestServer) {
 #[tokio::test]
 async fn truncated_ggufs_are_rejected() {
     let s = TestServer::start().await;
-    let full = small_gguf();
-    assert!(full.len() > 1024);
-    let limit = full.len().min(4096);
-    // Every offset of the first 256 bytes (the header and metadata), then every 7th up to 4 KiB.
-    let offsets = (0..256).chain((256..limit).step_by(7));
-    for cut in offsets {
+    // Metadata and tensor infos fill most of the first 4 KiB; tensor data follows.
+    let tokens: Vec<String> = (0..300).map(|i| format!("tok{i}")).collect();
+    let full = GgufWriter::new()
+        .kv("general.architecture", Value::String("llama".into()))
+        .kv(
+            "tokenizer.ggml.tokens",
+            Value::Array(ollamars::gguf::Array::String(tokens)),
+        )
+        .kv("llama.context_length", Value::U32(64))
+        .tensor_filled("token_embd.weight", &[32, 8], GgmlType::F32)
+        .tensor_filled("output_norm.weight", &[32], GgmlType::F32)
+        .to_bytes();
+    assert!(full.len() > 4096);
+    assert!(ollamars::gguf::Gguf::from_bytes(&full).is_ok());
+    // Every offset of the first 4 KiB.
+    for cut in 0..4096 {
         let (st, err) = create_from(&s, full[..cut].to_vec()).await;
         assert_eq!(st, 400, "cut at {cut}: {err}");
         if cut < 4 {
@@ -283,6 +293,32 @@ async fn digest_and_name_traversal_touch_nothing_outside_the_store() {
             .await;
         assert_eq!(st, 400, "create from {n}");
     }
+    // A manifest on disk whose digests point outside the store.
+    let evil_dir = s.root().join("manifests/registry.ollama.ai/library/evil");
+    std::fs::create_dir_all(&evil_dir).unwrap();
+    let evil = json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
+        "config": {"mediaType": "application/vnd.docker.container.image.v1+json",
+                   "digest": "sha256:../../../x", "size": 6},
+        "layers": [{"mediaType": "application/vnd.ollama.image.model",
+                    "digest": "sha256-../../../store/x", "size": 6}]
+    });
+    std::fs::write(evil_dir.join("latest"), evil.to_string()).unwrap();
+    let (st, _) = s.post("/api/show", json!({"model": "evil"})).await;
+    assert!(st >= 400, "show evil: {st}");
+    let (st, _) = s
+        .post("/api/create", json!({"model": "e2", "from": "evil"}))
+        .await;
+    assert!(st >= 400, "create from evil: {st}");
+    let (st, _) = s
+        .post("/api/copy", json!({"source": "evil", "destination": "e3"}))
+        .await;
+    assert!(st >= 400, "copy evil: {st}");
+    let (st, _) = s
+        .send(Method::DELETE, "/api/delete", json!({"model": "evil"}))
+        .await;
+    assert!(st == 200 || st == 404, "delete evil: {st}");
     for c in &canaries {
         assert_eq!(std::fs::read(c).unwrap(), b"canary");
     }

@@ -547,3 +547,73 @@ fn create_from_a_local_gguf_path() {
     assert!(e.is_err());
     assert_eq!(f.store.list().unwrap().len(), 1);
 }
+
+#[test]
+fn projector_and_adapter_layers() {
+    let f = fixture();
+    let s = |x: &str| Value::String(x.into());
+    let model = upload(&f.store, &tiny_llama(GgmlType::F32, 0, None));
+    let proj = upload(
+        &f.store,
+        &GgufWriter::new()
+            .kv("general.architecture", s("clip"))
+            .tensor_filled("v.weight", &[16], GgmlType::F32)
+            .to_bytes(),
+    );
+    let lora = upload(
+        &f.store,
+        &GgufWriter::new()
+            .kv("general.architecture", s("llama"))
+            .kv("general.type", s("adapter"))
+            .kv("adapter.type", s("lora"))
+            .tensor_filled("blk.0.attn_q.weight.lora_a", &[16, 2], GgmlType::F32)
+            .to_bytes(),
+    );
+    let req = CreateRequest {
+        model: Some("vl".into()),
+        files: Some(BTreeMap::from([
+            ("a-model.gguf".to_string(), model.clone()),
+            ("mmproj.gguf".to_string(), proj.clone()),
+        ])),
+        adapters: Some(BTreeMap::from([("lora.gguf".to_string(), lora.clone())])),
+        ..CreateRequest::default()
+    };
+    let name = run(&f.store, &req).0.unwrap();
+    let m = f.store.read_manifest(&name).unwrap().manifest;
+    let got: Vec<(&str, &str)> = m
+        .layers
+        .iter()
+        .map(|l| (l.media_type.as_str(), l.digest.as_str()))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            (store::MEDIA_MODEL, model.as_str()),
+            (store::MEDIA_PROJECTOR, proj.as_str()),
+            (store::MEDIA_ADAPTER, lora.as_str())
+        ]
+    );
+    let show = crate::models::show(&f.store, &name, false).unwrap();
+    assert!(
+        show["capabilities"]
+            .as_array()
+            .unwrap()
+            .contains(&"vision".into())
+    );
+    let mf = show["modelfile"].as_str().unwrap();
+    assert!(mf.contains(&format!(
+        "ADAPTER {}",
+        f.store.blob_path(&lora).unwrap().display()
+    )));
+    // A model GGUF is not an adapter.
+    let wrong = CreateRequest {
+        model: Some("x".into()),
+        files: files(&model),
+        adapters: Some(BTreeMap::from([("l.gguf".to_string(), model.clone())])),
+        ..CreateRequest::default()
+    };
+    assert_eq!(
+        err_text(&f.store, &wrong),
+        "supplied adapter file is not a LoRA adapter GGUF"
+    );
+}
