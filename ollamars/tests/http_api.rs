@@ -365,6 +365,30 @@ async fn basic_endpoints_and_request_errors() {
     assert_eq!(st, 500, "{body}");
     assert!(error_of(&body).starts_with("quantization failed"), "{body}");
     let (st, body) = s
+        .post(
+            "/api/create",
+            json!({"model": "m", "files": {"m.gguf": d}, "quantize": "q8_0"}),
+        )
+        .await;
+    // Streamed, the same failure comes after progress lines: status 200, last line an error.
+    assert_eq!(st, 200, "{body}");
+    let lines = ndjson(&body);
+    assert_eq!(lines[0]["status"], "parsing GGUF");
+    assert_eq!(lines[1]["status"], "quantizing F32 model to Q8_0");
+    let last = lines.last().unwrap()["error"].as_str().unwrap().to_string();
+    assert!(last.starts_with("quantization failed"), "{body}");
+    assert!(s.store().list().unwrap().is_empty());
+    // A JSON body over the limit is refused.
+    let huge = vec![b' '; ollamars::server::MAX_JSON_BODY + 1];
+    let r = s
+        .client
+        .post(s.url("/api/show"))
+        .body(huge)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 413);
+    let (st, body) = s
         .post("/api/create", json!({"model": "m", "files": {"m.gguf": d}}))
         .await;
     assert_eq!(st, 200, "{body}");

@@ -213,6 +213,13 @@ async fn post_blob(
     })
 }
 
+fn aborted() -> ApiError {
+    ApiError::new(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "create failed: the worker stopped unexpectedly",
+    )
+}
+
 enum Event {
     Progress(Progress),
     Done(Result<(), CreateError>),
@@ -238,11 +245,12 @@ async fn create_model(State(st): State<ServerState>, body: Bytes) -> Result<Resp
     });
     if !stream {
         let mut last = None;
-        while let Some(ev) = rx.recv().await {
-            match ev {
-                Event::Progress(p) => last = Some(p),
-                Event::Done(Err(e)) => return Err(e.into()),
-                Event::Done(Ok(())) => break,
+        loop {
+            match rx.recv().await {
+                Some(Event::Progress(p)) => last = Some(p),
+                Some(Event::Done(Err(e))) => return Err(e.into()),
+                Some(Event::Done(Ok(()))) => break,
+                None => return Err(aborted()),
             }
         }
         let last = last.unwrap_or_else(|| Progress::status("success"));
@@ -252,14 +260,19 @@ async fn create_model(State(st): State<ServerState>, body: Bytes) -> Result<Resp
     let first = match rx.recv().await {
         Some(Event::Progress(p)) => p,
         Some(Event::Done(Err(e))) => return Err(e.into()),
-        Some(Event::Done(Ok(()))) | None => Progress::status("success"),
+        Some(Event::Done(Ok(()))) => Progress::status("success"),
+        None => return Err(aborted()),
     };
     let first_line = futures::stream::once(async move { ndjson_line(&first) });
-    let rest = futures::stream::unfold(rx, |mut rx| async move {
-        match rx.recv().await? {
-            Event::Progress(p) => Some((ndjson_line(&p), rx)),
-            Event::Done(Err(e)) => Some((ndjson_line(&json!({"error": e.to_string()})), rx)),
-            Event::Done(Ok(())) => None,
+    // The stream ends after `Done`; a channel closed without it (a panic) ends with an error.
+    let rest = futures::stream::unfold(Some(rx), |rx| async move {
+        let mut rx = rx?;
+        let error_line = |msg: String| ndjson_line(&json!({ "error": msg }));
+        match rx.recv().await {
+            Some(Event::Progress(p)) => Some((ndjson_line(&p), Some(rx))),
+            Some(Event::Done(Err(e))) => Some((error_line(e.to_string()), None)),
+            Some(Event::Done(Ok(()))) => None,
+            None => Some((error_line(aborted().message), None)),
         }
     });
     let body = Body::from_stream(
