@@ -351,6 +351,69 @@ pub fn request_from_modelfile(
     Ok(req)
 }
 
+/// Expands `~` and resolves `p` against `base` (the Modelfile's directory), as the CLI does.
+fn local_path(p: &str, base: &Path) -> std::path::PathBuf {
+    let expanded = match p.strip_prefix("~/") {
+        Some(rest) => std::env::var_os("HOME")
+            .map(|h| Path::new(&h).join(rest))
+            .unwrap_or_else(|| p.into()),
+        None if p == "~" => std::env::var_os("HOME").map_or_else(|| p.into(), Into::into),
+        None => p.into(),
+    };
+    if expanded.is_absolute() {
+        expanded
+    } else {
+        base.join(expanded)
+    }
+}
+
+/// The client side of `ollama create -f Modelfile`, for a CLI that works on a local store:
+/// every FROM or ADAPTER argument that names an existing local file (relative paths resolve
+/// against `base_dir`, `~` is expanded) is validated as GGUF and imported into the store with
+/// `mode` (see [`Store::import_file`]) and becomes a `files`/`adapters` entry; any other FROM is
+/// a model name. The result is a request for [`create`].
+///
+/// # Errors
+/// A local file that is not a valid GGUF, a directory (safetensors import is not supported),
+/// a missing ADAPTER file, or an import failure.
+pub fn request_from_local_modelfile(
+    store: &Store,
+    name: &str,
+    mf: &Modelfile,
+    base_dir: &Path,
+    mode: ImportMode,
+    quantize: Option<String>,
+) -> Result<CreateRequest, CreateError> {
+    let import = |arg: &str| -> Result<Option<String>, CreateError> {
+        if arg.starts_with('@') {
+            return Ok(Some(arg.to_string()));
+        }
+        let p = local_path(arg, base_dir);
+        let meta = match std::fs::metadata(&p) {
+            Ok(m) => m,
+            Err(_) => return Ok(None),
+        };
+        if meta.is_dir() {
+            return Err(bad(format!(
+                "{arg}: importing a directory (safetensors) is not supported; convert it to GGUF"
+            )));
+        }
+        let f = std::fs::File::open(&p)?;
+        Gguf::from_seekable(BufReader::new(f)).map_err(gguf_error)?;
+        Ok(Some(format!("@{}", store.import_file(&p, mode)?.digest)))
+    };
+    let mut resolved = mf.clone();
+    for f in &mut resolved.from {
+        if let Some(r) = import(f)? {
+            *f = r;
+        }
+    }
+    for a in &mut resolved.adapters {
+        *a = import(a)?.ok_or_else(|| bad(format!("adapter file {a} not found")))?;
+    }
+    request_from_modelfile(name, &resolved, quantize)
+}
+
 /// A layer still to be written, or an existing one to reuse.
 enum Pending {
     Existing(Layer),

@@ -617,3 +617,49 @@ fn projector_and_adapter_layers() {
         "supplied adapter file is not a LoRA adapter GGUF"
     );
 }
+
+#[test]
+fn local_modelfile_imports_files_and_keeps_names() {
+    let f = fixture();
+    let dir = f._dir.path().join("proj");
+    std::fs::create_dir_all(&dir).unwrap();
+    let bytes = tiny_llama(GgmlType::F32, 0, None);
+    std::fs::write(dir.join("m.gguf"), &bytes).unwrap();
+    let mf = Modelfile::parse("FROM ./m.gguf\nSYSTEM hi\nPARAMETER top_k 3\n")
+        .unwrap()
+        .modelfile;
+    let req =
+        request_from_local_modelfile(&f.store, "loc", &mf, &dir, ImportMode::Auto, None).unwrap();
+    let d = Digest::of(&bytes).to_string();
+    assert_eq!(req.files.as_ref().unwrap().values().next().unwrap(), &d);
+    assert!(f.store.has_blob(&d).unwrap());
+    let name = run(&f.store, &req).0.unwrap();
+    let m = f.store.read_manifest(&name).unwrap().manifest;
+    assert_eq!(m.layer(store::MEDIA_MODEL).unwrap().digest, d);
+    // A FROM that is not a local file is a model name.
+    let mf = Modelfile::parse("FROM loc\nSYSTEM child\n")
+        .unwrap()
+        .modelfile;
+    let req =
+        request_from_local_modelfile(&f.store, "c", &mf, &dir, ImportMode::Auto, None).unwrap();
+    assert_eq!(req.from.as_deref(), Some("loc"));
+    run(&f.store, &req).0.unwrap();
+    // A local file that is not GGUF, and a directory, are refused.
+    std::fs::write(dir.join("bad.gguf"), b"nope").unwrap();
+    let mf = Modelfile::parse("FROM bad.gguf\n").unwrap().modelfile;
+    let e = request_from_local_modelfile(&f.store, "b", &mf, &dir, ImportMode::Auto, None);
+    assert_eq!(
+        e.unwrap_err().to_string(),
+        "supplied file was not in GGUF format"
+    );
+    let mf = Modelfile::parse("FROM .\n").unwrap().modelfile;
+    assert!(
+        request_from_local_modelfile(&f.store, "b", &mf, &dir, ImportMode::Auto, None).is_err()
+    );
+    let mf = Modelfile::parse("FROM loc\nADAPTER ./missing.gguf\n")
+        .unwrap()
+        .modelfile;
+    assert!(
+        request_from_local_modelfile(&f.store, "b", &mf, &dir, ImportMode::Auto, None).is_err()
+    );
+}
