@@ -7,8 +7,10 @@
 //! renamed), then the config blob, and the manifest last: a crash at any point leaves at most
 //! unreferenced blobs, which [`crate::store::Store::prune`] removes.
 
+mod gotmpl;
 mod template;
 
+pub use gotmpl::{TemplateError, check as check_template};
 pub use template::{DetectedTemplate, detect_template};
 
 use crate::gguf::{self, Gguf, GgufError, file_type_name};
@@ -539,6 +541,9 @@ fn create_inner(
     for (k, v) in files.iter().chain(adapters.iter()) {
         check_file_name(k)?;
         Digest::parse(v)?;
+    }
+    if let Some(t) = &req.template {
+        check_template(t).map_err(|e| bad(format!("template error: {e}")))?;
     }
     let license_texts = match &req.license {
         Some(v) => Some(licenses(v)?),

@@ -334,6 +334,15 @@ fn validation_errors_have_ollamas_texts_and_write_nothing() {
         err_text(&f.store, &q(&good, "q3_x")),
         "unsupported quantization type q3_x"
     );
+    let t = CreateRequest {
+        files: files(&good),
+        template: Some("{{ if .System }}x".into()),
+        ..req("m")
+    };
+    assert_eq!(
+        err_text(&f.store, &t),
+        "template error: template: :1: unexpected EOF in {{if}}"
+    );
     assert!(f.store.list().unwrap().is_empty());
 }
 
