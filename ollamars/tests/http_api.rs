@@ -235,12 +235,12 @@ async fn create_show_copy_delete_round_trip_with_smollm2() {
         .await;
     assert_eq!(
         (st, error_of(&body)),
-        (404, "model 'smol:latest' not found".to_string())
+        (404, "model 'smol' not found".to_string())
     );
     let (st, body) = s.post("/api/show", json!({"model": "smol"})).await;
     assert_eq!(
         (st, error_of(&body)),
-        (404, "model 'smol:latest' not found".to_string())
+        (404, "model 'smol' not found".to_string())
     );
     let (st, _) = s
         .send(Method::DELETE, "/api/delete", json!({"name": "smol-child"}))
@@ -342,7 +342,7 @@ async fn basic_endpoints_and_request_errors() {
         .await;
     assert_eq!(
         (st, error_of(&body)),
-        (404, "model 'missing:latest' not found".into())
+        (404, "model 'missing' not found".into())
     );
     let (d, _) = s.upload(small_gguf()).await;
     let (st, body) = s

@@ -495,7 +495,7 @@ struct Base {
 fn load_base(store: &Store, from: &str) -> Result<(Base, ModelName), CreateError> {
     let n = ModelName::parse(from).map_err(|_| bad("invalid model name"))?;
     let sm: StoredManifest = store.read_manifest(&n).map_err(|e| match e {
-        StoreError::ModelNotFound(_) => CreateError::ModelNotFound(n.display_short()),
+        StoreError::ModelNotFound(_) => CreateError::ModelNotFound(from.to_string()),
         other => CreateError::Store(other),
     })?;
     let config = match store.read_blob(&sm.manifest.config.digest) {

@@ -253,10 +253,7 @@ fn inherits_from_a_model_and_merges_parameters() {
         from: Some("nope".into()),
         ..CreateRequest::default()
     };
-    assert_eq!(
-        err_text(&f.store, &missing),
-        "model 'nope:latest' not found"
-    );
+    assert_eq!(err_text(&f.store, &missing), "model 'nope' not found");
 }
 
 #[test]

@@ -294,14 +294,29 @@ struct ModelRequest {
 }
 
 impl ModelRequest {
-    fn name(&self) -> Result<ModelName, ApiError> {
-        let s = self
-            .model
+    /// The name as the client wrote it (`model`, else `name`).
+    fn raw_name(&self) -> String {
+        self.model
             .as_deref()
             .filter(|s| !s.is_empty())
             .or(self.name.as_deref())
-            .unwrap_or_default();
-        parse_name(s)
+            .unwrap_or_default()
+            .to_string()
+    }
+
+    fn name(&self) -> Result<ModelName, ApiError> {
+        parse_name(&self.raw_name())
+    }
+}
+
+/// Ollama's 404 names the model as the client wrote it: `model '<name>' not found`.
+fn not_found_as_written(raw: &str) -> impl Fn(ApiError) -> ApiError + '_ {
+    move |e| {
+        if e.status == StatusCode::NOT_FOUND {
+            ApiError::new(StatusCode::NOT_FOUND, format!("model '{raw}' not found"))
+        } else {
+            e
+        }
     }
 }
 
@@ -317,9 +332,12 @@ async fn show(State(st): State<ServerState>, body: Bytes) -> Result<Json<Value>,
     let req: ModelRequest = parse_body(&body)?;
     let name = req.name()?;
     let store = st.store.clone();
-    let v = tokio::task::spawn_blocking(move || models::show(&store, &name, req.verbose))
+    let verbose = req.verbose;
+    let v = tokio::task::spawn_blocking(move || models::show(&store, &name, verbose))
         .await
-        .map_err(join_error)??;
+        .map_err(join_error)?
+        .map_err(ApiError::from)
+        .map_err(not_found_as_written(&req.raw_name()))?;
     Ok(Json(v))
 }
 
@@ -355,6 +373,8 @@ async fn delete(State(st): State<ServerState>, body: Bytes) -> Result<StatusCode
     let prune = st.prune;
     tokio::task::spawn_blocking(move || store.delete(&name, prune))
         .await
-        .map_err(join_error)??;
+        .map_err(join_error)?
+        .map_err(ApiError::from)
+        .map_err(not_found_as_written(&req.raw_name()))?;
     Ok(StatusCode::OK)
 }
