@@ -615,6 +615,7 @@ fn create_inner(
         if !matches!(ft.as_deref(), Some("F16" | "BF16" | "F32")) {
             return Err(CreateError::QuantizeUnsupported);
         }
+        quantize_preflight(g)?;
     }
 
     // ---- Writing: blobs first, config next, manifest last. ----
@@ -868,6 +869,25 @@ fn create_inner(
     Ok(store.resolve(target)?.unwrap_or_else(|| target.clone()))
 }
 
+/// Most layers llama.cpp accepts (`LLAMA_MAX_LAYERS`).
+const MAX_LAYERS: u64 = 512;
+
+/// Checks what llama.cpp's quantizer asserts on (and would abort the whole process for) rather
+/// than reports: the architecture's block count must be 1..=512.
+fn quantize_preflight(g: &Gguf) -> Result<(), CreateError> {
+    let arch = g
+        .architecture()
+        .ok_or_else(|| bad("invalid GGUF: general.architecture is missing"))?;
+    let key = format!("{arch}.block_count");
+    match g.get(&key).and_then(gguf::Value::as_u64) {
+        Some(n) if (1..=MAX_LAYERS).contains(&n) => Ok(()),
+        Some(n) => Err(bad(format!(
+            "invalid GGUF: {key} is {n}, not 1 to {MAX_LAYERS}"
+        ))),
+        None => Err(bad(format!("invalid GGUF: {key} is missing"))),
+    }
+}
+
 /// Quantizes a model blob with llama.cpp into a temporary file in `blobs/`, validates the
 /// result with the GGUF reader, and publishes it as a blob.
 fn quantize_blob(
@@ -878,7 +898,15 @@ fn quantize_blob(
     let input = store.blob_path(digest)?;
     let mut tmp = store.temp_file()?;
     tmp.flush()?;
-    llama::quantize(&input, tmp.path(), to, 0).map_err(|e| CreateError::Quantize(e.to_string()))?;
+    // Error texts never carry server paths (security rule 6).
+    llama::quantize(&input, tmp.path(), to, 0).map_err(|e| {
+        CreateError::Quantize(match e {
+            llama::QuantizeError::Failed { status, .. } => {
+                format!("llama.cpp could not quantize the model (status {status})")
+            }
+            _ => "llama.cpp could not open the model".to_string(),
+        })
+    })?;
     let out = std::fs::File::open(tmp.path())?;
     let g = Gguf::from_seekable(BufReader::new(out))
         .map_err(|e| CreateError::Quantize(format!("llama.cpp wrote an invalid GGUF: {e}")))?;

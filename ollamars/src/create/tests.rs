@@ -669,3 +669,52 @@ fn local_modelfile_imports_files_and_keeps_names() {
         request_from_local_modelfile(&f.store, "b", &mf, &dir, ImportMode::Auto, None).is_err()
     );
 }
+
+/// Metadata that llama.cpp's quantizer asserts on (aborting the process) is refused first;
+/// metadata it reports on gives an error; nothing is published, no path is revealed.
+#[test]
+fn quantize_refuses_metadata_that_would_abort_llama_cpp() {
+    let full = tiny_llama(GgmlType::F32, 0, None);
+    let g = Gguf::from_bytes(&full).unwrap();
+    let variants: Vec<(&str, Option<Value>, bool)> = vec![
+        ("llama.block_count", Some(Value::U32(1000)), true),
+        ("llama.block_count", Some(Value::U32(0)), true),
+        ("llama.block_count", None, true),
+        ("llama.embedding_length", Some(Value::U32(7)), false),
+        (
+            "general.architecture",
+            Some(Value::String("nonexistent".into())),
+            true,
+        ),
+    ];
+    for (key, val, client) in variants {
+        let f = fixture();
+        let mut w = GgufWriter::new();
+        for (k, v) in g.metadata() {
+            match (k == key, &val) {
+                (true, Some(val)) => w = w.kv(k, val.clone()),
+                (true, None) => {}
+                (false, _) => w = w.kv(k, v.clone()),
+            }
+        }
+        for t in g.tensors() {
+            let start = (g.data_offset() + t.offset) as usize;
+            let data = full[start..start + t.size as usize].to_vec();
+            w = w.tensor(&t.name, &t.dims, t.ggml_type, data);
+        }
+        let d = upload(&f.store, &w.to_bytes());
+        let req = CreateRequest {
+            model: Some("q".into()),
+            files: files(&d),
+            quantize: Some("q4_K_M".into()),
+            ..CreateRequest::default()
+        };
+        let e = run(&f.store, &req).0.expect_err(key);
+        assert_eq!(e.is_client_error(), client, "{key}: {e}");
+        assert!(
+            !e.to_string().contains(f._dir.path().to_str().unwrap()),
+            "{e}"
+        );
+        assert!(f.store.list().unwrap().is_empty());
+    }
+}

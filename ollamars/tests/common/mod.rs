@@ -137,6 +137,7 @@ pub fn small_gguf() -> Vec<u8> {
         .kv("general.file_type", Value::U32(0))
         .kv("llama.context_length", Value::U32(64))
         .kv("llama.embedding_length", Value::U32(32))
+        .kv("llama.block_count", Value::U32(1))
         .tensor_filled("token_embd.weight", &[32, 8], GgmlType::F32)
         .tensor_filled("output_norm.weight", &[32], GgmlType::F32)
         .to_bytes()
