@@ -871,21 +871,83 @@ fn create_inner(
 
 /// Most layers llama.cpp accepts (`LLAMA_MAX_LAYERS`).
 const MAX_LAYERS: u64 = 512;
+/// Most experts llama.cpp accepts (`LLAMA_MAX_EXPERTS`).
+const MAX_EXPERTS: u64 = 1024;
 
-/// Checks what llama.cpp's quantizer asserts on (and would abort the whole process for) rather
-/// than reports: the architecture's block count must be 1..=512.
+/// Checks the architecture-independent hyperparameters that llama.cpp's model loader asserts
+/// on (aborting the whole process) instead of reporting: block count 1..=512, next-token
+/// prediction layers and posnet/convnext blocks within it, expert counts consistent with each
+/// other. llama.cpp reports other bad metadata as an error. Architecture-specific assertions
+/// are not covered (see the module docs).
 fn quantize_preflight(g: &Gguf) -> Result<(), CreateError> {
     let arch = g
         .architecture()
         .ok_or_else(|| bad("invalid GGUF: general.architecture is missing"))?;
-    let key = format!("{arch}.block_count");
-    match g.get(&key).and_then(gguf::Value::as_u64) {
-        Some(n) if (1..=MAX_LAYERS).contains(&n) => Ok(()),
-        Some(n) => Err(bad(format!(
-            "invalid GGUF: {key} is {n}, not 1 to {MAX_LAYERS}"
-        ))),
-        None => Err(bad(format!("invalid GGUF: {key} is missing"))),
+    let invalid = |what: String| bad(format!("invalid GGUF: {what}"));
+    let key = |k: &str| format!("{arch}.{k}");
+    // A scalar, or the largest item of an array of integers.
+    let num = |k: &str| -> Result<Option<u64>, CreateError> {
+        match g.get(&key(k)) {
+            None => Ok(None),
+            Some(gguf::Value::Array(a)) => {
+                let items = gguf::Value::Array(a.clone()).to_json();
+                let max = items
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(|v| {
+                        v.as_u64()
+                            .ok_or_else(|| invalid(format!("{} is not a count", key(k))))
+                    })
+                    .collect::<Result<Vec<u64>, _>>()?
+                    .into_iter()
+                    .max();
+                Ok(max)
+            }
+            Some(v) => v
+                .as_u64()
+                .map(Some)
+                .ok_or_else(|| invalid(format!("{} is not a count", key(k)))),
+        }
+    };
+    let layers = match num("block_count")? {
+        Some(n) if (1..=MAX_LAYERS).contains(&n) => n,
+        Some(n) => {
+            return Err(invalid(format!(
+                "{} is {n}, not 1 to {MAX_LAYERS}",
+                key("block_count")
+            )));
+        }
+        None => return Err(invalid(format!("{} is missing", key("block_count")))),
+    };
+    for k in [
+        "nextn_predict_layers",
+        "posnet.block_count",
+        "convnext.block_count",
+    ] {
+        if num(k)?.is_some_and(|n| n > layers) {
+            return Err(invalid(format!("{} is more than the block count", key(k))));
+        }
     }
+    let experts = num("expert_count")?.unwrap_or(0);
+    let used = num("expert_used_count")?.unwrap_or(0);
+    let groups = num("expert_group_count")?.unwrap_or(0);
+    let group_used = num("expert_group_used_count")?.unwrap_or(0);
+    let consistent = experts <= MAX_EXPERTS
+        && used <= experts
+        && if experts > 0 {
+            used > 0
+                && groups < experts
+                && (groups <= 1 || (experts % groups == 0 && group_used > 0 && group_used < groups))
+        } else {
+            used == 0 && groups == 0
+        };
+    if !consistent {
+        return Err(invalid(format!(
+            "inconsistent expert counts (experts {experts}, used {used}, groups {groups}, groups used {group_used})"
+        )));
+    }
+    Ok(())
 }
 
 /// Quantizes a model blob with llama.cpp into a temporary file in `blobs/`, validates the

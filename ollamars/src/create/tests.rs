@@ -686,6 +686,10 @@ fn quantize_refuses_metadata_that_would_abort_llama_cpp() {
             Some(Value::String("nonexistent".into())),
             true,
         ),
+        ("llama.expert_count", Some(Value::U32(u32::MAX)), true),
+        ("llama.expert_used_count", Some(Value::U32(2)), true),
+        ("llama.nextn_predict_layers", Some(Value::U32(2)), true),
+        ("llama.expert_group_count", Some(Value::U32(1)), true),
     ];
     for (key, val, client) in variants {
         let f = fixture();
@@ -696,6 +700,11 @@ fn quantize_refuses_metadata_that_would_abort_llama_cpp() {
                 (true, None) => {}
                 (false, _) => w = w.kv(k, v.clone()),
             }
+        }
+        if g.get(key).is_none()
+            && let Some(val) = &val
+        {
+            w = w.kv(key, val.clone());
         }
         for t in g.tensors() {
             let start = (g.data_offset() + t.offset) as usize;
