@@ -6,6 +6,13 @@
 //! request fails before a byte is written. Layers are written as blobs first (hashed, fsynced,
 //! renamed), then the config blob, and the manifest last: a crash at any point leaves at most
 //! unreferenced blobs, which [`crate::store::Store::prune`] removes.
+//!
+//! Quantization runs llama.cpp's quantizer in this process. llama.cpp reports most bad input as
+//! an error, but some hyperparameter checks are assertions that abort the process; the
+//! architecture-independent ones (layer and expert counts) are checked here first. Checks
+//! specific to one architecture are not, so a hostile F16/F32 GGUF of such an architecture can
+//! still abort the process when quantized; running the quantizer in a child process (as the
+//! runner will) removes that risk.
 
 mod gotmpl;
 mod template;
@@ -69,7 +76,7 @@ pub struct CreateRequest {
     /// Target name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub model: Option<String>,
-    /// Target name [legacy].
+    /// Target name (legacy).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
     /// An existing model to inherit from.
@@ -99,13 +106,13 @@ pub struct CreateRequest {
     /// `q4_K_M` (`q4_K`), `q4_K_S`, `q8_0` or `F16`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub quantize: Option<String>,
-    /// [legacy] alias of `quantize`.
+    /// Legacy alias of `quantize`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub quantization: Option<String>,
     /// Stream progress (default true). Used by the HTTP layer only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stream: Option<bool>,
-    /// [legacy] Modelfile text; used when neither `from` nor `files` is given.
+    /// Legacy Modelfile text; used when neither `from` nor `files` is given.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub modelfile: Option<String>,
     /// Built-in renderer name.
