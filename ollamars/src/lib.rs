@@ -36,7 +36,10 @@ pub mod client;
 pub mod env;
 pub mod format;
 
+pub mod create;
 pub mod gguf;
 pub mod modelfile;
+pub mod models;
 pub mod name;
+pub mod server;
 pub mod store;

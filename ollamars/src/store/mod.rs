@@ -169,6 +169,40 @@ pub struct PruneReport {
     pub skipped: Option<String>,
 }
 
+/// How [`Store::import_file`] brings a local file into the store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ImportMode {
+    /// Reflink (copy-on-write clone) where supported, else copy. Always safe.
+    #[default]
+    Auto,
+    /// Always copy the bytes.
+    Copy,
+    /// Hard link where possible, else copy. Unsafe if the original is later written in place.
+    HardLink,
+}
+
+/// How a file was actually imported.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ImportMethod {
+    /// Cloned with a reflink.
+    Reflinked,
+    /// Hard-linked (shares the original's inode).
+    HardLinked,
+    /// Copied byte for byte.
+    Copied,
+}
+
+/// The result of [`Store::import_file`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Imported {
+    /// The blob's digest.
+    pub digest: Digest,
+    /// Its size in bytes.
+    pub size: u64,
+    /// How it got there.
+    pub method: ImportMethod,
+}
+
 /// A model store rooted at one directory.
 #[derive(Debug, Clone)]
 pub struct Store {
@@ -264,6 +298,34 @@ impl Store {
         }
     }
 
+    /// Re-hashes a blob and checks it against its digest: [`StoreError::DigestMismatch`] when
+    /// its content changed since it was stored (for instance a hard-linked import whose original
+    /// was written in place, see [`Store::import_file`]).
+    pub fn verify_blob(&self, digest: &str) -> Result<(), StoreError> {
+        let want = Digest::parse(digest)?;
+        let mut f = self.open_blob(digest)?;
+        let mut hasher = Sha256::new();
+        let mut buf = vec![0u8; 1 << 20];
+        loop {
+            let n = match f.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e.into()),
+            };
+            hasher.update(&buf[..n]);
+        }
+        let got = Digest::from_hasher(hasher);
+        if got == want {
+            Ok(())
+        } else {
+            Err(StoreError::DigestMismatch {
+                expected: want.to_string(),
+                got: got.to_string(),
+            })
+        }
+    }
+
     /// Reads a whole blob into memory.
     pub fn read_blob(&self, digest: &str) -> Result<Vec<u8>, StoreError> {
         let mut v = Vec::new();
@@ -338,6 +400,102 @@ impl Store {
         }
         self.publish(tmp, &d)?;
         Ok((d, size))
+    }
+
+    /// A new empty temporary file in `blobs/` (named `.tmp-…`, so [`Store::prune`] removes it
+    /// if a crash leaves it behind). Fill it, then publish it with [`Store::publish_temp`].
+    pub fn temp_file(&self) -> Result<tempfile::NamedTempFile, StoreError> {
+        let dir = self.blobs_dir();
+        fs::create_dir_all(&dir)?;
+        Ok(tempfile::Builder::new()
+            .prefix(TMP_PREFIX)
+            .tempfile_in(&dir)?)
+    }
+
+    /// Publishes a file made by [`Store::temp_file`] (or otherwise placed in `blobs/` under a
+    /// temporary name): hashes it, fsyncs it and renames it to its digest's path. If that blob
+    /// already exists the temporary file is removed instead. Returns the digest and size.
+    pub fn publish_temp(&self, tmp: tempfile::NamedTempFile) -> Result<(Digest, u64), StoreError> {
+        let mut f = File::open(tmp.path())?;
+        let mut hasher = Sha256::new();
+        let mut buf = vec![0u8; 1 << 20];
+        let mut size = 0u64;
+        loop {
+            let n = match f.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e.into()),
+            };
+            hasher.update(&buf[..n]);
+            size += n as u64;
+        }
+        // Sync through a handle opened by path: for a link or clone, the temp file's own
+        // handle refers to the file that the link replaced.
+        f.sync_all()?;
+        let d = Digest::from_hasher(hasher);
+        if self.has_blob(d.as_ref())? {
+            return Ok((d, size));
+        }
+        self.publish(tmp, &d)?;
+        Ok((d, size))
+    }
+
+    /// Imports a local file as a blob (used by `create` from a GGUF path, Ollama #7254).
+    ///
+    /// Semantics, by [`ImportMode`]:
+    /// - [`ImportMode::Auto`] (the default): a reflink (copy-on-write clone) where the
+    ///   filesystem supports it, else a copy. A clone shares no mutable state with the
+    ///   original: modifying or deleting the original later cannot change the blob.
+    /// - [`ImportMode::Copy`]: always a byte copy.
+    /// - [`ImportMode::HardLink`]: a hard link where possible (same filesystem), else a copy.
+    ///   The blob then **is** the original file (same inode): deleting or replacing the original
+    ///   by rename is harmless, but writing into the original in place changes the blob, whose
+    ///   content then no longer matches its digest. Only opt in when the original will not be
+    ///   edited in place; a digest check of the blob detects such corruption.
+    ///
+    /// In every mode the digest is computed from the file that ends up in the store (the clone,
+    /// link or copy), never from the original before it was imported.
+    pub fn import_file(&self, src: &Path, mode: ImportMode) -> Result<Imported, StoreError> {
+        let meta = fs::metadata(src)?;
+        if !meta.is_file() {
+            return Err(StoreError::Io(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "not a regular file",
+            )));
+        }
+        if mode != ImportMode::Copy {
+            // The link or clone is made at a fresh name next to the blobs, then adopted.
+            let tmp = self.temp_file()?;
+            let tmp_path = tmp.path().to_path_buf();
+            let made = {
+                let _ = fs::remove_file(&tmp_path);
+                match mode {
+                    ImportMode::HardLink => {
+                        fs::hard_link(src, &tmp_path).map(|_| ImportMethod::HardLinked)
+                    }
+                    _ => reflink_copy::reflink(src, &tmp_path).map(|_| ImportMethod::Reflinked),
+                }
+            };
+            match made {
+                Ok(method) => {
+                    // `tmp` still owns the name and removes it on any error below.
+                    let (digest, size) = self.publish_temp(tmp)?;
+                    return Ok(Imported {
+                        digest,
+                        size,
+                        method,
+                    });
+                }
+                Err(_) => drop(tmp),
+            }
+        }
+        let (digest, size) = self.import_blob(File::open(src)?)?;
+        Ok(Imported {
+            digest,
+            size,
+            method: ImportMethod::Copied,
+        })
     }
 
     /// Finds the on-disk manifest path for `name`, matching each component case-insensitively

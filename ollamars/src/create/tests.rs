@@ -1,0 +1,729 @@
+use super::*;
+use crate::gguf::{GgmlType, GgufWriter, Value};
+
+const N_EMBD: u64 = 256;
+const N_VOCAB: u64 = 32;
+
+/// Half-precision bits of a small float (normal range, mantissa truncated).
+fn f16_bits(x: f32) -> u16 {
+    if x == 0.0 {
+        return 0;
+    }
+    let b = x.to_bits();
+    let sign = ((b >> 16) & 0x8000) as u16;
+    let exp = ((b >> 23) & 0xff) as i32 - 127 + 15;
+    let mant = ((b >> 13) & 0x3ff) as u16;
+    sign | ((exp.clamp(1, 30) as u16) << 10) | mant
+}
+
+fn weights(n: u64, t: GgmlType, seed: u64) -> Vec<u8> {
+    let val = |i: u64| (((i * 7919 + seed * 104729) % 257) as f32 - 128.0) / 512.0;
+    match t {
+        GgmlType::F32 => (0..n).flat_map(|i| val(i).to_le_bytes()).collect(),
+        GgmlType::F16 => (0..n)
+            .flat_map(|i| f16_bits(val(i)).to_le_bytes())
+            .collect(),
+        other => panic!("no weights for {other:?}"),
+    }
+}
+
+/// A tiny but complete one-layer llama model with tensors of type `t`, which llama.cpp can
+/// quantize.
+pub(crate) fn tiny_llama(t: GgmlType, file_type: u32, chat_template: Option<&str>) -> Vec<u8> {
+    let s = |x: &str| Value::String(x.into());
+    let mut w = GgufWriter::new()
+        .kv("general.architecture", s("llama"))
+        .kv("general.name", s("tiny"))
+        .kv("general.file_type", Value::U32(file_type))
+        .kv("llama.context_length", Value::U32(128))
+        .kv("llama.embedding_length", Value::U32(N_EMBD as u32))
+        .kv("llama.block_count", Value::U32(1))
+        .kv("llama.feed_forward_length", Value::U32(N_EMBD as u32))
+        .kv("llama.attention.head_count", Value::U32(4))
+        .kv("llama.attention.head_count_kv", Value::U32(4))
+        .kv("llama.rope.dimension_count", Value::U32(64))
+        .kv("llama.attention.layer_norm_rms_epsilon", Value::F32(1e-5))
+        .kv("llama.vocab_size", Value::U32(N_VOCAB as u32));
+    if let Some(ct) = chat_template {
+        w = w.kv("tokenizer.chat_template", s(ct));
+    }
+    let mut seed = 0;
+    let mut mat = |w: GgufWriter, name: &str, dims: &[u64]| {
+        seed += 1;
+        let n = dims.iter().product();
+        w.tensor(name, dims, t, weights(n, t, seed))
+    };
+    let norm = |w: GgufWriter, name: &str| {
+        w.tensor(
+            name,
+            &[N_EMBD],
+            GgmlType::F32,
+            weights(N_EMBD, GgmlType::F32, 99),
+        )
+    };
+    w = mat(w, "token_embd.weight", &[N_EMBD, N_VOCAB]);
+    w = norm(w, "output_norm.weight");
+    w = mat(w, "output.weight", &[N_EMBD, N_VOCAB]);
+    w = norm(w, "blk.0.attn_norm.weight");
+    for n in [
+        "attn_q",
+        "attn_k",
+        "attn_v",
+        "attn_output",
+        "ffn_gate",
+        "ffn_up",
+        "ffn_down",
+    ] {
+        w = mat(w, &format!("blk.0.{n}.weight"), &[N_EMBD, N_EMBD]);
+    }
+    w = norm(w, "blk.0.ffn_norm.weight");
+    w.to_bytes()
+}
+
+struct Fixture {
+    _dir: tempfile::TempDir,
+    store: Store,
+}
+
+fn fixture() -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::new(dir.path().join("models"));
+    Fixture { _dir: dir, store }
+}
+
+fn upload(store: &Store, bytes: &[u8]) -> String {
+    store.import_blob(bytes).unwrap().0.to_string()
+}
+
+fn files(d: &str) -> Option<BTreeMap<String, String>> {
+    Some(BTreeMap::from([("model.gguf".to_string(), d.to_string())]))
+}
+
+fn run(store: &Store, req: &CreateRequest) -> (Result<ModelName, CreateError>, Vec<String>) {
+    let mut statuses = Vec::new();
+    let r = create(store, req, &mut |p| statuses.push(p.status));
+    (r, statuses)
+}
+
+fn err_text(store: &Store, req: &CreateRequest) -> String {
+    let (r, statuses) = run(store, req);
+    let e = r.expect_err("create should fail");
+    assert!(
+        statuses.is_empty(),
+        "progress before a validation error: {statuses:?}"
+    );
+    e.to_string()
+}
+
+fn layer_text(store: &Store, m: &Manifest, mt: &str) -> Option<String> {
+    m.layer(mt)
+        .map(|l| String::from_utf8(store.read_blob(&l.digest).unwrap()).unwrap())
+}
+
+#[test]
+fn creates_from_an_uploaded_gguf_with_every_layer() {
+    let f = fixture();
+    let d = upload(&f.store, &tiny_llama(GgmlType::F32, 0, None));
+    let req = CreateRequest {
+        model: Some("Tiny:v1".into()),
+        files: files(&d),
+        template: Some("{{ .Prompt }}".into()),
+        system: Some("be brief".into()),
+        license: Some(serde_json::json!(["MIT", "Apache"])),
+        parameters: Some(
+            serde_json::json!({"temperature": 0.5, "stop": ["a", "b"], "seed": null})
+                .as_object()
+                .unwrap()
+                .clone(),
+        ),
+        messages: Some(vec![CreateMessage {
+            role: "USER".into(),
+            content: "hi".into(),
+        }]),
+        ..CreateRequest::default()
+    };
+    let (r, statuses) = run(&f.store, &req);
+    let name = r.unwrap();
+    assert_eq!(name.display_short(), "Tiny:v1");
+    assert_eq!(statuses.first().unwrap(), "parsing GGUF");
+    assert_eq!(statuses[1], format!("using existing layer {d}"));
+    assert_eq!(
+        &statuses[statuses.len() - 2..],
+        ["writing manifest", "success"]
+    );
+    assert_eq!(
+        statuses
+            .iter()
+            .filter(|s| s.starts_with("creating new layer sha256:"))
+            .count(),
+        6,
+        "{statuses:?}"
+    );
+    let m = f.store.read_manifest(&name).unwrap().manifest;
+    let kinds: Vec<&str> = m.layers.iter().map(|l| l.media_type.as_str()).collect();
+    assert_eq!(
+        kinds,
+        [
+            store::MEDIA_MODEL,
+            store::MEDIA_TEMPLATE,
+            store::MEDIA_SYSTEM,
+            store::MEDIA_LICENSE,
+            store::MEDIA_LICENSE,
+            store::MEDIA_PARAMS,
+            store::MEDIA_MESSAGES
+        ]
+    );
+    assert_eq!(m.layers[0].digest, d);
+    assert_eq!(
+        layer_text(&f.store, &m, store::MEDIA_SYSTEM).unwrap(),
+        "be brief"
+    );
+    let params: Json =
+        serde_json::from_str(&layer_text(&f.store, &m, store::MEDIA_PARAMS).unwrap()).unwrap();
+    assert_eq!(
+        params,
+        serde_json::json!({"temperature": 0.5, "stop": ["a", "b"]})
+    );
+    let msgs: Json =
+        serde_json::from_str(&layer_text(&f.store, &m, store::MEDIA_MESSAGES).unwrap()).unwrap();
+    assert_eq!(msgs, serde_json::json!([{"role": "user", "content": "hi"}]));
+    let cfg: Config =
+        serde_json::from_slice(&f.store.read_blob(&m.config.digest).unwrap()).unwrap();
+    assert_eq!(cfg.model_format, "gguf");
+    assert_eq!(cfg.model_family, "llama");
+    assert_eq!(cfg.file_type, "F32");
+    assert_eq!(cfg.context_length, Some(128));
+    assert_eq!(
+        (cfg.architecture.as_str(), cfg.os.as_str()),
+        ("amd64", "linux")
+    );
+}
+
+#[test]
+fn inherits_from_a_model_and_merges_parameters() {
+    let f = fixture();
+    let d = upload(&f.store, &tiny_llama(GgmlType::F32, 0, None));
+    let base = CreateRequest {
+        model: Some("base".into()),
+        files: files(&d),
+        system: Some("old system".into()),
+        template: Some("T".into()),
+        parameters: Some(
+            serde_json::json!({"top_k": 5, "temperature": 1.0})
+                .as_object()
+                .unwrap()
+                .clone(),
+        ),
+        ..CreateRequest::default()
+    };
+    run(&f.store, &base).0.unwrap();
+    let child = CreateRequest {
+        model: Some("child".into()),
+        from: Some("BASE".into()),
+        system: Some("new system".into()),
+        parameters: Some(
+            serde_json::json!({"temperature": 0.2})
+                .as_object()
+                .unwrap()
+                .clone(),
+        ),
+        ..CreateRequest::default()
+    };
+    let (r, statuses) = run(&f.store, &child);
+    let name = r.unwrap();
+    assert!(!statuses.contains(&"parsing GGUF".to_string()));
+    let m = f.store.read_manifest(&name).unwrap().manifest;
+    let model = m.layer(store::MEDIA_MODEL).unwrap();
+    assert_eq!(model.digest, d);
+    assert_eq!(model.from.as_deref(), Some("base:latest"));
+    assert_eq!(
+        layer_text(&f.store, &m, store::MEDIA_TEMPLATE).unwrap(),
+        "T"
+    );
+    assert_eq!(
+        layer_text(&f.store, &m, store::MEDIA_SYSTEM).unwrap(),
+        "new system"
+    );
+    let params: Json =
+        serde_json::from_str(&layer_text(&f.store, &m, store::MEDIA_PARAMS).unwrap()).unwrap();
+    assert_eq!(params, serde_json::json!({"temperature": 0.2, "top_k": 5}));
+    // A missing parent.
+    let missing = CreateRequest {
+        model: Some("x".into()),
+        from: Some("nope".into()),
+        ..CreateRequest::default()
+    };
+    assert_eq!(err_text(&f.store, &missing), "model 'nope' not found");
+}
+
+#[test]
+fn validation_errors_have_ollamas_texts_and_write_nothing() {
+    let f = fixture();
+    let good = upload(&f.store, &tiny_llama(GgmlType::F32, 0, None));
+    let junk = upload(&f.store, b"not a gguf at all");
+    let q41 = upload(&f.store, &tiny_llama(GgmlType::F32, 3, None));
+    let req = |m: &str| CreateRequest {
+        model: Some(m.into()),
+        ..CreateRequest::default()
+    };
+    let with_files = |k: &str, v: &str| CreateRequest {
+        files: Some(BTreeMap::from([(k.to_string(), v.to_string())])),
+        ..req("m")
+    };
+    assert_eq!(
+        err_text(&f.store, &req("m")),
+        "neither 'from' or 'files' was specified"
+    );
+    assert_eq!(
+        err_text(
+            &f.store,
+            &CreateRequest {
+                files: files(&good),
+                ..req("../x")
+            }
+        ),
+        "invalid model name"
+    );
+    for k in ["../x", "/etc/passwd", "a/../../b", "a\0b", ".."] {
+        let e = err_text(&f.store, &with_files(k, &good));
+        assert!(
+            e == "file path must be relative" || e == "invalid file name",
+            "{k:?}: {e}"
+        );
+    }
+    for v in [
+        "sha256:../../x",
+        "sha256-..",
+        "SHA256:00",
+        &good.to_uppercase(),
+    ] {
+        assert_eq!(
+            err_text(&f.store, &with_files("m.gguf", v)),
+            "invalid digest format"
+        );
+    }
+    assert_eq!(
+        err_text(&f.store, &with_files("m.gguf", &junk)),
+        "supplied file was not in GGUF format"
+    );
+    let two = CreateRequest {
+        files: files(&good),
+        adapters: Some(BTreeMap::from([
+            ("a.gguf".to_string(), good.clone()),
+            ("b.gguf".to_string(), good.clone()),
+        ])),
+        ..req("m")
+    };
+    assert_eq!(
+        err_text(&f.store, &two),
+        "only one adapter is currently supported"
+    );
+    let q = |src: &str, q: &str| CreateRequest {
+        files: files(src),
+        quantize: Some(q.into()),
+        ..req("m")
+    };
+    assert_eq!(
+        err_text(&f.store, &q(&q41, "q8_0")),
+        "quantization is only supported for F16, BF16 and F32 models"
+    );
+    assert_eq!(
+        err_text(&f.store, &q(&good, "q3_x")),
+        "unsupported quantization type q3_x"
+    );
+    let t = CreateRequest {
+        files: files(&good),
+        template: Some("{{ if .System }}x".into()),
+        ..req("m")
+    };
+    assert_eq!(
+        err_text(&f.store, &t),
+        "template error: template: :1: unexpected EOF in {{if}}"
+    );
+    assert!(f.store.list().unwrap().is_empty());
+}
+
+#[test]
+fn legacy_modelfile_form() {
+    let f = fixture();
+    let d = upload(&f.store, &tiny_llama(GgmlType::F32, 0, None));
+    let req = CreateRequest {
+        name: Some("legacy".into()),
+        modelfile: Some(format!("FROM @{d}\nPARAMETER num_ctx 64\nSYSTEM hello\n")),
+        ..CreateRequest::default()
+    };
+    let name = run(&f.store, &req).0.unwrap();
+    let m = f.store.read_manifest(&name).unwrap().manifest;
+    assert_eq!(m.layer(store::MEDIA_MODEL).unwrap().digest, d);
+    assert_eq!(
+        layer_text(&f.store, &m, store::MEDIA_SYSTEM).unwrap(),
+        "hello"
+    );
+    // A server-side path is never read: it is a (bad) model name.
+    let path = CreateRequest {
+        name: Some("p".into()),
+        modelfile: Some("FROM /etc/passwd\n".into()),
+        ..CreateRequest::default()
+    };
+    assert_eq!(err_text(&f.store, &path), "invalid model name");
+    let bad_mf = CreateRequest {
+        name: Some("p".into()),
+        modelfile: Some("FROM x\nPARAMETER bogus 1\n".into()),
+        ..CreateRequest::default()
+    };
+    assert_eq!(
+        err_text(&f.store, &bad_mf),
+        "(line 2): unknown parameter 'bogus'"
+    );
+}
+
+#[test]
+fn autodetects_a_known_template_and_keeps_unknown_jinja() {
+    let f = fixture();
+    let chatml = "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + '\\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}";
+    let d = upload(&f.store, &tiny_llama(GgmlType::F32, 0, Some(chatml)));
+    let (r, statuses) = run(
+        &f.store,
+        &CreateRequest {
+            model: Some("c".into()),
+            files: files(&d),
+            ..CreateRequest::default()
+        },
+    );
+    let m = f.store.read_manifest(&r.unwrap()).unwrap().manifest;
+    assert!(statuses.contains(&"using autodetected template chatml".to_string()));
+    assert!(
+        layer_text(&f.store, &m, store::MEDIA_TEMPLATE)
+            .unwrap()
+            .contains("<|im_start|>")
+    );
+    let params: Json =
+        serde_json::from_str(&layer_text(&f.store, &m, store::MEDIA_PARAMS).unwrap()).unwrap();
+    assert_eq!(
+        params["stop"],
+        serde_json::json!(["<|im_start|>", "<|im_end|>"])
+    );
+
+    let odd = "{{ bos_token }}{% for m in messages %}[{{ m.role }}] {{ m.content }}{% endfor %}";
+    let d = upload(&f.store, &tiny_llama(GgmlType::F32, 0, Some(odd)));
+    let (r, statuses) = run(
+        &f.store,
+        &CreateRequest {
+            model: Some("j".into()),
+            files: files(&d),
+            ..CreateRequest::default()
+        },
+    );
+    let m = f.store.read_manifest(&r.unwrap()).unwrap().manifest;
+    assert!(!statuses.iter().any(|s| s.contains("autodetected")));
+    assert!(m.layer(store::MEDIA_TEMPLATE).is_none());
+}
+
+fn quantize_case(src_type: GgmlType, file_type: u32, to: &str, want: &str, want_from: &str) {
+    let f = fixture();
+    let d = upload(&f.store, &tiny_llama(src_type, file_type, None));
+    let (r, statuses) = run(
+        &f.store,
+        &CreateRequest {
+            model: Some("q".into()),
+            files: files(&d),
+            quantize: Some(to.into()),
+            ..CreateRequest::default()
+        },
+    );
+    let name = r.unwrap_or_else(|e| panic!("quantize {to}: {e}"));
+    assert!(
+        statuses.contains(&format!("quantizing {want_from} model to {want}")),
+        "{statuses:?}"
+    );
+    let m = f.store.read_manifest(&name).unwrap().manifest;
+    let model = m.layer(store::MEDIA_MODEL).unwrap();
+    assert_ne!(model.digest, d);
+    let bytes = f.store.read_blob(&model.digest).unwrap();
+    assert_eq!(Digest::of(&bytes).to_string(), model.digest, "blob hash");
+    let g = Gguf::from_bytes(&bytes).unwrap();
+    assert_eq!(g.details().quantization_level, want);
+    let cfg: Config =
+        serde_json::from_slice(&f.store.read_blob(&m.config.digest).unwrap()).unwrap();
+    assert_eq!(cfg.file_type, want);
+    // The weight matrices really changed type.
+    let t = g
+        .tensors()
+        .iter()
+        .find(|t| t.name == "blk.0.attn_q.weight")
+        .unwrap();
+    assert_ne!(t.ggml_type, src_type);
+}
+
+#[test]
+fn quantizes_f32_to_q8_0() {
+    quantize_case(GgmlType::F32, 0, "q8_0", "Q8_0", "F32");
+}
+
+#[test]
+fn quantizes_f16_to_q4_k_m() {
+    quantize_case(GgmlType::F16, 1, "q4_K", "Q4_K_M", "F16");
+}
+
+#[test]
+fn quantizes_f32_to_q4_k_s() {
+    quantize_case(GgmlType::F32, 0, "Q4_K_S", "Q4_K_S", "F32");
+}
+
+#[test]
+fn import_modes() {
+    use std::os::unix::fs::MetadataExt;
+    let f = fixture();
+    let src = f._dir.path().join("model.gguf");
+    let bytes = tiny_llama(GgmlType::F32, 0, None);
+    std::fs::write(&src, &bytes).unwrap();
+    let want = Digest::of(&bytes);
+    let src_ino = std::fs::metadata(&src).unwrap().ino();
+
+    let copied = f.store.import_file(&src, ImportMode::Copy).unwrap();
+    assert_eq!(
+        (copied.digest.clone(), copied.method),
+        (want.clone(), store::ImportMethod::Copied)
+    );
+    let p = f.store.blob_path(want.as_ref()).unwrap();
+    assert_ne!(std::fs::metadata(&p).unwrap().ino(), src_ino);
+    std::fs::remove_file(&p).unwrap();
+
+    let linked = f.store.import_file(&src, ImportMode::HardLink).unwrap();
+    assert_eq!(linked.method, store::ImportMethod::HardLinked);
+    assert_eq!(std::fs::metadata(&p).unwrap().ino(), src_ino);
+    f.store.verify_blob(want.as_ref()).unwrap();
+    // Writing into the original in place changes the linked blob: verify_blob detects it.
+    let mut tampered = bytes.clone();
+    *tampered.last_mut().unwrap() ^= 1;
+    std::fs::write(&src, &tampered).unwrap();
+    assert!(matches!(
+        f.store.verify_blob(want.as_ref()),
+        Err(StoreError::DigestMismatch { .. })
+    ));
+    std::fs::write(&src, &bytes).unwrap();
+    // Deleting the original leaves the blob intact.
+    std::fs::remove_file(&src).unwrap();
+    assert_eq!(Digest::of(&std::fs::read(&p).unwrap()), want);
+    f.store.verify_blob(want.as_ref()).unwrap();
+    std::fs::write(&src, &bytes).unwrap();
+    std::fs::remove_file(&p).unwrap();
+
+    let src_ino = std::fs::metadata(&src).unwrap().ino();
+    let auto = f.store.import_file(&src, ImportMode::Auto).unwrap();
+    assert_eq!(auto.digest, want);
+    assert_ne!(auto.method, store::ImportMethod::HardLinked);
+    if auto.method == store::ImportMethod::Copied {
+        assert_ne!(std::fs::metadata(&p).unwrap().ino(), src_ino);
+    }
+    // Writing into the original in place never changes an Auto import.
+    std::fs::write(&src, b"changed").unwrap();
+    assert_eq!(Digest::of(&std::fs::read(&p).unwrap()), want);
+    f.store.verify_blob(want.as_ref()).unwrap();
+    // No temporary files are left in blobs/.
+    let names: Vec<String> = std::fs::read_dir(p.parent().unwrap())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    assert_eq!(names, [want.file_name()]);
+}
+
+#[test]
+fn create_from_a_local_gguf_path() {
+    let f = fixture();
+    let src = f._dir.path().join("local.gguf");
+    std::fs::write(&src, tiny_llama(GgmlType::F32, 0, None)).unwrap();
+    let req = CreateRequest {
+        model: Some("local".into()),
+        system: Some("s".into()),
+        ..CreateRequest::default()
+    };
+    let name = create_from_gguf_path(&f.store, &src, ImportMode::Copy, &req, &mut |_| {}).unwrap();
+    assert!(
+        f.store
+            .read_manifest(&name)
+            .unwrap()
+            .manifest
+            .layer(store::MEDIA_SYSTEM)
+            .is_some()
+    );
+    let bad = f._dir.path().join("bad.gguf");
+    std::fs::write(&bad, b"GGUF").unwrap();
+    let e = create_from_gguf_path(&f.store, &bad, ImportMode::Auto, &req, &mut |_| {});
+    assert!(e.is_err());
+    assert_eq!(f.store.list().unwrap().len(), 1);
+}
+
+#[test]
+fn projector_and_adapter_layers() {
+    let f = fixture();
+    let s = |x: &str| Value::String(x.into());
+    let model = upload(&f.store, &tiny_llama(GgmlType::F32, 0, None));
+    let proj = upload(
+        &f.store,
+        &GgufWriter::new()
+            .kv("general.architecture", s("clip"))
+            .tensor_filled("v.weight", &[16], GgmlType::F32)
+            .to_bytes(),
+    );
+    let lora = upload(
+        &f.store,
+        &GgufWriter::new()
+            .kv("general.architecture", s("llama"))
+            .kv("general.type", s("adapter"))
+            .kv("adapter.type", s("lora"))
+            .tensor_filled("blk.0.attn_q.weight.lora_a", &[16, 2], GgmlType::F32)
+            .to_bytes(),
+    );
+    let req = CreateRequest {
+        model: Some("vl".into()),
+        files: Some(BTreeMap::from([
+            ("a-model.gguf".to_string(), model.clone()),
+            ("mmproj.gguf".to_string(), proj.clone()),
+        ])),
+        adapters: Some(BTreeMap::from([("lora.gguf".to_string(), lora.clone())])),
+        ..CreateRequest::default()
+    };
+    let name = run(&f.store, &req).0.unwrap();
+    let m = f.store.read_manifest(&name).unwrap().manifest;
+    let got: Vec<(&str, &str)> = m
+        .layers
+        .iter()
+        .map(|l| (l.media_type.as_str(), l.digest.as_str()))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            (store::MEDIA_MODEL, model.as_str()),
+            (store::MEDIA_PROJECTOR, proj.as_str()),
+            (store::MEDIA_ADAPTER, lora.as_str())
+        ]
+    );
+    let show = crate::models::show(&f.store, &name, false).unwrap();
+    assert!(
+        show["capabilities"]
+            .as_array()
+            .unwrap()
+            .contains(&"vision".into())
+    );
+    let mf = show["modelfile"].as_str().unwrap();
+    assert!(mf.contains(&format!(
+        "ADAPTER {}",
+        f.store.blob_path(&lora).unwrap().display()
+    )));
+    // A model GGUF is not an adapter.
+    let wrong = CreateRequest {
+        model: Some("x".into()),
+        files: files(&model),
+        adapters: Some(BTreeMap::from([("l.gguf".to_string(), model.clone())])),
+        ..CreateRequest::default()
+    };
+    assert_eq!(
+        err_text(&f.store, &wrong),
+        "supplied adapter file is not a LoRA adapter GGUF"
+    );
+}
+
+#[test]
+fn local_modelfile_imports_files_and_keeps_names() {
+    let f = fixture();
+    let dir = f._dir.path().join("proj");
+    std::fs::create_dir_all(&dir).unwrap();
+    let bytes = tiny_llama(GgmlType::F32, 0, None);
+    std::fs::write(dir.join("m.gguf"), &bytes).unwrap();
+    let mf = Modelfile::parse("FROM ./m.gguf\nSYSTEM hi\nPARAMETER top_k 3\n")
+        .unwrap()
+        .modelfile;
+    let req =
+        request_from_local_modelfile(&f.store, "loc", &mf, &dir, ImportMode::Auto, None).unwrap();
+    let d = Digest::of(&bytes).to_string();
+    assert_eq!(req.files.as_ref().unwrap().values().next().unwrap(), &d);
+    assert!(f.store.has_blob(&d).unwrap());
+    let name = run(&f.store, &req).0.unwrap();
+    let m = f.store.read_manifest(&name).unwrap().manifest;
+    assert_eq!(m.layer(store::MEDIA_MODEL).unwrap().digest, d);
+    // A FROM that is not a local file is a model name.
+    let mf = Modelfile::parse("FROM loc\nSYSTEM child\n")
+        .unwrap()
+        .modelfile;
+    let req =
+        request_from_local_modelfile(&f.store, "c", &mf, &dir, ImportMode::Auto, None).unwrap();
+    assert_eq!(req.from.as_deref(), Some("loc"));
+    run(&f.store, &req).0.unwrap();
+    // A local file that is not GGUF, and a directory, are refused.
+    std::fs::write(dir.join("bad.gguf"), b"nope").unwrap();
+    let mf = Modelfile::parse("FROM bad.gguf\n").unwrap().modelfile;
+    let e = request_from_local_modelfile(&f.store, "b", &mf, &dir, ImportMode::Auto, None);
+    assert_eq!(
+        e.unwrap_err().to_string(),
+        "supplied file was not in GGUF format"
+    );
+    let mf = Modelfile::parse("FROM .\n").unwrap().modelfile;
+    assert!(
+        request_from_local_modelfile(&f.store, "b", &mf, &dir, ImportMode::Auto, None).is_err()
+    );
+    let mf = Modelfile::parse("FROM loc\nADAPTER ./missing.gguf\n")
+        .unwrap()
+        .modelfile;
+    assert!(
+        request_from_local_modelfile(&f.store, "b", &mf, &dir, ImportMode::Auto, None).is_err()
+    );
+}
+
+/// Metadata that llama.cpp's quantizer asserts on (aborting the process) is refused first;
+/// metadata it reports on gives an error; nothing is published, no path is revealed.
+#[test]
+fn quantize_refuses_metadata_that_would_abort_llama_cpp() {
+    let full = tiny_llama(GgmlType::F32, 0, None);
+    let g = Gguf::from_bytes(&full).unwrap();
+    let variants: Vec<(&str, Option<Value>, bool)> = vec![
+        ("llama.block_count", Some(Value::U32(1000)), true),
+        ("llama.block_count", Some(Value::U32(0)), true),
+        ("llama.block_count", None, true),
+        ("llama.embedding_length", Some(Value::U32(7)), false),
+        (
+            "general.architecture",
+            Some(Value::String("nonexistent".into())),
+            true,
+        ),
+        ("llama.expert_count", Some(Value::U32(u32::MAX)), true),
+        ("llama.expert_used_count", Some(Value::U32(2)), true),
+        ("llama.nextn_predict_layers", Some(Value::U32(2)), true),
+        ("llama.expert_group_count", Some(Value::U32(1)), true),
+    ];
+    for (key, val, client) in variants {
+        let f = fixture();
+        let mut w = GgufWriter::new();
+        for (k, v) in g.metadata() {
+            match (k == key, &val) {
+                (true, Some(val)) => w = w.kv(k, val.clone()),
+                (true, None) => {}
+                (false, _) => w = w.kv(k, v.clone()),
+            }
+        }
+        if g.get(key).is_none()
+            && let Some(val) = &val
+        {
+            w = w.kv(key, val.clone());
+        }
+        for t in g.tensors() {
+            let start = (g.data_offset() + t.offset) as usize;
+            let data = full[start..start + t.size as usize].to_vec();
+            w = w.tensor(&t.name, &t.dims, t.ggml_type, data);
+        }
+        let d = upload(&f.store, &w.to_bytes());
+        let req = CreateRequest {
+            model: Some("q".into()),
+            files: files(&d),
+            quantize: Some("q4_K_M".into()),
+            ..CreateRequest::default()
+        };
+        let e = run(&f.store, &req).0.expect_err(key);
+        assert_eq!(e.is_client_error(), client, "{key}: {e}");
+        assert!(
+            !e.to_string().contains(f._dir.path().to_str().unwrap()),
+            "{e}"
+        );
+        assert!(f.store.list().unwrap().is_empty());
+    }
+}

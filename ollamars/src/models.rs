@@ -1,0 +1,294 @@
+//! What `/api/show` and `/api/tags` report about stored models (spec §1.10, §1.11), as JSON
+//! objects with Ollama's field names and order. The HTTP layer and the CLI both use these.
+
+use crate::gguf::Gguf;
+use crate::modelfile::{Message, Modelfile, ParamValue, Role, show_parameters};
+use crate::name::ModelName;
+use crate::store::{self, Config, Manifest, Store, StoreError, StoredManifest};
+use serde_json::{Map, Value as Json, json};
+use std::io::BufReader;
+use std::time::SystemTime;
+
+/// Why a model could not be shown.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ShowError {
+    /// A store error (including `model '<name>' not found`).
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The model's GGUF does not validate.
+    #[error("invalid model file: {0}")]
+    Gguf(#[from] crate::gguf::GgufError),
+}
+
+/// RFC 3339 with nanoseconds in local time, as Ollama prints `modified_at`.
+pub fn rfc3339(t: SystemTime) -> String {
+    chrono::DateTime::<chrono::Local>::from(t).to_rfc3339_opts(chrono::SecondsFormat::Nanos, false)
+}
+
+/// The config blob of a manifest (defaults when it is missing or unreadable).
+pub fn read_config(store: &Store, m: &Manifest) -> Config {
+    store
+        .read_blob(&m.config.digest)
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_default()
+}
+
+fn details_json(cfg: &Config, parent: &str, gguf: Option<&Gguf>) -> Map<String, Json> {
+    let from_gguf = gguf.map(Gguf::details);
+    let pick = |c: &str, g: Option<&str>| {
+        if c.is_empty() || c == "unknown" {
+            g.unwrap_or(c).to_string()
+        } else {
+            c.to_string()
+        }
+    };
+    let g = from_gguf.as_ref();
+    let mut d = Map::new();
+    d.insert("parent_model".into(), parent.into());
+    d.insert(
+        "format".into(),
+        pick(&cfg.model_format, g.map(|g| g.format.as_str())).into(),
+    );
+    d.insert(
+        "family".into(),
+        pick(&cfg.model_family, g.map(|g| g.family.as_str())).into(),
+    );
+    let families = cfg
+        .model_families
+        .clone()
+        .or_else(|| g.map(|g| g.families.clone()));
+    d.insert(
+        "families".into(),
+        families.map_or(Json::Null, |f| f.into_iter().map(Json::from).collect()),
+    );
+    d.insert(
+        "parameter_size".into(),
+        pick(&cfg.model_type, g.map(|g| g.parameter_size.as_str())).into(),
+    );
+    d.insert(
+        "quantization_level".into(),
+        pick(&cfg.file_type, g.map(|g| g.quantization_level.as_str())).into(),
+    );
+    d
+}
+
+fn layer_text(store: &Store, m: &Manifest, media_type: &str) -> Result<Option<String>, StoreError> {
+    match m.layer(media_type) {
+        Some(l) => Ok(Some(
+            String::from_utf8_lossy(&store.read_blob(&l.digest)?).into_owned(),
+        )),
+        None => Ok(None),
+    }
+}
+
+fn param_value(v: &Json) -> Option<ParamValue> {
+    Some(match v {
+        Json::Number(n) => match n.as_i64() {
+            Some(i) => ParamValue::Int(i),
+            None => ParamValue::Float(n.as_f64()?),
+        },
+        Json::Bool(b) => ParamValue::Bool(*b),
+        Json::String(s) => ParamValue::Strings(vec![s.clone()]),
+        Json::Array(items) => ParamValue::Strings(
+            items
+                .iter()
+                .map(|i| i.as_str().map_or_else(|| i.to_string(), str::to_string))
+                .collect(),
+        ),
+        _ => return None,
+    })
+}
+
+/// The model GGUF of a manifest, validated.
+pub fn open_model_gguf(store: &Store, m: &Manifest) -> Result<Option<Gguf>, ShowError> {
+    match m.layer(store::MEDIA_MODEL) {
+        Some(l) => Ok(Some(Gguf::from_seekable(BufReader::new(
+            store.open_blob(&l.digest)?,
+        ))?)),
+        None => Ok(None),
+    }
+}
+
+/// `POST /api/show`'s response for `name`: `modelfile`, `parameters`, `template`, `system`,
+/// `license`, `details`, `model_info`, `tensors`, `capabilities`, `modified_at` and, when set,
+/// `renderer`, `parser`, `requires`, `messages` and `projector_info`.
+pub fn show(store: &Store, name: &ModelName, verbose: bool) -> Result<Json, ShowError> {
+    let sm = store.read_manifest(name)?;
+    let m = &sm.manifest;
+    let cfg = read_config(store, m);
+    let g = open_model_gguf(store, m)?;
+    let go_template = match layer_text(store, m, store::MEDIA_TEMPLATE)? {
+        Some(t) => Some(t),
+        None => layer_text(store, m, store::MEDIA_PROMPT)?,
+    };
+    let system = layer_text(store, m, store::MEDIA_SYSTEM)?;
+    let licenses: Vec<String> = m
+        .layers
+        .iter()
+        .filter(|l| l.media_type == store::MEDIA_LICENSE)
+        .map(|l| {
+            store
+                .read_blob(&l.digest)
+                .map(|b| String::from_utf8_lossy(&b).into_owned())
+        })
+        .collect::<Result<_, _>>()?;
+    let params: Map<String, Json> = match m.layer(store::MEDIA_PARAMS) {
+        Some(l) => serde_json::from_slice(&store.read_blob(&l.digest)?).unwrap_or_default(),
+        None => Map::new(),
+    };
+    let messages: Vec<Json> = match m.layer(store::MEDIA_MESSAGES) {
+        Some(l) => serde_json::from_slice(&store.read_blob(&l.digest)?).unwrap_or_default(),
+        None => Vec::new(),
+    };
+    let blob_path = |d: &str| -> Result<String, StoreError> {
+        Ok(store.blob_path(d)?.to_string_lossy().into_owned())
+    };
+
+    // The Modelfile.
+    let mut mf = Modelfile::default();
+    if let Some(l) = m.layer(store::MEDIA_MODEL) {
+        mf.from.push(blob_path(&l.digest)?);
+    }
+    for l in &m.layers {
+        match l.media_type.as_str() {
+            store::MEDIA_ADAPTER => mf.adapters.push(blob_path(&l.digest)?),
+            store::MEDIA_PROJECTOR => mf.from.push(blob_path(&l.digest)?),
+            _ => {}
+        }
+    }
+    mf.template = go_template.clone();
+    mf.system = system.clone();
+    mf.renderer = cfg.renderer.clone();
+    mf.parser = cfg.parser.clone();
+    mf.requires = cfg.requires.clone();
+    for (k, v) in &params {
+        if let Some(pv) = param_value(v) {
+            mf.parameters.insert(k.clone(), pv);
+        }
+    }
+    mf.licenses = licenses.clone();
+    for msg in &messages {
+        let role = match msg.get("role").and_then(Json::as_str) {
+            Some("system") => Role::System,
+            Some("user") => Role::User,
+            Some("assistant") => Role::Assistant,
+            _ => continue,
+        };
+        let content = msg
+            .get("content")
+            .and_then(Json::as_str)
+            .unwrap_or_default()
+            .to_string();
+        mf.messages.push(Message { role, content });
+    }
+    let short = sm.name.display_short();
+
+    let parent = m
+        .layer(store::MEDIA_MODEL)
+        .and_then(|l| l.from.clone())
+        .unwrap_or_default();
+    let has_projector = m.layer(store::MEDIA_PROJECTOR).is_some();
+    let mut out = Map::new();
+    out.insert("license".into(), licenses.join("\n").into());
+    out.insert("modelfile".into(), mf.render(Some(&short)).into());
+    out.insert("parameters".into(), show_parameters(&params).into());
+    // Without a Go template the model runs its GGUF Jinja template natively (§1.10).
+    let template = go_template
+        .clone()
+        .or_else(|| {
+            g.as_ref()
+                .and_then(|g| g.chat_template().map(str::to_string))
+        })
+        .unwrap_or_default();
+    out.insert("template".into(), template.into());
+    out.insert("system".into(), system.unwrap_or_default().into());
+    if let Some(r) = &cfg.renderer {
+        out.insert("renderer".into(), r.clone().into());
+    }
+    if let Some(p) = &cfg.parser {
+        out.insert("parser".into(), p.clone().into());
+    }
+    out.insert(
+        "details".into(),
+        Json::Object(details_json(&cfg, &parent, g.as_ref())),
+    );
+    if !messages.is_empty() {
+        out.insert("messages".into(), Json::Array(messages));
+    }
+    out.insert(
+        "model_info".into(),
+        Json::Object(
+            g.as_ref()
+                .map(|g| g.model_info(verbose))
+                .unwrap_or_default(),
+        ),
+    );
+    if has_projector {
+        out.insert("projector_info".into(), json!({}));
+    }
+    out.insert(
+        "tensors".into(),
+        g.as_ref().map_or(json!([]), Gguf::tensors_json),
+    );
+    let caps: Vec<Json> = match &g {
+        Some(g) => g
+            .capabilities(go_template.as_deref(), has_projector)
+            .into_iter()
+            .map(|c| c.as_str().into())
+            .collect(),
+        None => cfg
+            .capabilities
+            .clone()
+            .unwrap_or_default()
+            .into_iter()
+            .map(Json::from)
+            .collect(),
+    };
+    out.insert("capabilities".into(), Json::Array(caps));
+    out.insert("modified_at".into(), rfc3339(sm.modified).into());
+    if let Some(r) = &cfg.requires {
+        out.insert("requires".into(), r.clone().into());
+    }
+    Ok(Json::Object(out))
+}
+
+/// One `/api/tags` entry.
+pub fn tag_entry(store: &Store, sm: &StoredManifest) -> Json {
+    let cfg = read_config(store, &sm.manifest);
+    let parent = sm
+        .manifest
+        .layer(store::MEDIA_MODEL)
+        .and_then(|l| l.from.clone())
+        .unwrap_or_default();
+    let mut details = details_json(&cfg, &parent, None);
+    if let Some(n) = cfg.context_length {
+        details.insert("context_length".into(), n.into());
+    }
+    if let Some(n) = cfg.embedding_length {
+        details.insert("embedding_length".into(), n.into());
+    }
+    let name = sm.name.display_short();
+    let mut e = Map::new();
+    e.insert("name".into(), name.clone().into());
+    e.insert("model".into(), name.into());
+    e.insert("modified_at".into(), rfc3339(sm.modified).into());
+    e.insert("size".into(), sm.manifest.total_size().into());
+    e.insert("digest".into(), sm.digest.clone().into());
+    e.insert("details".into(), Json::Object(details));
+    if let Some(c) = &cfg.capabilities {
+        e.insert("capabilities".into(), c.clone().into());
+    }
+    Json::Object(e)
+}
+
+/// `GET /api/tags`'s response: `{"models": [...]}`, newest first.
+pub fn list(store: &Store) -> Result<Json, StoreError> {
+    let models: Vec<Json> = store
+        .list()?
+        .iter()
+        .map(|sm| tag_entry(store, sm))
+        .collect();
+    Ok(json!({ "models": models }))
+}
