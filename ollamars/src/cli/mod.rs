@@ -38,6 +38,9 @@ pub struct Cli {
 /// The commands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Start ollamars (serves the API on OLLAMA_HOST, models in OLLAMA_MODELS).
+    #[command(alias = "start")]
+    Serve,
     /// Create a model from a Modelfile.
     Create {
         /// Name of the model to create.
@@ -129,6 +132,7 @@ pub async fn run(cli: Cli, build: crate::version::BuildMeta) -> Result<(), CliEr
             println!("Usage: ollamars [command]\n\nRun 'ollamars --help' for the commands.");
             Ok(())
         }
+        Some(Command::Serve) => serve().await,
         Some(Command::Create {
             model,
             file,
@@ -174,6 +178,63 @@ pub async fn run(cli: Cli, build: crate::version::BuildMeta) -> Result<(), CliEr
             Ok(())
         }
     }
+}
+
+/// `ollamars serve`: the API on `OLLAMA_HOST` over the store in `OLLAMA_MODELS`, until
+/// SIGINT or SIGTERM.
+async fn serve() -> Result<(), CliError> {
+    let host = crate::env::Host::from_env();
+    let addr = host
+        .bind_addr()
+        .map_err(|e| CliError::Message(format!("cannot use OLLAMA_HOST {}: {e}", host.host)))?;
+    let root = crate::store::models_dir_from_env().map_err(|e| CliError::Message(e.to_string()))?;
+    std::fs::create_dir_all(&root).map_err(|e| {
+        CliError::Message(format!(
+            "cannot create the model store {}: {e}",
+            root.display()
+        ))
+    })?;
+    let store = crate::store::Store::new(&root);
+    let prune = crate::store::prune_enabled_from_env();
+    if prune {
+        let grace = std::time::Duration::from_secs(3600);
+        if let Err(e) = store.prune(grace) {
+            eprintln!("Warning: pruning the model store failed: {e}");
+        }
+    }
+    let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| {
+        CliError::Message(format!("listen tcp {addr}: {e} (is another server running? set OLLAMA_HOST to use another address)"))
+    })?;
+    eprintln!(
+        "Listening on {} (version {}), models in {}",
+        listener.local_addr().map_or(addr, |a| a),
+        crate::version::VERSION,
+        root.display()
+    );
+    let shutdown = async {
+        let ctrl_c = tokio::signal::ctrl_c();
+        #[cfg(unix)]
+        {
+            let mut term =
+                match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                    Ok(t) => t,
+                    Err(_) => return ctrl_c.await.unwrap_or(()),
+                };
+            tokio::select! {
+                _ = ctrl_c => {}
+                _ = term.recv() => {}
+            }
+        }
+        #[cfg(not(unix))]
+        let _ = ctrl_c.await;
+    };
+    crate::server::serve_until(
+        listener,
+        crate::server::ServerState::new(store, prune),
+        shutdown,
+    )
+    .await
+    .map_err(|e| CliError::Message(format!("server error: {e}")))
 }
 
 /// `ollamars --version`: the server's version, and the client's where they differ or no server answers.

@@ -118,18 +118,17 @@ impl std::fmt::Display for Digest {
 
 /// The models directory: `$OLLAMA_MODELS`, else `~/.ollama/models`.
 pub fn models_dir_from_env() -> Result<PathBuf, StoreError> {
-    if let Some(p) = std::env::var_os("OLLAMA_MODELS").filter(|p| !p.is_empty()) {
+    if let Some(p) = crate::env::var("OLLAMA_MODELS") {
         return Ok(PathBuf::from(p));
     }
-    std::env::var_os("HOME")
-        .filter(|h| !h.is_empty())
+    crate::env::var("HOME")
         .map(|h| PathBuf::from(h).join(".ollama").join("models"))
         .ok_or(StoreError::NoModelsDir)
 }
 
 /// Whether blob pruning is enabled: it is unless `OLLAMA_NOPRUNE` is set (to anything).
 pub fn prune_enabled_from_env() -> bool {
-    std::env::var_os("OLLAMA_NOPRUNE").is_none()
+    !crate::env::flag("OLLAMA_NOPRUNE")
 }
 
 /// The result of [`Store::write_blob`].

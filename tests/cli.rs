@@ -1,0 +1,226 @@
+//! End to end: the `ollamars` binary as a user runs it. `ollamars serve` on a free loopback
+//! port over a fresh store, then `create` (from a Modelfile naming the real SmolLM2 GGUF),
+//! `list`, `show` (every flag), `cp`, `rm`, and the errors a user sees.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_ollamars");
+
+struct Server {
+    child: Child,
+    host: String,
+    dir: PathBuf,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn smollm2() -> PathBuf {
+    let cache = std::env::var_os("OLLAMARS_MODEL_CACHE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var_os("HOME").expect("HOME")).join(".cache/ollamars/models")
+        });
+    let path = cache.join("SmolLM2-135M-Instruct.Q4_1.gguf");
+    if !path.is_file() {
+        let status =
+            Command::new(Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/fetch-models"))
+                .arg("smollm2")
+                .status();
+        assert!(
+            matches!(status, Ok(s) if s.success()) && path.is_file(),
+            "scripts/fetch-models smollm2 failed: {status:?}"
+        );
+    }
+    path
+}
+
+fn start() -> Server {
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let host = format!("127.0.0.1:{port}");
+    let dir = std::env::temp_dir().join(format!("ollamars-cli-{}-{port}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let child = Command::new(BIN)
+        .arg("serve")
+        .env("OLLAMA_HOST", &host)
+        .env("OLLAMA_MODELS", dir.join("models"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let t0 = Instant::now();
+    while std::net::TcpStream::connect(&host).is_err() {
+        assert!(
+            t0.elapsed() < Duration::from_secs(20),
+            "ollamars serve did not start listening"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Server { child, host, dir }
+}
+
+fn run(server: &Server, args: &[&str]) -> Output {
+    Command::new(BIN)
+        .args(args)
+        .env("OLLAMA_HOST", &server.host)
+        .current_dir(&server.dir)
+        .output()
+        .unwrap()
+}
+
+fn ok(server: &Server, args: &[&str]) -> String {
+    let out = run(server, args);
+    assert!(
+        out.status.success(),
+        "ollamars {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[test]
+fn create_list_show_copy_remove() {
+    let server = start();
+    let gguf = smollm2();
+    std::fs::write(
+        server.dir.join("Modelfile"),
+        format!("FROM {}\nPARAMETER temperature 0.7\nPARAMETER stop \"<|im_end|>\"\nSYSTEM \"\"\"You are terse.\"\"\"\nLICENSE MIT\n", gguf.display()),
+    )
+    .unwrap();
+
+    let out = run(&server, &["create", "smol"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "create failed: {stderr}");
+    for status in ["parsing GGUF", "writing manifest", "success"] {
+        assert!(
+            stderr.contains(status),
+            "create progress lacks {status:?}: {stderr}"
+        );
+    }
+
+    let list = ok(&server, &["list"]);
+    let lines: Vec<&str> = list.lines().collect();
+    assert!(
+        lines[0].starts_with("NAME")
+            && lines[0].contains("ID")
+            && lines[0].contains("SIZE")
+            && lines[0].contains("MODIFIED")
+    );
+    assert!(
+        lines[1].starts_with("smol:latest")
+            && lines[1].contains("98 MB")
+            && lines[1].contains("ago"),
+        "{list}"
+    );
+    let id = lines[1].split_whitespace().nth(1).unwrap();
+    assert_eq!(id.len(), 12);
+
+    let show = ok(&server, &["show", "smol"]);
+    for want in [
+        "architecture",
+        "llama",
+        "134.52M",
+        "Q4_1",
+        "completion",
+        "temperature",
+        "You are terse.",
+    ] {
+        assert!(show.contains(want), "show lacks {want:?}:\n{show}");
+    }
+    assert_eq!(
+        ok(&server, &["show", "smol", "--system"]).trim(),
+        "You are terse."
+    );
+    assert_eq!(ok(&server, &["show", "smol", "--license"]).trim(), "MIT");
+    let params = ok(&server, &["show", "smol", "--parameters"]);
+    assert!(
+        params.contains("stop                           \"<|im_end|>\"")
+            && params.contains("temperature                    0.7"),
+        "{params}"
+    );
+    let modelfile = ok(&server, &["show", "smol", "--modelfile"]);
+    assert!(
+        modelfile.contains("FROM ") && modelfile.contains("PARAMETER temperature 0.7"),
+        "{modelfile}"
+    );
+    assert!(
+        !ok(&server, &["show", "smol", "--template"])
+            .trim()
+            .is_empty()
+    );
+
+    assert_eq!(
+        ok(&server, &["cp", "smol", "smol2:v1"]).trim(),
+        "copied 'smol' to 'smol2:v1'"
+    );
+    assert!(ok(&server, &["ls", "smol2"]).contains("smol2:v1"));
+    assert_eq!(
+        ok(&server, &["rm", "smol", "smol2:v1"]).trim(),
+        "deleted 'smol'\ndeleted 'smol2:v1'"
+    );
+    assert_eq!(ok(&server, &["list"]).lines().count(), 1);
+}
+
+#[test]
+fn errors_a_user_sees() {
+    let server = start();
+    let out = run(&server, &["show", "nope"]);
+    assert!(!out.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr).trim(),
+        "Error: model 'nope' not found"
+    );
+
+    let out = run(&server, &["create", "x", "-f", "missing.Modelfile"]);
+    assert!(
+        !out.status.success() && String::from_utf8_lossy(&out.stderr).contains("missing.Modelfile")
+    );
+
+    std::fs::write(
+        server.dir.join("Bad"),
+        "FROM x\nPARAMETER no_such_param 1\n",
+    )
+    .unwrap();
+    let out = run(&server, &["create", "x", "-f", "Bad"]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("no_such_param"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // No server: says how to start one.
+    let out = Command::new(BIN)
+        .arg("list")
+        .env("OLLAMA_HOST", "127.0.0.1:1")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("ollamars serve"));
+
+    let v = Command::new(BIN)
+        .arg("--version")
+        .env("OLLAMA_HOST", &server.host)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&v.stdout);
+    assert!(
+        text.contains(&format!(
+            "ollamars version is {}",
+            env!("CARGO_PKG_VERSION")
+        )) && text.contains("llama-cpp-sys-2 0.1.161"),
+        "{text}"
+    );
+}
