@@ -75,6 +75,7 @@ fn run(server: &Server, args: &[&str]) -> Output {
     Command::new(BIN)
         .args(args)
         .env("OLLAMA_HOST", &server.host)
+        .env("OLLAMA_MODELS", server.dir.join("models"))
         .current_dir(&server.dir)
         .output()
         .unwrap()
@@ -103,6 +104,11 @@ fn create_list_show_copy_remove() {
     let out = run(&server, &["create", "smol"]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "create failed: {stderr}");
+    // The server shares this machine and store: the GGUF is linked in, not uploaded.
+    assert!(
+        stderr.contains("linked") && !stderr.contains("copying file"),
+        "{stderr}"
+    );
     for status in ["parsing GGUF", "writing manifest", "success"] {
         assert!(
             stderr.contains(status),

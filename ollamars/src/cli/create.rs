@@ -1,6 +1,12 @@
-//! `ollamars create MODEL -f Modelfile [-q QUANT]`: parses the Modelfile here, uploads local
-//! files as blobs (only those the server lacks), then sends the JSON `/api/create` request and
-//! prints its progress, as Ollama's CLI does.
+//! `ollamars create MODEL -f Modelfile [-q QUANT] [--copy]`: parses the Modelfile here, uploads
+//! local files as blobs (only those the server lacks), then sends the JSON `/api/create` request
+//! and prints its progress, as Ollama's CLI does.
+//!
+//! Beyond Ollama (#7254): when the server runs on this machine over the store this CLI sees
+//! (`OLLAMA_MODELS`), a local GGUF is linked into the store (reflink, else hard link) instead of
+//! being uploaded and copied; `--copy` forces a copy. A reflink is independent of the original.
+//! A hard link shares the original's inode: deleting or renaming the original is harmless, but
+//! writing into it in place changes the blob, which a digest check of the blob detects.
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -17,6 +23,7 @@ pub async fn run(
     model: &str,
     file: &str,
     quantize: Option<&str>,
+    copy: bool,
 ) -> Result<(), CliError> {
     let path = PathBuf::from(file);
     let bytes = std::fs::read(&path).map_err(|e| {
@@ -40,7 +47,10 @@ pub async fn run(
         None => return Err(CliError::Message("no FROM line in the Modelfile".into())),
         Some(from) => match local_file(&base, from) {
             Some(p) => {
-                let digest = upload(client, &p).await?;
+                let digest = match link_into_local_store(client, &p, copy).await {
+                    Some(d) => d,
+                    None => upload(client, &p).await?,
+                };
                 files.insert(file_name(&p), json!(digest));
             }
             None => {
@@ -105,6 +115,45 @@ pub async fn run(
         })
         .await?;
     Ok(())
+}
+
+/// Imports `path` straight into the store of a server on this machine (linking unless `copy`),
+/// if the server sees the same store; `None` means "upload it instead".
+async fn link_into_local_store(client: &Client, path: &Path, copy: bool) -> Option<String> {
+    let host = crate::env::Host::from_env();
+    let loopback = host
+        .bind_addr()
+        .is_ok_and(|a| a.ip().is_loopback() || a.ip().is_unspecified());
+    if !loopback {
+        return None;
+    }
+    let root = crate::store::models_dir_from_env().ok()?;
+    if !root.join("blobs").is_dir() {
+        return None;
+    }
+    let store = crate::store::Store::new(root);
+    let mode = if copy {
+        crate::store::ImportMode::Copy
+    } else {
+        crate::store::ImportMode::Link
+    };
+    let p = path.to_path_buf();
+    let imported = tokio::task::spawn_blocking(move || store.import_file(&p, mode))
+        .await
+        .ok()?
+        .ok()?;
+    let digest = imported.digest.to_string();
+    // The server must see the blob; otherwise it uses another store and we upload.
+    if client.has_blob(&digest).await.ok()? {
+        eprintln!(
+            "{} {} into the store ({digest})",
+            format!("{:?}", imported.method).to_lowercase(),
+            path.display()
+        );
+        Some(digest)
+    } else {
+        None
+    }
 }
 
 /// A FROM/ADAPTER argument that names a local file: `~` expanded, relative to the Modelfile.

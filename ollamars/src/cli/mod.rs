@@ -51,6 +51,9 @@ pub enum Command {
         /// Quantize the model to this level (e.g. q4_K_M).
         #[arg(short = 'q', long = "quantize")]
         quantize: Option<String>,
+        /// Copy local model files into the store even where they could be linked.
+        #[arg(long)]
+        copy: bool,
     },
     /// Show information for a model.
     Show {
@@ -137,7 +140,8 @@ pub async fn run(cli: Cli, build: crate::version::BuildMeta) -> Result<(), CliEr
             model,
             file,
             quantize,
-        }) => create::run(&client, &model, &file, quantize.as_deref()).await,
+            copy,
+        }) => create::run(&client, &model, &file, quantize.as_deref(), copy).await,
         Some(Command::Show {
             model,
             license,
@@ -188,12 +192,14 @@ async fn serve() -> Result<(), CliError> {
         .bind_addr()
         .map_err(|e| CliError::Message(format!("cannot use OLLAMA_HOST {}: {e}", host.host)))?;
     let root = crate::store::models_dir_from_env().map_err(|e| CliError::Message(e.to_string()))?;
-    std::fs::create_dir_all(&root).map_err(|e| {
-        CliError::Message(format!(
-            "cannot create the model store {}: {e}",
-            root.display()
-        ))
-    })?;
+    for dir in [root.join("blobs"), root.join("manifests")] {
+        std::fs::create_dir_all(&dir).map_err(|e| {
+            CliError::Message(format!(
+                "cannot create the model store {}: {e}",
+                dir.display()
+            ))
+        })?;
+    }
     let store = crate::store::Store::new(&root);
     let prune = crate::store::prune_enabled_from_env();
     if prune {

@@ -178,6 +178,10 @@ pub enum ImportMode {
     Copy,
     /// Hard link where possible, else copy. Unsafe if the original is later written in place.
     HardLink,
+    /// Reflink where supported, else hard link, else copy: no gigabytes copied on any local
+    /// filesystem. With a hard link, an in-place write to the original changes the blob;
+    /// [`Store::verify_blob`] detects that.
+    Link,
 }
 
 /// How a file was actually imported.
@@ -473,6 +477,12 @@ impl Store {
                     ImportMode::HardLink => {
                         fs::hard_link(src, &tmp_path).map(|_| ImportMethod::HardLinked)
                     }
+                    ImportMode::Link => reflink_copy::reflink(src, &tmp_path)
+                        .map(|_| ImportMethod::Reflinked)
+                        .or_else(|_| {
+                            let _ = fs::remove_file(&tmp_path);
+                            fs::hard_link(src, &tmp_path).map(|_| ImportMethod::HardLinked)
+                        }),
                     _ => reflink_copy::reflink(src, &tmp_path).map(|_| ImportMethod::Reflinked),
                 }
             };
