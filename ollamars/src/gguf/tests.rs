@@ -1,5 +1,4 @@
 use super::*;
-use std::path::PathBuf;
 
 fn s(x: &str) -> Value {
     Value::String(x.to_string())
@@ -588,42 +587,6 @@ fn human_numbers_like_ollama() {
     }
 }
 
-/// The path of a real test model, fetched with `scripts/fetch-models` when it is not cached.
-/// Fails (never skips) when the model cannot be had.
-fn real_model(file: &str, key: &str) -> PathBuf {
-    let cache = std::env::var_os("OLLAMARS_MODEL_CACHE")
-        .map(PathBuf::from)
-        .or_else(|| {
-            std::env::var_os("XDG_CACHE_HOME").map(|x| PathBuf::from(x).join("ollamars/models"))
-        })
-        .or_else(|| {
-            std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/ollamars/models"))
-        })
-        .expect("no HOME, XDG_CACHE_HOME or OLLAMARS_MODEL_CACHE to find the model cache");
-    let p = cache.join(file);
-    if p.is_file() {
-        return p;
-    }
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../scripts/fetch-models");
-    let out = std::process::Command::new(&script)
-        .arg(key)
-        .output()
-        .unwrap_or_else(|e| panic!("running {}: {e}", script.display()));
-    assert!(
-        out.status.success(),
-        "fetch-models {key} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let path = stdout
-        .lines()
-        .map(PathBuf::from)
-        .find(|l| l.ends_with(file))
-        .unwrap_or_else(|| panic!("fetch-models printed no path for {file}: {stdout}"));
-    assert!(path.is_file(), "{} missing after fetch", path.display());
-    path
-}
-
 /// Tensors of a real file are laid out back to back (each aligned), which checks the block-size
 /// table for every type the file uses.
 fn check_layout(g: &Gguf) {
@@ -649,7 +612,7 @@ fn check_layout(g: &Gguf) {
 
 #[test]
 fn real_smollm2() {
-    let p = real_model("SmolLM2-135M-Instruct.Q4_1.gguf", "smollm2");
+    let p = testkit::model_path(testkit::SMOLLM2);
     let g = Gguf::open(&p).unwrap();
     check_layout(&g);
     let d = g.details();
@@ -673,7 +636,7 @@ fn real_smollm2() {
 
 #[test]
 fn real_gemma3() {
-    let p = real_model("gemma-3-270m-q4_k_m.gguf", "gemma3");
+    let p = testkit::model_path(testkit::GEMMA3);
     let g = Gguf::open(&p).unwrap();
     check_layout(&g);
     let d = g.details();

@@ -143,41 +143,7 @@ pub fn small_gguf() -> Vec<u8> {
         .to_bytes()
 }
 
-/// The path of a real test model, fetched with `scripts/fetch-models` when it is not cached.
-/// Fails (never skips) when the model cannot be had.
-pub fn real_model(file: &str, key: &str) -> PathBuf {
-    let cache = std::env::var_os("OLLAMARS_MODEL_CACHE")
-        .map(PathBuf::from)
-        .or_else(|| {
-            std::env::var_os("XDG_CACHE_HOME").map(|x| PathBuf::from(x).join("ollamars/models"))
-        })
-        .or_else(|| {
-            std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/ollamars/models"))
-        })
-        .expect("no HOME, XDG_CACHE_HOME or OLLAMARS_MODEL_CACHE to find the model cache");
-    let p = cache.join(file);
-    if p.is_file() {
-        return p;
-    }
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../scripts/fetch-models");
-    let out = std::process::Command::new(&script)
-        .arg(key)
-        .output()
-        .unwrap_or_else(|e| panic!("running {}: {e}", script.display()));
-    assert!(
-        out.status.success(),
-        "fetch-models {key} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        p.is_file(),
-        "{} missing after fetch-models {key}",
-        p.display()
-    );
-    p
-}
-
 /// The SmolLM2 test model.
 pub fn smollm2() -> PathBuf {
-    real_model("SmolLM2-135M-Instruct.Q4_1.gguf", "smollm2")
+    testkit::model_path(testkit::SMOLLM2)
 }
