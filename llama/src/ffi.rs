@@ -666,12 +666,73 @@ unsafe extern "C" fn abort_trampoline(data: *mut c_void) -> bool {
     flag.load(Ordering::Relaxed)
 }
 
+type ThreadpoolNewFn =
+    unsafe extern "C" fn(*mut sys::ggml_threadpool_params) -> sys::ggml_threadpool_t;
+type ThreadpoolFreeFn = unsafe extern "C" fn(sys::ggml_threadpool_t);
+
+/// The CPU backend's threadpool constructor and destructor, looked up through the backend
+/// registry (so this works when the CPU backend is a module loaded at run time).
+fn threadpool_fns() -> Option<(ThreadpoolNewFn, ThreadpoolFreeFn)> {
+    static FNS: std::sync::OnceLock<Option<(usize, usize)>> = std::sync::OnceLock::new();
+    let (new, free) = (*FNS.get_or_init(|| {
+        // SAFETY: registry lookups with NUL-terminated names; a null result is checked.
+        unsafe {
+            let reg = sys::ggml_backend_reg_by_name(c"CPU".as_ptr());
+            if reg.is_null() {
+                return None;
+            }
+            let new = sys::ggml_backend_reg_get_proc_address(reg, c"ggml_threadpool_new".as_ptr());
+            let free =
+                sys::ggml_backend_reg_get_proc_address(reg, c"ggml_threadpool_free".as_ptr());
+            (!new.is_null() && !free.is_null()).then(|| (new as usize, free as usize))
+        }
+    }))?;
+    // SAFETY: the addresses are the CPU backend's `ggml_threadpool_new`/`ggml_threadpool_free`,
+    // whose C signatures these types spell out.
+    unsafe {
+        Some((
+            std::mem::transmute::<usize, ThreadpoolNewFn>(new),
+            std::mem::transmute::<usize, ThreadpoolFreeFn>(free),
+        ))
+    }
+}
+
+/// A persistent ggml CPU threadpool. Without one, ggml starts and joins its worker threads for
+/// every graph it computes, which costs a measurable share of each generated token.
+struct Threadpool {
+    ptr: sys::ggml_threadpool_t,
+    free: ThreadpoolFreeFn,
+}
+
+impl Threadpool {
+    fn new(n_threads: i32) -> Option<Threadpool> {
+        let (new, free) = threadpool_fns()?;
+        // SAFETY: default params for `n_threads` are plain data passed by pointer for the
+        // duration of the call; a null result is checked.
+        let ptr = unsafe {
+            let mut params = sys::ggml_threadpool_params_default(n_threads);
+            new(&mut params)
+        };
+        (!ptr.is_null()).then_some(Threadpool { ptr, free })
+    }
+}
+
+impl Drop for Threadpool {
+    fn drop(&mut self) {
+        // SAFETY: the pool was made by the matching constructor; contexts detach it (or are
+        // freed) before their pools drop.
+        unsafe { (self.free)(self.ptr) };
+    }
+}
+
 /// An owned `llama_context`, with the model it was made from and its abort flag.
 pub(crate) struct ContextHandle {
     ptr: NonNull<sys::llama_context>,
     model: Arc<ModelHandle>,
     abort: Arc<AtomicBool>,
     adapters: Vec<Arc<LoraHandle>>,
+    /// Generation and batch threadpools (one when the thread counts are equal).
+    pools: Vec<Threadpool>,
 }
 
 // SAFETY: a llama_context is not tied to the thread that made it; it must only not be used
@@ -716,12 +777,36 @@ impl ContextHandle {
             p.abort_callback_data = Arc::as_ptr(&abort).cast_mut().cast();
             sys::llama_init_from_model(model.ptr.as_ptr(), p)
         };
-        NonNull::new(ptr).map(|ptr| ContextHandle {
+        let mut handle = NonNull::new(ptr).map(|ptr| ContextHandle {
             ptr,
             model,
             abort,
             adapters: Vec::new(),
-        })
+            pools: Vec::new(),
+        })?;
+        handle.attach_threadpools(params.n_threads, params.n_threads_batch);
+        Some(handle)
+    }
+
+    /// Gives the context persistent threadpools (when the CPU backend offers them).
+    fn attach_threadpools(&mut self, n_threads: i32, n_threads_batch: i32) {
+        // SAFETY: the context is live and exclusive; it stops using the old pools once
+        // detached, before they are dropped below.
+        unsafe { sys::llama_detach_threadpool(self.ptr.as_ptr()) };
+        self.pools.clear();
+        let Some(tp) = Threadpool::new(n_threads) else {
+            return;
+        };
+        let tp_batch = if n_threads_batch == n_threads {
+            None
+        } else {
+            Threadpool::new(n_threads_batch)
+        };
+        let batch_ptr = tp_batch.as_ref().map_or(tp.ptr, |t| t.ptr);
+        // SAFETY: both pools stay alive in `self.pools` until detached or the context is freed.
+        unsafe { sys::llama_attach_threadpool(self.ptr.as_ptr(), tp.ptr, batch_ptr) };
+        self.pools.push(tp);
+        self.pools.extend(tp_batch);
     }
 
     pub(crate) fn model(&self) -> &Arc<ModelHandle> {
@@ -752,6 +837,7 @@ impl ContextHandle {
     pub(crate) fn set_threads(&mut self, n_threads: i32, n_threads_batch: i32) {
         // SAFETY: the context is live and not used elsewhere (`&mut self`).
         unsafe { sys::llama_set_n_threads(self.ptr.as_ptr(), n_threads, n_threads_batch) };
+        self.attach_threadpools(n_threads, n_threads_batch);
     }
 
     pub(crate) fn set_embeddings(&mut self, on: bool) {
@@ -922,8 +1008,8 @@ impl ContextHandle {
 
 impl Drop for ContextHandle {
     fn drop(&mut self) {
-        // SAFETY: the context is exclusively owned; its model and adapters are still alive
-        // because this handle holds them until after the free.
+        // SAFETY: the context is exclusively owned; its model, adapters and threadpools are
+        // still alive because this handle holds them until after the free (fields drop after).
         unsafe { sys::llama_free(self.ptr.as_ptr()) };
     }
 }

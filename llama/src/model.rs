@@ -45,7 +45,8 @@ pub struct ModelParams {
     pub split_mode: SplitMode,
     /// The GPU used with [`SplitMode::None`].
     pub main_gpu: i32,
-    /// Memory-map the file (default true).
+    /// Memory-map the file where it helps (default true: llama.cpp decides, as its tools do);
+    /// false reads the weights into memory.
     pub use_mmap: bool,
     /// Lock the weights in RAM (default false).
     pub use_mlock: bool,
@@ -144,7 +145,7 @@ impl Model {
         }
         let load_mode = match (params.use_mmap, params.use_mlock) {
             (true, true) => llama_sys::LLAMA_LOAD_MODE_MMAP_MLOCK,
-            (true, false) => llama_sys::LLAMA_LOAD_MODE_MMAP,
+            (true, false) => llama_sys::LLAMA_LOAD_MODE_AUTO,
             (false, true) => llama_sys::LLAMA_LOAD_MODE_MLOCK,
             (false, false) => llama_sys::LLAMA_LOAD_MODE_NONE,
         };
