@@ -246,6 +246,9 @@ pub struct Sampler {
     handle: SamplerHandle,
     n_vocab: i32,
     has_grammar: bool,
+    /// The chain is plain greedy: sample by argmax without building llama.cpp's candidate array
+    /// (the same choice as llama.cpp's greedy sampler, at a fraction of the cost per token).
+    greedy_only: bool,
 }
 
 impl std::fmt::Debug for Sampler {
@@ -361,10 +364,18 @@ impl Sampler {
             h.add(Stage::Temp(params.temperature));
             h.add(Stage::Dist(seed));
         }
+        // Plain greedy: sample by argmax without building llama.cpp's candidate array.
+        let greedy_only = params.temperature <= 0.0
+            && params.grammar.is_none()
+            && params.logit_bias.is_empty()
+            && params.repeat_penalty == 1.0
+            && params.frequency_penalty == 0.0
+            && params.presence_penalty == 0.0;
         Ok(Sampler {
             handle: h,
             n_vocab,
             has_grammar: params.grammar.is_some(),
+            greedy_only,
         })
     }
 
@@ -390,6 +401,19 @@ impl Sampler {
                 logits.len(),
                 self.n_vocab
             )));
+        }
+        if self.greedy_only {
+            // llama.cpp's greedy sampler: the first index of the largest logit.
+            let mut best: Option<(usize, f32)> = None;
+            for (i, &l) in logits.iter().enumerate() {
+                if !l.is_nan() && best.is_none_or(|(_, b)| l > b) {
+                    best = Some((i, l));
+                }
+            }
+            return match best {
+                Some((i, l)) if l != f32::NEG_INFINITY => Ok(i as Token),
+                _ => Err(SamplerError::NoCandidates),
+            };
         }
         let (token, logit) = self
             .handle
