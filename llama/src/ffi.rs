@@ -684,7 +684,7 @@ fn threadpool_fns() -> Option<(ThreadpoolNewFn, ThreadpoolFreeFn)> {
             let new = sys::ggml_backend_reg_get_proc_address(reg, c"ggml_threadpool_new".as_ptr());
             let free =
                 sys::ggml_backend_reg_get_proc_address(reg, c"ggml_threadpool_free".as_ptr());
-            (!new.is_null() && !free.is_null()).then(|| (new as usize, free as usize))
+            (!new.is_null() && !free.is_null()).then_some((new as usize, free as usize))
         }
     }))?;
     // SAFETY: the addresses are the CPU backend's `ggml_threadpool_new`/`ggml_threadpool_free`,
