@@ -32,15 +32,7 @@ fn flavour() -> String {
     let info = unsafe { CStr::from_ptr(llama_print_system_info()) }
         .to_string_lossy()
         .into_owned();
-    let built_with_amx = info.contains("AMX_INT8 = 1");
-    let cpu_has_amx =
-        std::fs::read_to_string("/proc/cpuinfo").is_ok_and(|c| c.contains(" amx_int8"));
-    if built_with_amx && cpu_has_amx {
-        "cpu-native-amx"
-    } else {
-        "cpu-native-noamx"
-    }
-    .into()
+    testkit::cpu_flavour(&info)
 }
 
 /// Every device ggml registered, as `name (description)`.
@@ -190,9 +182,7 @@ fn greedy(model_path: &Path, prompt: &str, gpu_layers: i32) -> Run {
 
 #[test]
 fn smollm2_greedy_matches_upstream() {
-    let reference: serde_json::Value =
-        serde_json::from_str(include_str!("../../tests/data/greedy.json"))
-            .expect("tests/data/greedy.json is JSON");
+    let reference = testkit::greedy_reference();
     let m = &reference["models"]["SmolLM2-135M-Instruct.Q4_1"];
     let prompt = m["prompt"].as_str().unwrap();
     let gpu_layers = if build_info::has_backend("vulkan") || build_info::has_backend("cuda") {

@@ -204,7 +204,7 @@ impl Client {
             .await
             .map_err(|e| ClientError::Other(e.to_string()))?
             .len();
-        let stream = tokio_util_stream(file);
+        let stream = tokio_util::io::ReaderStream::with_capacity(file, 1 << 20);
         let resp = self
             .http
             .post(self.url(&format!("/api/blobs/{digest}")))
@@ -261,22 +261,4 @@ impl Client {
         }
         handle(&buf)
     }
-}
-
-/// A file as a stream of byte chunks.
-fn tokio_util_stream(
-    file: tokio::fs::File,
-) -> impl futures::Stream<Item = std::io::Result<Vec<u8>>> {
-    futures::stream::unfold(file, |mut f| async move {
-        use tokio::io::AsyncReadExt;
-        let mut buf = vec![0u8; 1 << 20];
-        match f.read(&mut buf).await {
-            Ok(0) => None,
-            Ok(n) => {
-                buf.truncate(n);
-                Some((Ok(buf), f))
-            }
-            Err(e) => Some((Err(e), f)),
-        }
-    })
 }

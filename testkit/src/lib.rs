@@ -75,3 +75,24 @@ pub fn model_path(model: TestModel) -> PathBuf {
         ),
     }
 }
+
+/// Upstream llama.cpp's greedy reference ids (`tests/data/greedy.json`, recorded with
+/// upstream's own tools), per model and build flavour.
+pub fn greedy_reference() -> serde_json::Value {
+    serde_json::from_str(include_str!("../../tests/data/greedy.json"))
+        .expect("tests/data/greedy.json is JSON")
+}
+
+/// The reference flavour of a CPU build: `cpu-native-amx` when llama.cpp's system info
+/// (`llama_print_system_info`) shows AMX and this CPU has it, else `cpu-native-noamx`.
+pub fn cpu_flavour(system_info: &str) -> String {
+    let built_with_amx = system_info.contains("AMX_INT8 = 1");
+    let cpu_has_amx =
+        std::fs::read_to_string("/proc/cpuinfo").is_ok_and(|c| c.contains(" amx_int8"));
+    if built_with_amx && cpu_has_amx {
+        "cpu-native-amx"
+    } else {
+        "cpu-native-noamx"
+    }
+    .into()
+}

@@ -31,8 +31,7 @@ pub fn gemma3() -> &'static Model {
 }
 
 pub fn reference() -> serde_json::Value {
-    serde_json::from_str(include_str!("../../../tests/data/greedy.json"))
-        .expect("tests/data/greedy.json is JSON")
+    testkit::greedy_reference()
 }
 
 /// The upstream reference flavour matching this build and CPU.
@@ -40,16 +39,7 @@ pub fn flavour() -> String {
     if llama_sys_backend("vulkan") {
         return "vulkan-lavapipe".into();
     }
-    let info = llama::system_info();
-    let built_with_amx = info.contains("AMX_INT8 = 1");
-    let cpu_has_amx =
-        std::fs::read_to_string("/proc/cpuinfo").is_ok_and(|c| c.contains(" amx_int8"));
-    if built_with_amx && cpu_has_amx {
-        "cpu-native-amx"
-    } else {
-        "cpu-native-noamx"
-    }
-    .into()
+    testkit::cpu_flavour(&llama::system_info())
 }
 
 fn llama_sys_backend(name: &str) -> bool {

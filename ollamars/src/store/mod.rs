@@ -116,6 +116,25 @@ impl std::fmt::Display for Digest {
     }
 }
 
+/// Copies `r` into `w` while hashing it; returns the digest and the byte count.
+fn copy_hashing(mut r: impl Read, mut w: impl Write) -> io::Result<(Digest, u64)> {
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut size = 0u64;
+    loop {
+        let n = match r.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        hasher.update(&buf[..n]);
+        w.write_all(&buf[..n])?;
+        size += n as u64;
+    }
+    Ok((Digest::from_hasher(hasher), size))
+}
+
 /// The models directory: `$OLLAMA_MODELS`, else `~/.ollama/models`.
 pub fn models_dir_from_env() -> Result<PathBuf, StoreError> {
     if let Some(p) = crate::env::var("OLLAMA_MODELS") {
@@ -306,19 +325,7 @@ impl Store {
     /// was written in place, see [`Store::import_file`]).
     pub fn verify_blob(&self, digest: &str) -> Result<(), StoreError> {
         let want = Digest::parse(digest)?;
-        let mut f = self.open_blob(digest)?;
-        let mut hasher = Sha256::new();
-        let mut buf = vec![0u8; 1 << 20];
-        loop {
-            let n = match f.read(&mut buf) {
-                Ok(0) => break,
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(e.into()),
-            };
-            hasher.update(&buf[..n]);
-        }
-        let got = Digest::from_hasher(hasher);
+        let (got, _) = copy_hashing(self.open_blob(digest)?, io::sink())?;
         if got == want {
             Ok(())
         } else {
@@ -347,22 +354,9 @@ impl Store {
         let mut tmp = tempfile::Builder::new()
             .prefix(TMP_PREFIX)
             .tempfile_in(&dir)?;
-        let mut hasher = Sha256::new();
-        let mut buf = vec![0u8; 1 << 20];
-        let mut size = 0u64;
-        loop {
-            let n = match r.read(&mut buf) {
-                Ok(0) => break,
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(e.into()),
-            };
-            hasher.update(&buf[..n]);
-            tmp.write_all(&buf[..n])?;
-            size += n as u64;
-        }
+        let (digest, size) = copy_hashing(&mut r, tmp.as_file_mut())?;
         tmp.as_file().sync_all()?;
-        Ok((tmp, Digest::from_hasher(hasher), size))
+        Ok((tmp, digest, size))
     }
 
     /// Renames a verified temp file to the blob path. Renaming replaces a directory entry and
@@ -420,23 +414,10 @@ impl Store {
     /// already exists the temporary file is removed instead. Returns the digest and size.
     pub fn publish_temp(&self, tmp: tempfile::NamedTempFile) -> Result<(Digest, u64), StoreError> {
         let mut f = File::open(tmp.path())?;
-        let mut hasher = Sha256::new();
-        let mut buf = vec![0u8; 1 << 20];
-        let mut size = 0u64;
-        loop {
-            let n = match f.read(&mut buf) {
-                Ok(0) => break,
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(e.into()),
-            };
-            hasher.update(&buf[..n]);
-            size += n as u64;
-        }
+        let (d, size) = copy_hashing(&mut f, io::sink())?;
         // Sync through a handle opened by path: for a link or clone, the temp file's own
         // handle refers to the file that the link replaced.
         f.sync_all()?;
-        let d = Digest::from_hasher(hasher);
         if self.has_blob(d.as_ref())? {
             return Ok((d, size));
         }
