@@ -8,5 +8,9 @@ const BUILD: ollamars::version::BuildMeta = ollamars::version::BuildMeta {
 };
 
 fn main() -> std::process::ExitCode {
+    // The hidden runner subcommand skips the CLI (and its async runtime) entirely.
+    if std::env::args_os().nth(1).is_some_and(|a| a == "runner") {
+        return ollamars::runner::main();
+    }
     ollamars::cli::main(BUILD)
 }

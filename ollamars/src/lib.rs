@@ -41,5 +41,7 @@ pub mod gguf;
 pub mod modelfile;
 pub mod models;
 pub mod name;
+pub mod runner;
 pub mod server;
 pub mod store;
+pub mod template;

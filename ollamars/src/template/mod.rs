@@ -1,0 +1,1 @@
+//! Ollama's Go prompt templates (TEMPLATE layers), rendered with the `gotmpl` crate.
