@@ -214,7 +214,7 @@ enum Event {
         metrics: Metrics,
         tokens: Option<Vec<i32>>,
     },
-    Error(String),
+    Error(ErrorKind, String),
 }
 
 /// A running completion: its events, and a guard that cancels it in the runner (and frees
@@ -253,9 +253,15 @@ impl Running {
                 metrics,
                 tokens,
             },
-            Some(FromRunner::Error { message, .. }) => Event::Error(message),
-            Some(other) => Event::Error(format!("unexpected runner reply {other:?}")),
-            None => Event::Error(super::runner_client::RUNNER_DIED.into()),
+            Some(FromRunner::Error { kind, message, .. }) => Event::Error(kind, message),
+            Some(other) => Event::Error(
+                ErrorKind::Internal,
+                format!("unexpected runner reply {other:?}"),
+            ),
+            None => Event::Error(
+                ErrorKind::Internal,
+                super::runner_client::RUNNER_DIED.into(),
+            ),
         };
         if !matches!(ev, Event::Text(_)) {
             self.finished = true;
@@ -326,9 +332,7 @@ async fn respond(mut run: Running, shape: Shape, stream: bool) -> Result<Respons
                         Json(shape.last(reason.as_str(), &metrics, tokens, &text)).into_response()
                     );
                 }
-                Some(Event::Error(e)) => {
-                    return Err(ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e));
-                }
+                Some(Event::Error(k, e)) => return Err(runner_error(k, e)),
                 None => {
                     return Err(ApiError::new(
                         StatusCode::INTERNAL_SERVER_ERROR,
@@ -340,7 +344,7 @@ async fn respond(mut run: Running, shape: Shape, stream: bool) -> Result<Respons
     }
     // The first event decides the status: an error before any output is a real HTTP error.
     let first = match run.next().await {
-        Some(Event::Error(e)) => return Err(ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e)),
+        Some(Event::Error(k, e)) => return Err(runner_error(k, e)),
         Some(ev) => ev,
         None => {
             return Err(ApiError::new(
@@ -357,7 +361,7 @@ async fn respond(mut run: Running, shape: Shape, stream: bool) -> Result<Respons
                 metrics,
                 tokens,
             } => ndjson_line(&shape.last(reason.as_str(), &metrics, tokens, "")),
-            Event::Error(e) => ndjson_line(&json!({ "error": e })),
+            Event::Error(_, e) => ndjson_line(&json!({ "error": e })),
         }
     };
     let first_line = line(first, &shape);
