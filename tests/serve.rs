@@ -829,3 +829,74 @@ fn cors_and_host_guard() {
         .unwrap();
     assert_eq!(r.status().as_u16(), 200);
 }
+
+#[test]
+fn context_shift_history_truncation_and_shutdown() {
+    let _g = serial();
+    let mut s = start(&[]);
+    // Generation past a 64-token context: shifted by default, stopped with shift:false.
+    let opts = json!({"temperature": 0, "num_predict": 150, "num_ctx": 64});
+    let shifted = s.ok("/api/generate", &json!({"model": "smol", "prompt": "1, 2, 3, 4, 5, 6, 7, 8,", "raw": true, "stream": false, "options": opts}));
+    assert_eq!(shifted["eval_count"], 150, "{shifted}");
+    assert_eq!(shifted["done_reason"], "length");
+    let stopped = s.ok("/api/generate", &json!({"model": "smol", "prompt": "1, 2, 3, 4, 5, 6, 7, 8,", "raw": true, "stream": false, "shift": false, "options": opts}));
+    assert_eq!(stopped["done_reason"], "length");
+    let n = stopped["eval_count"].as_u64().unwrap();
+    assert!(n < 64, "without shift generation stops at the context: {n}");
+
+    // Chat history beyond num_ctx: the oldest turns go, the system message stays.
+    let mut msgs = vec![json!({"role": "system", "content": "SYSTEM-MARKER be brief."})];
+    for i in 0..12 {
+        msgs.push(json!({"role": "user", "content": format!("Question {i}: tell me something about the number {i} in a long sentence please.")}));
+        msgs.push(json!({"role": "assistant", "content": format!("Answer {i}: the number {i} is a fine number with many interesting properties indeed.")}));
+    }
+    msgs.push(json!({"role": "user", "content": "LAST-QUESTION?"}));
+    let v = s.ok("/api/chat", &json!({"model": "smol", "messages": msgs, "stream": false, "_debug_render_only": true, "options": {"num_ctx": 256}}));
+    let p = v["_debug_info"]["rendered_template"].as_str().unwrap();
+    assert!(p.contains("SYSTEM-MARKER"), "{p}");
+    assert!(p.contains("LAST-QUESTION?"), "{p}");
+    assert!(!p.contains("Question 0:"), "oldest turn kept: {p}");
+    assert!(p.contains("Answer 11:"), "newest turns dropped: {p}");
+    let full = s.ok(
+        "/api/chat",
+        &json!({"model": "smol", "messages": msgs, "stream": false, "_debug_render_only": true}),
+    );
+    assert!(
+        full["_debug_info"]["rendered_template"]
+            .as_str()
+            .unwrap()
+            .contains("Question 0:")
+    );
+
+    // SIGTERM: the server exits and takes its runners with it.
+    #[cfg(unix)]
+    {
+        s.ok("/api/generate", &json!({"model": "smol", "keep_alive": -1}));
+        let pids = s.runner_pids();
+        assert_eq!(pids.len(), 1);
+        Command::new("kill")
+            .args(["-TERM", &s.child.id().to_string()])
+            .status()
+            .unwrap();
+        let t0 = Instant::now();
+        loop {
+            if s.child.try_wait().unwrap().is_some() {
+                break;
+            }
+            assert!(
+                t0.elapsed() < Duration::from_secs(10),
+                "serve did not exit on SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        std::thread::sleep(Duration::from_millis(200));
+        assert!(
+            !std::path::Path::new(&format!("/proc/{}/stat", pids[0])).exists()
+                || std::fs::read_to_string(format!("/proc/{}/stat", pids[0]))
+                    .unwrap_or_default()
+                    .contains(") Z"),
+            "runner {} still running after the server exited",
+            pids[0]
+        );
+    }
+}

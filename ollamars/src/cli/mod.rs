@@ -187,6 +187,7 @@ pub async fn run(cli: Cli, build: crate::version::BuildMeta) -> Result<(), CliEr
 /// `ollamars serve`: the API on `OLLAMA_HOST` over the store in `OLLAMA_MODELS`, until
 /// SIGINT or SIGTERM.
 async fn serve() -> Result<(), CliError> {
+    crate::env::init_logging();
     let host = crate::env::Host::from_env();
     let addr = host
         .bind_addr()

@@ -29,6 +29,7 @@ impl Sink for StdoutSink {
 /// Entry point of `ollamars runner MODEL_PATH LOAD_OPTIONS_JSON` (hidden; started by the
 /// server's scheduler, not by hand).
 pub fn main() -> ExitCode {
+    crate::env::init_logging();
     let args: Vec<String> = std::env::args().skip(2).collect();
     let (path, opts) = match args.as_slice() {
         [path, opts] => match serde_json::from_str::<LoadOptions>(opts) {

@@ -181,6 +181,7 @@ pub fn router(state: ServerState) -> Router {
             state.guard.clone(),
             guard::check,
         ))
+        .layer(axum::middleware::from_fn(log_request))
         .with_state(state)
 }
 
@@ -209,6 +210,21 @@ pub async fn serve_until(
         })
         .await;
     r
+}
+
+/// One log line per request, like Ollama's: status, time to the response head, method, path.
+async fn log_request(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let (method, path) = (req.method().clone(), req.uri().path().to_string());
+    let t0 = std::time::Instant::now();
+    let resp = next.run(req).await;
+    tracing::info!(
+        "| {} | {:>12?} | {} \"{}\"",
+        resp.status().as_u16(),
+        t0.elapsed(),
+        method,
+        path
+    );
+    resp
 }
 
 async fn root() -> &'static str {
