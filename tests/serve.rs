@@ -900,3 +900,42 @@ fn context_shift_history_truncation_and_shutdown() {
         );
     }
 }
+
+#[test]
+fn max_loaded_models_evicts_the_idle_runner() {
+    let _g = serial();
+    let s = start(&[("OLLAMA_MAX_LOADED_MODELS", "1")]);
+    let gemma = testkit::model_path(testkit::GEMMA3);
+    std::fs::write(s.dir.join("Gemma"), format!("FROM {}\n", gemma.display())).unwrap();
+    let out = Command::new(BIN)
+        .args(["create", "gemma", "-f"])
+        .arg(s.dir.join("Gemma"))
+        .env("OLLAMA_HOST", s.base.trim_start_matches("http://"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    s.generate("Hi", greedy(2));
+    let names = |s: &Server| -> Vec<String> {
+        s.get("/api/ps")["models"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["name"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(names(&s), ["smol:latest"]);
+    // gemma-3 has no chat template: the runner renders llama.cpp's built-in gemma template.
+    let v = s.ok(
+        "/api/chat",
+        &json!({"model": "gemma", "messages": [{"role": "user", "content": "Hi"}], "stream": false, "options": greedy(4)}),
+    );
+    assert_eq!(v["done"], true);
+    assert_eq!(names(&s), ["gemma:latest"]);
+    assert_eq!(s.runner_pids().len(), 1);
+    let r = s.ok(
+        "/api/chat",
+        &json!({"model": "gemma", "messages": [{"role": "user", "content": "Hi"}], "stream": false, "_debug_render_only": true}),
+    );
+    let p = r["_debug_info"]["rendered_template"].as_str().unwrap();
+    assert!(p.contains("<start_of_turn>user\nHi<end_of_turn>\n<start_of_turn>model\n"), "{p:?}");
+}
