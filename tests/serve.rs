@@ -913,7 +913,11 @@ fn max_loaded_models_evicts_the_idle_runner() {
         .env("OLLAMA_HOST", s.base.trim_start_matches("http://"))
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     s.generate("Hi", greedy(2));
     let names = |s: &Server| -> Vec<String> {
         s.get("/api/ps")["models"]
@@ -937,5 +941,43 @@ fn max_loaded_models_evicts_the_idle_runner() {
         &json!({"model": "gemma", "messages": [{"role": "user", "content": "Hi"}], "stream": false, "_debug_render_only": true}),
     );
     let p = r["_debug_info"]["rendered_template"].as_str().unwrap();
-    assert!(p.contains("<start_of_turn>user\nHi<end_of_turn>\n<start_of_turn>model\n"), "{p:?}");
+    assert!(
+        p.contains("<start_of_turn>user\nHi<end_of_turn>\n<start_of_turn>model\n"),
+        "{p:?}"
+    );
+}
+
+#[test]
+fn create_quantizes_in_a_child_process() {
+    let _g = serial();
+    let s = start(&[]);
+    let bytes = ollamars::gguf::testing::tiny_llama(ollamars::gguf::GgmlType::F32, 0, None);
+    let digest = format!("sha256:{}", sha256_hex(&bytes));
+    let r = client()
+        .post(format!("{}/api/blobs/{digest}", s.base))
+        .body(bytes)
+        .send()
+        .unwrap();
+    assert!(r.status().is_success());
+    let v = s.ok(
+        "/api/create",
+        &json!({"model": "tiny-q8", "files": {"m.gguf": digest}, "quantize": "q8_0", "stream": false}),
+    );
+    assert_eq!(v["status"], "success");
+    let show = s.ok("/api/show", &json!({"model": "tiny-q8"}));
+    assert_eq!(show["details"]["quantization_level"], "Q8_0");
+}
+
+fn sha256_hex(b: &[u8]) -> String {
+    let out = Command::new("sha256sum")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .and_then(|mut c| {
+            use std::io::Write;
+            c.stdin.take().unwrap().write_all(b)?;
+            c.wait_with_output()
+        })
+        .unwrap();
+    String::from_utf8(out.stdout).unwrap()[..64].to_string()
 }

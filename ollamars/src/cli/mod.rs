@@ -237,7 +237,7 @@ async fn serve() -> Result<(), CliError> {
     };
     crate::server::serve_until(
         listener,
-        crate::server::ServerState::new(store, prune),
+        crate::server::ServerState::for_binary(store, prune),
         shutdown,
     )
     .await

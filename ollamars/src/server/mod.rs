@@ -56,6 +56,15 @@ impl ServerState {
         ServerState::with_scheduler(store, prune, sched::SchedConfig::from_env(exe))
     }
 
+    /// As [`new`](Self::new), for the `ollamars` binary itself: llama.cpp work that the server
+    /// starts (runners, quantization) runs in child processes of this executable.
+    pub fn for_binary(store: Store, prune: bool) -> ServerState {
+        if let Ok(exe) = std::env::current_exe() {
+            crate::create::quantize_in_child(exe);
+        }
+        ServerState::new(store, prune)
+    }
+
     /// State with explicit scheduler settings (e.g. another runner executable).
     pub fn with_scheduler(store: Store, prune: bool, cfg: sched::SchedConfig) -> ServerState {
         ServerState {
