@@ -127,34 +127,6 @@ impl Host {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn ollama_host_forms() {
-        let h = |s: &str| Host::parse(s).client_url();
-        assert_eq!(h(""), "http://127.0.0.1:11434");
-        assert_eq!(h("0.0.0.0"), "http://127.0.0.1:11434");
-        assert_eq!(h("0.0.0.0:8080"), "http://127.0.0.1:8080");
-        assert_eq!(h(":9000"), "http://127.0.0.1:9000");
-        assert_eq!(h("example.com"), "http://example.com:11434");
-        assert_eq!(h("http://example.com"), "http://example.com:80");
-        assert_eq!(h("https://example.com"), "https://example.com:443");
-        assert_eq!(
-            h("https://example.com:1234/ollama/"),
-            "https://example.com:1234/ollama"
-        );
-        assert_eq!(h("ollama.com"), "https://ollama.com:443");
-        assert_eq!(h("[::1]:5000"), "http://[::1]:5000");
-        assert_eq!(h("::"), "http://[::1]:11434");
-        assert_eq!(
-            Host::parse("127.0.0.1:11500").bind_addr().unwrap().port(),
-            11500
-        );
-    }
-}
-
 /// Log level from `OLLAMA_DEBUG`: unset or false → INFO, `2` → TRACE, anything else true → DEBUG.
 pub fn log_level() -> tracing::Level {
     match var("OLLAMA_DEBUG").as_deref() {
@@ -181,4 +153,32 @@ pub fn init_logging() {
         .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
         .with(filter)
         .try_init();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ollama_host_forms() {
+        let h = |s: &str| Host::parse(s).client_url();
+        assert_eq!(h(""), "http://127.0.0.1:11434");
+        assert_eq!(h("0.0.0.0"), "http://127.0.0.1:11434");
+        assert_eq!(h("0.0.0.0:8080"), "http://127.0.0.1:8080");
+        assert_eq!(h(":9000"), "http://127.0.0.1:9000");
+        assert_eq!(h("example.com"), "http://example.com:11434");
+        assert_eq!(h("http://example.com"), "http://example.com:80");
+        assert_eq!(h("https://example.com"), "https://example.com:443");
+        assert_eq!(
+            h("https://example.com:1234/ollama/"),
+            "https://example.com:1234/ollama"
+        );
+        assert_eq!(h("ollama.com"), "https://ollama.com:443");
+        assert_eq!(h("[::1]:5000"), "http://[::1]:5000");
+        assert_eq!(h("::"), "http://[::1]:11434");
+        assert_eq!(
+            Host::parse("127.0.0.1:11500").bind_addr().unwrap().port(),
+            11500
+        );
+    }
 }

@@ -210,15 +210,14 @@ pub async fn serve_until(
     let sched = state.sched.clone();
     let local = listener.local_addr()?;
     state.guard.set_listener(local);
-    let r = axum::serve(listener, router(state))
+    axum::serve(listener, router(state))
         .with_graceful_shutdown(async move {
             shutdown.await;
             // Stop the runners first: streams in flight end with an error line, so the
             // graceful shutdown does not wait for long generations.
             sched.shutdown().await;
         })
-        .await;
-    r
+        .await
 }
 
 /// One log line per request, like Ollama's: status, time to the response head, method, path.
