@@ -690,6 +690,65 @@ fn execution_errors_are_reported() {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Hostile templates: refused or stopped, never a crash
+
+#[test]
+fn deep_nesting_is_refused_at_parse_time() {
+    let deep = "{{ if .X }}".repeat(5000) + &"{{ end }}".repeat(5000);
+    assert!(matches!(
+        Template::parse(&deep),
+        Err(TemplateError::TooDeep { .. })
+    ));
+    // A long else-if chain nests as deeply in the parse tree.
+    let chain = format!(
+        "{{{{ if .A }}}}a{}{{{{ end }}}}",
+        "{{ else if .B }}b".repeat(100_000)
+    );
+    assert!(matches!(
+        Template::parse(&chain),
+        Err(TemplateError::TooDeep { .. })
+    ));
+    let parens = format!("{{{{ {}.X{} }}}}", "(".repeat(10_000), ")".repeat(10_000));
+    assert!(Template::parse(&parens).is_err());
+    // Nesting within the limit is fine.
+    let ok = "{{ if .Prompt }}".repeat(50) + "x" + &"{{ end }}".repeat(50);
+    assert_eq!(render(&ok, &values(vec![user("p")])), "x");
+    // At the limit the template is refused or rendered, without exhausting the stack.
+    let edge = "{{ if .Prompt }}".repeat(MAX_NESTING) + "x" + &"{{ end }}".repeat(MAX_NESTING);
+    if let Ok(t) = Template::parse(&edge) {
+        assert_eq!(t.render(&values(vec![user("p")])).unwrap(), "x");
+    }
+}
+
+#[test]
+fn runaway_execution_is_stopped() {
+    let v = values(vec![user("x")]);
+    let err = |text: &str| Template::parse(text).unwrap().render(&v).unwrap_err();
+    // Output bounded.
+    assert!(matches!(
+        err("{{ range 100000000 }}{{ printf \"%*s\" 60000 \"\" }}{{ end }}"),
+        TemplateError::OutputTooLarge { .. }
+    ));
+    // A string doubled in a variable is stopped once it passes the limit.
+    assert!(matches!(
+        err(
+            "{{ $x := \"ab\" }}{{ range 100 }}{{ $x = printf \"%s%s\" $x $x }}{{ end }}{{ len $x }}"
+        ),
+        TemplateError::Exec(_)
+    ));
+    // Unbounded recursion through {{template}} ends with an error.
+    assert!(matches!(
+        err("{{ define \"r\" }}{{ template \"r\" . }}{{ end }}{{ template \"r\" . }}"),
+        TemplateError::Exec(_)
+    ));
+    // Loops are bounded by an iteration budget.
+    assert!(matches!(
+        err("{{ range 20000 }}{{ range 20000 }}{{ end }}{{ end }}"),
+        TemplateError::Exec(_)
+    ));
+}
+
+// ---------------------------------------------------------------------------------------------
 // Wire shapes
 
 #[test]
