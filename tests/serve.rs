@@ -981,3 +981,81 @@ fn sha256_hex(b: &[u8]) -> String {
         .unwrap();
     String::from_utf8(out.stdout).unwrap()[..64].to_string()
 }
+
+#[test]
+fn go_template_system_and_messages() {
+    let _g = serial();
+    let s = start(&[]);
+    let gguf = testkit::model_path(testkit::SMOLLM2);
+    let chatml = "{{- range .Messages }}<|im_start|>{{ .Role }}\n{{ .Content }}<|im_end|>\n{{ end }}<|im_start|>assistant\n";
+    std::fs::write(
+        s.dir.join("Templated"),
+        format!(
+            "FROM {}\nTEMPLATE \"\"\"{chatml}\"\"\"\nSYSTEM Be brief.\nMESSAGE user Hi there\nMESSAGE assistant Hello!\nPARAMETER stop <|im_end|>\n",
+            gguf.display()
+        ),
+    )
+    .unwrap();
+    let out = Command::new(BIN)
+        .args(["create", "tmpl", "-f"])
+        .arg(s.dir.join("Templated"))
+        .env("OLLAMA_HOST", s.base.trim_start_matches("http://"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let rendered = |path: &str, body: Value| -> String {
+        let v = s.ok(path, &body);
+        v["_debug_info"]["rendered_template"].as_str().unwrap().to_string()
+    };
+    // Chat: SYSTEM first, then the Modelfile MESSAGEs, then the request's.
+    let chat = rendered(
+        "/api/chat",
+        json!({"model": "tmpl", "messages": [{"role": "USER", "content": "What is 2+2?"}], "_debug_render_only": true}),
+    );
+    assert_eq!(
+        chat,
+        "<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nHi there<|im_end|>\n<|im_start|>assistant\nHello!<|im_end|>\n<|im_start|>user\nWhat is 2+2?<|im_end|>\n<|im_start|>assistant\n"
+    );
+    // A request that starts with a system message replaces the model's (which Ollama puts
+    // after the Modelfile MESSAGEs, where the request's messages start).
+    let chat = rendered(
+        "/api/chat",
+        json!({"model": "tmpl", "messages": [{"role": "system", "content": "Other."}, {"role": "user", "content": "Q"}], "_debug_render_only": true}),
+    );
+    assert!(chat.starts_with("<|im_start|>user\nHi there"), "{chat}");
+    assert!(chat.contains("<|im_start|>assistant\nHello!<|im_end|>\n<|im_start|>system\nOther.<|im_end|>\n<|im_start|>user\nQ"), "{chat}");
+    assert!(!chat.contains("Be brief."));
+    // Generate: the same layout; `system` overrides; `template` overrides.
+    let g = rendered(
+        "/api/generate",
+        json!({"model": "tmpl", "prompt": "Q", "system": "Sys.", "_debug_render_only": true}),
+    );
+    assert_eq!(
+        g,
+        "<|im_start|>system\nSys.<|im_end|>\n<|im_start|>user\nHi there<|im_end|>\n<|im_start|>assistant\nHello!<|im_end|>\n<|im_start|>user\nQ<|im_end|>\n<|im_start|>assistant\n"
+    );
+    let g = rendered(
+        "/api/generate",
+        json!({"model": "tmpl", "prompt": "Q", "template": "[{{ .System }}] {{ .Prompt }} =>", "_debug_render_only": true}),
+    );
+    // Legacy mode: each (system, user, assistant) turn runs the template, with `.Response`
+    // appended; the last turn is cut before it.
+    assert_eq!(g, "[Be brief.] Hi there =>Hello![] Q =>");
+    // Fill-in-the-middle through a template that uses .Suffix.
+    let g = rendered(
+        "/api/generate",
+        json!({"model": "tmpl", "prompt": "def f(", "suffix": "return x", "template": "<PRE>{{ .Prompt }}<SUF>{{ .Suffix }}<MID>", "_debug_render_only": true}),
+    );
+    assert_eq!(g, "<PRE>def f(<SUF>return x<MID>");
+    let (st, v) = s.post("/api/generate", &json!({"model": "tmpl", "prompt": "a", "suffix": "b"}));
+    assert_eq!(st, 400, "the model's template has no .Suffix: {v}");
+    // A real answer stops at the PARAMETER stop string.
+    let v = s.ok(
+        "/api/chat",
+        &json!({"model": "tmpl", "messages": [{"role": "user", "content": "Say hi."}], "stream": false, "options": greedy(40)}),
+    );
+    assert!(!v["message"]["content"].as_str().unwrap().contains("<|im_end|>"));
+    // Capabilities reflect the template.
+    let show = s.ok("/api/show", &json!({"model": "tmpl"}));
+    assert_eq!(show["capabilities"], json!(["completion"]));
+}
