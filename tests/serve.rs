@@ -1002,10 +1002,17 @@ fn go_template_system_and_messages() {
         .env("OLLAMA_HOST", s.base.trim_start_matches("http://"))
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let rendered = |path: &str, body: Value| -> String {
         let v = s.ok(path, &body);
-        v["_debug_info"]["rendered_template"].as_str().unwrap().to_string()
+        v["_debug_info"]["rendered_template"]
+            .as_str()
+            .unwrap()
+            .to_string()
     };
     // Chat: SYSTEM first, then the Modelfile MESSAGEs, then the request's.
     let chat = rendered(
@@ -1047,14 +1054,22 @@ fn go_template_system_and_messages() {
         json!({"model": "tmpl", "prompt": "def f(", "suffix": "return x", "template": "<PRE>{{ .Prompt }}<SUF>{{ .Suffix }}<MID>", "_debug_render_only": true}),
     );
     assert_eq!(g, "<PRE>def f(<SUF>return x<MID>");
-    let (st, v) = s.post("/api/generate", &json!({"model": "tmpl", "prompt": "a", "suffix": "b"}));
+    let (st, v) = s.post(
+        "/api/generate",
+        &json!({"model": "tmpl", "prompt": "a", "suffix": "b"}),
+    );
     assert_eq!(st, 400, "the model's template has no .Suffix: {v}");
     // A real answer stops at the PARAMETER stop string.
     let v = s.ok(
         "/api/chat",
         &json!({"model": "tmpl", "messages": [{"role": "user", "content": "Say hi."}], "stream": false, "options": greedy(40)}),
     );
-    assert!(!v["message"]["content"].as_str().unwrap().contains("<|im_end|>"));
+    assert!(
+        !v["message"]["content"]
+            .as_str()
+            .unwrap()
+            .contains("<|im_end|>")
+    );
     // Capabilities reflect the template.
     let show = s.ok("/api/show", &json!({"model": "tmpl"}));
     assert_eq!(show["capabilities"], json!(["completion"]));

@@ -14,10 +14,8 @@
 //! [`quantize_in_child`]), so an abort on a hostile file fails that request, not the server.
 //! Library users that do not call [`quantize_in_child`] quantize in their own process.
 
-mod gotmpl;
 mod template;
 
-pub use gotmpl::{TemplateError, check as check_template};
 pub use template::{DetectedTemplate, detect_template};
 
 use crate::gguf::{self, Gguf, GgufError, file_type_name};
@@ -572,7 +570,7 @@ fn create_inner(
         Digest::parse(v)?;
     }
     if let Some(t) = &req.template {
-        check_template(t).map_err(|e| bad(format!("template error: {e}")))?;
+        crate::template::Template::parse(t).map_err(|e| bad(format!("template error: {e}")))?;
     }
     let license_texts = match &req.license {
         Some(v) => Some(licenses(v)?),
