@@ -126,15 +126,22 @@ pub struct Loaded {
     /// The model.
     pub model: Mutex<ModelRef>,
     slots: Arc<Semaphore>,
-    refs: AtomicUsize,
+    usage: Mutex<Usage>,
     keep_alive: Mutex<KeepAlive>,
     expires: Mutex<Option<Instant>>,
-    unloading: std::sync::atomic::AtomicBool,
+}
+
+/// Requests attached to a runner, and whether it is being retired. One lock for both, so that
+/// a request cannot attach to a runner that is being unloaded for being idle.
+#[derive(Debug, Default)]
+struct Usage {
+    refs: usize,
+    unloading: bool,
 }
 
 impl Loaded {
     fn serves(&self, path: &std::path::Path, want: &LoadOptions) -> bool {
-        if self.proc.is_dead() || self.unloading.load(Ordering::SeqCst) {
+        if self.proc.is_dead() || self.is_unloading() {
             return false;
         }
         let info = self.proc.info();
@@ -152,8 +159,48 @@ impl Loaded {
             }
     }
 
+    fn usage(&self) -> std::sync::MutexGuard<'_, Usage> {
+        self.usage.lock().expect("usage")
+    }
+
     fn is_idle(&self) -> bool {
-        self.refs.load(Ordering::SeqCst) == 0
+        self.usage().refs == 0
+    }
+
+    fn is_unloading(&self) -> bool {
+        self.usage().unloading
+    }
+
+    /// Attaches a request unless the runner is being retired.
+    fn try_attach(&self) -> bool {
+        let mut u = self.usage();
+        if u.unloading || self.proc.is_dead() {
+            return false;
+        }
+        u.refs += 1;
+        true
+    }
+
+    /// Detaches a request; returns how many remain.
+    fn detach(&self) -> usize {
+        let mut u = self.usage();
+        u.refs = u.refs.saturating_sub(1);
+        u.refs
+    }
+
+    /// Marks the runner for unloading if no request uses it (the caller then unloads it).
+    fn try_retire(&self) -> bool {
+        let mut u = self.usage();
+        if u.refs == 0 && !u.unloading {
+            u.unloading = true;
+            return true;
+        }
+        false
+    }
+
+    /// Refuses new requests; those attached finish.
+    fn retire_when_idle(&self) {
+        self.usage().unloading = true;
     }
 }
 
@@ -291,10 +338,9 @@ impl Scheduler {
                         }
                     }
                 };
-                if l.proc.is_dead() || l.unloading.load(Ordering::SeqCst) {
+                if !l.try_attach() {
                     continue;
                 }
-                l.refs.fetch_add(1, Ordering::SeqCst);
                 *l.expires.lock().expect("expires") = None;
                 if let Some(k) = keep_alive {
                     *l.keep_alive.lock().expect("keep_alive") = k;
@@ -345,7 +391,7 @@ impl Scheduler {
                 break;
             }
             for l in &stale {
-                l.unloading.store(true, Ordering::SeqCst);
+                l.retire_when_idle();
             }
             let idle: Vec<_> = stale.into_iter().filter(|l| l.is_idle()).collect();
             if idle.is_empty() {
@@ -372,8 +418,8 @@ impl Scheduler {
                     .cloned()
             };
             match victim {
-                Some(v) => self.unload(&v).await,
-                None => tokio::time::sleep(Duration::from_millis(20)).await,
+                Some(v) if v.try_retire() => self.unload(&v).await,
+                _ => tokio::time::sleep(Duration::from_millis(20)).await,
             }
         }
         tracing::info!(model = %model.display, ?opts, "loading model");
@@ -397,17 +443,16 @@ impl Scheduler {
             opts: opts.clone(),
             model: Mutex::new(model.clone()),
             slots: Arc::new(Semaphore::new(parallel)),
-            refs: AtomicUsize::new(0),
+            usage: Mutex::new(Usage::default()),
             keep_alive: Mutex::new(keep_alive.unwrap_or(self.cfg.keep_alive)),
             expires: Mutex::new(None),
-            unloading: false.into(),
         });
         self.loaded.lock().expect("loaded").push(loaded);
         Ok(())
     }
 
     fn release(self: &Arc<Self>, l: &Arc<Loaded>) {
-        if l.refs.fetch_sub(1, Ordering::SeqCst) != 1 {
+        if l.detach() != 0 {
             return;
         }
         let k = *l.keep_alive.lock().expect("keep_alive");
@@ -419,15 +464,16 @@ impl Scheduler {
             let s = self.clone();
             let l = l.clone();
             tokio::spawn(async move {
-                if l.is_idle() {
+                if l.try_retire() {
                     s.unload(&l).await;
                 }
             });
         }
     }
 
+    /// Removes a retired runner and stops its process.
     async fn unload(&self, l: &Arc<Loaded>) {
-        l.unloading.store(true, Ordering::SeqCst);
+        l.retire_when_idle();
         self.loaded
             .lock()
             .expect("loaded")
@@ -445,13 +491,14 @@ impl Scheduler {
             .expect("loaded")
             .iter()
             .filter(|l| {
-                l.proc.is_dead()
-                    || (l.is_idle() && l.expires.lock().expect("expires").is_some_and(|e| e <= now))
+                l.proc.is_dead() || l.expires.lock().expect("expires").is_some_and(|e| e <= now)
             })
             .cloned()
             .collect();
         for l in expired {
-            self.unload(&l).await;
+            if l.proc.is_dead() || l.try_retire() {
+                self.unload(&l).await;
+            }
         }
     }
 
@@ -469,7 +516,7 @@ impl Scheduler {
         let any = !matching.is_empty();
         for l in matching {
             *l.keep_alive.lock().expect("keep_alive") = KeepAlive::For(Duration::ZERO);
-            if l.is_idle() {
+            if l.try_retire() {
                 self.unload(&l).await;
             }
         }
@@ -521,7 +568,7 @@ impl Scheduler {
         self.closed.store(true, Ordering::SeqCst);
         let all: Vec<_> = self.loaded.lock().expect("loaded").drain(..).collect();
         for l in all {
-            l.unloading.store(true, Ordering::SeqCst);
+            l.retire_when_idle();
             l.slots.close();
             l.proc.shutdown().await;
         }
