@@ -2,6 +2,7 @@
 //! talks to a running server over HTTP (`OLLAMA_HOST`).
 
 mod create;
+mod ps;
 mod show;
 
 use std::io::Write;
@@ -77,6 +78,16 @@ pub enum Command {
         /// Show detailed model information.
         #[arg(short = 'v', long)]
         verbose: bool,
+    },
+    /// Stop a running model (unload it now).
+    Stop {
+        /// The model.
+        model: String,
+    },
+    /// List running models.
+    Ps {
+        /// Only models whose name starts with this.
+        prefix: Option<String>,
     },
     /// List models.
     #[command(alias = "ls")]
@@ -165,6 +176,8 @@ pub async fn run(cli: Cli, build: crate::version::BuildMeta) -> Result<(), CliEr
             )
             .await
         }
+        Some(Command::Stop { model }) => ps::stop(&client, &model).await,
+        Some(Command::Ps { prefix }) => ps::ps(&client, prefix.as_deref()).await,
         Some(Command::List { prefix }) => list(&client, prefix.as_deref()).await,
         Some(Command::Cp {
             source,
@@ -176,6 +189,14 @@ pub async fn run(cli: Cli, build: crate::version::BuildMeta) -> Result<(), CliEr
         }
         Some(Command::Rm { models }) => {
             for m in models {
+                // Unload first, as Ollama does; a model that is not loaded (or a server that
+                // cannot unload) does not stop the delete.
+                if let Err(e) = ps::unload(&client, &m).await
+                    && !matches!(e.status(), Some(404 | 405))
+                    && !matches!(e, ClientError::Connect(_))
+                {
+                    eprintln!("Warning: unable to stop model '{m}': {e}");
+                }
                 client.delete(&m).await?;
                 println!("deleted '{m}'");
             }
