@@ -2,8 +2,17 @@
 //! talks to a running server over HTTP (`OLLAMA_HOST`).
 
 mod create;
+mod display;
+mod history;
+mod input;
 mod ps;
+mod repl;
+mod run;
 mod show;
+mod timing;
+mod wrap;
+
+pub use run::RunArgs;
 
 use std::io::Write;
 
@@ -78,6 +87,54 @@ pub enum Command {
         /// Show detailed model information.
         #[arg(short = 'v', long)]
         verbose: bool,
+    },
+    /// Run a model: answer a prompt, or chat interactively.
+    Run {
+        /// The model.
+        model: String,
+        /// The prompt (piped standard input goes before it). Without one, on a terminal, an
+        /// interactive session starts.
+        prompt: Vec<String>,
+        /// Duration to keep the model loaded (e.g. 5m, 1h30m; negative means forever).
+        #[arg(long)]
+        keepalive: Option<String>,
+        /// Show timings for the response.
+        #[arg(long)]
+        verbose: bool,
+        /// Use an insecure registry (accepted for compatibility; nothing is pulled).
+        #[arg(long)]
+        insecure: bool,
+        /// Don't wrap words to the next line automatically.
+        #[arg(long)]
+        nowordwrap: bool,
+        /// Response format: json, or a JSON schema.
+        #[arg(long)]
+        format: Option<String>,
+        /// Thinking: true, false, or a level (low, medium, high, max) for models that think.
+        #[arg(
+            long,
+            num_args = 0..=1,
+            require_equals = true,
+            default_missing_value = "true",
+            value_name = "VALUE"
+        )]
+        think: Option<String>,
+        /// Hide the model's thinking (when it thinks).
+        #[arg(long)]
+        hidethinking: bool,
+        /// Embedding models: truncate inputs longer than the context (the server's default
+        /// is true; --truncate=false makes that an error).
+        #[arg(
+            long,
+            num_args = 0..=1,
+            require_equals = true,
+            default_missing_value = "true",
+            value_name = "BOOL"
+        )]
+        truncate: Option<bool>,
+        /// Embedding models: cut the vectors to this many dimensions.
+        #[arg(long, value_name = "N")]
+        dimensions: Option<u32>,
     },
     /// Stop a running model (unload it now).
     Stop {
@@ -173,6 +230,36 @@ pub async fn run(cli: Cli, build: crate::version::BuildMeta) -> Result<(), CliEr
                     system,
                 },
                 verbose,
+            )
+            .await
+        }
+        Some(Command::Run {
+            model,
+            prompt,
+            keepalive,
+            verbose,
+            insecure: _,
+            nowordwrap,
+            format,
+            think,
+            hidethinking,
+            truncate,
+            dimensions,
+        }) => {
+            run::run(
+                &client,
+                RunArgs {
+                    model,
+                    prompt,
+                    keepalive,
+                    verbose,
+                    nowordwrap,
+                    format,
+                    think,
+                    hidethinking,
+                    truncate,
+                    dimensions,
+                },
             )
             .await
         }
