@@ -526,6 +526,15 @@ impl Context {
     /// # Errors
     /// [`DecodeError`] from decoding, or `InvalidBatch` when the context cannot embed.
     pub fn embed(&mut self, tokens: &[Token]) -> Result<Vec<f32>, DecodeError> {
+        self.embed_raw(tokens).map(|v| crate::normalize_l2(&v))
+    }
+
+    /// As [`embed`](Self::embed), without the L2 normalisation: the pooled vector as the model
+    /// computes it (Ollama's legacy `/api/embeddings` returns this).
+    ///
+    /// # Errors
+    /// As [`embed`](Self::embed).
+    pub fn embed_raw(&mut self, tokens: &[Token]) -> Result<Vec<f32>, DecodeError> {
         if !self.params.embeddings {
             return Err(DecodeError::InvalidBatch(
                 "this context was created without embeddings".into(),
@@ -561,7 +570,7 @@ impl Context {
                 acc
             }
         };
-        Ok(crate::normalize_l2(&v))
+        Ok(v)
     }
 
     fn check_seq(&self, seq: i32) -> bool {

@@ -74,7 +74,11 @@ fn details_json(cfg: &Config, parent: &str, gguf: Option<&Gguf>) -> Map<String, 
     d
 }
 
-fn layer_text(store: &Store, m: &Manifest, media_type: &str) -> Result<Option<String>, StoreError> {
+pub(crate) fn layer_text(
+    store: &Store,
+    m: &Manifest,
+    media_type: &str,
+) -> Result<Option<String>, StoreError> {
     match m.layer(media_type) {
         Some(l) => Ok(Some(
             String::from_utf8_lossy(&store.read_blob(&l.digest)?).into_owned(),

@@ -1,8 +1,19 @@
-//! The HTTP API for model management (spec §1.1, §1.10–1.14, §1.16) on axum.
+//! The HTTP API (spec §1) on axum: model management, and generation through the scheduler and
+//! its runner processes.
 //!
 //! [`router`] builds the routes; [`serve`] runs them on a listener. Errors become
 //! `{"error": "..."}` with Ollama's status codes in one place, [`ApiError`]. Blocking store work
-//! (hashing, GGUF validation, quantization) runs on tokio's blocking pool.
+//! (hashing, GGUF validation, quantization) runs on tokio's blocking pool; models run in child
+//! processes ([`sched`], [`runner_client`]).
+
+mod generate;
+pub mod guard;
+pub mod keepalive;
+pub mod model;
+pub mod options;
+pub mod prompt;
+pub mod runner_client;
+pub mod sched;
 
 use crate::create::{self, CreateError, CreateRequest, Progress};
 use crate::models::{self, ShowError};
@@ -31,16 +42,34 @@ pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 pub struct ServerState {
     store: Arc<Store>,
     prune: bool,
+    sched: Arc<sched::Scheduler>,
+    models: Arc<model::ModelCache>,
+    guard: Arc<guard::Guard>,
 }
 
 impl ServerState {
-    /// State over `store`. Deleting a model removes its unreferenced blobs unless `prune` is
-    /// false (`OLLAMA_NOPRUNE`).
+    /// State over `store`, with the scheduler configured from the environment and runners
+    /// started from this executable. Deleting a model removes its unreferenced blobs unless
+    /// `prune` is false (`OLLAMA_NOPRUNE`).
     pub fn new(store: Store, prune: bool) -> ServerState {
+        let exe = std::env::current_exe().unwrap_or_else(|_| "ollamars".into());
+        ServerState::with_scheduler(store, prune, sched::SchedConfig::from_env(exe))
+    }
+
+    /// State with explicit scheduler settings (e.g. another runner executable).
+    pub fn with_scheduler(store: Store, prune: bool, cfg: sched::SchedConfig) -> ServerState {
         ServerState {
             store: Arc::new(store),
             prune,
+            sched: sched::Scheduler::new(cfg),
+            models: Arc::default(),
+            guard: Arc::new(guard::Guard::from_env()),
         }
+    }
+
+    /// The scheduler.
+    pub fn scheduler(&self) -> &Arc<sched::Scheduler> {
+        &self.sched
     }
 
     /// The store.
@@ -67,7 +96,7 @@ impl ApiError {
         }
     }
 
-    fn bad(message: impl Into<String>) -> ApiError {
+    pub(crate) fn bad(message: impl Into<String>) -> ApiError {
         ApiError::new(StatusCode::BAD_REQUEST, message)
     }
 }
@@ -113,20 +142,20 @@ impl From<ShowError> for ApiError {
     }
 }
 
-fn join_error(e: tokio::task::JoinError) -> ApiError {
+pub(crate) fn join_error(e: tokio::task::JoinError) -> ApiError {
     ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
 }
 
 /// Parses a JSON body with Ollama's errors: `missing request body` when empty, else the
 /// decoder's message.
-fn parse_body<T: DeserializeOwned>(body: &Bytes) -> Result<T, ApiError> {
+pub(crate) fn parse_body<T: DeserializeOwned>(body: &Bytes) -> Result<T, ApiError> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Err(ApiError::bad("missing request body"));
     }
     serde_json::from_slice(body).map_err(|e| ApiError::bad(e.to_string()))
 }
 
-fn parse_name(s: &str) -> Result<ModelName, ApiError> {
+pub(crate) fn parse_name(s: &str) -> Result<ModelName, ApiError> {
     ModelName::parse(s).map_err(|_| ApiError::bad("invalid model name"))
 }
 
@@ -142,12 +171,22 @@ pub fn router(state: ServerState) -> Router {
         .route("/api/show", post(show))
         .route("/api/copy", post(copy))
         .route("/api/delete", axum::routing::delete(delete))
+        .route("/api/generate", post(generate::generate))
+        .route("/api/chat", post(generate::chat))
+        .route("/api/embed", post(generate::embed))
+        .route("/api/embeddings", post(generate::embeddings))
+        .route("/api/ps", get(generate::ps))
         .layer(DefaultBodyLimit::max(MAX_JSON_BODY))
+        .layer(axum::middleware::from_fn_with_state(
+            state.guard.clone(),
+            guard::check,
+        ))
         .with_state(state)
 }
 
 /// Serves [`router`] on `listener` until the process ends or the server fails.
 pub async fn serve(listener: tokio::net::TcpListener, state: ServerState) -> std::io::Result<()> {
+    state.guard.set_listener(listener.local_addr()?);
     axum::serve(listener, router(state)).await
 }
 
@@ -158,9 +197,18 @@ pub async fn serve_until(
     state: ServerState,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(shutdown)
-        .await
+    let sched = state.sched.clone();
+    let local = listener.local_addr()?;
+    state.guard.set_listener(local);
+    let r = axum::serve(listener, router(state))
+        .with_graceful_shutdown(async move {
+            shutdown.await;
+            // Stop the runners first: streams in flight end with an error line, so the
+            // graceful shutdown does not wait for long generations.
+            sched.shutdown().await;
+        })
+        .await;
+    r
 }
 
 async fn root() -> &'static str {
@@ -225,7 +273,7 @@ enum Event {
     Done(Result<(), CreateError>),
 }
 
-fn ndjson_line(v: &impl serde::Serialize) -> Bytes {
+pub(crate) fn ndjson_line(v: &impl serde::Serialize) -> Bytes {
     let mut b = serde_json::to_vec(v).unwrap_or_default();
     b.push(b'\n');
     Bytes::from(b)

@@ -1,0 +1,824 @@
+//! `/api/generate`, `/api/chat`, `/api/embed`, `/api/embeddings` and `/api/ps` (spec §1.4–1.11).
+
+use super::keepalive::KeepAlive;
+use super::model::{ModelInfo, ModelInfoError};
+use super::options::Options;
+use super::prompt::{self, Renderer, Think};
+use super::sched::{Lease, SchedError};
+use super::{ApiError, ServerState, join_error, ndjson_line, parse_body, parse_name};
+use crate::models::rfc3339;
+use crate::runner::proto::{Completion, DoneReason, ErrorKind, FromRunner, Metrics, ToRunner};
+use crate::template::{Message, Template, Tool};
+use axum::Json;
+use axum::body::{Body, Bytes};
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use futures::StreamExt;
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+use tokio::sync::mpsc;
+
+#[derive(Debug, Deserialize)]
+struct GenerateRequest {
+    #[serde(default)]
+    model: String,
+    #[serde(default)]
+    prompt: String,
+    #[serde(default)]
+    suffix: String,
+    #[serde(default)]
+    system: Option<String>,
+    #[serde(default)]
+    template: Option<String>,
+    #[serde(default)]
+    context: Option<Vec<i64>>,
+    #[serde(default)]
+    raw: bool,
+    #[serde(default)]
+    options: Option<Map<String, Value>>,
+    #[serde(default)]
+    keep_alive: Value,
+    #[serde(default)]
+    stream: Option<bool>,
+    #[serde(default)]
+    think: Value,
+    #[serde(default)]
+    truncate: Option<bool>,
+    #[serde(default)]
+    shift: Option<bool>,
+    #[serde(default)]
+    top_logprobs: Option<i64>,
+    #[serde(default)]
+    images: Option<Vec<String>>,
+    #[serde(default, rename = "_debug_render_only")]
+    debug_render_only: bool,
+}
+
+#[derive(Debug, Deserialize)]
+struct ChatRequest {
+    #[serde(default)]
+    model: String,
+    #[serde(default)]
+    messages: Vec<Message>,
+    #[serde(default)]
+    tools: Vec<Tool>,
+    #[serde(default)]
+    options: Option<Map<String, Value>>,
+    #[serde(default)]
+    keep_alive: Value,
+    #[serde(default)]
+    stream: Option<bool>,
+    #[serde(default)]
+    think: Value,
+    #[serde(default)]
+    truncate: Option<bool>,
+    #[serde(default)]
+    shift: Option<bool>,
+    #[serde(default)]
+    top_logprobs: Option<i64>,
+    #[serde(default, rename = "_debug_render_only")]
+    debug_render_only: bool,
+}
+
+/// Looks the model up; 404 with `not_found` text.
+async fn model_info(
+    st: &ServerState,
+    raw: &str,
+    not_found: impl FnOnce(&str) -> String,
+) -> Result<Arc<ModelInfo>, ApiError> {
+    if raw.is_empty() {
+        return Err(ApiError::new(StatusCode::BAD_REQUEST, "model is required"));
+    }
+    let name = parse_name(raw)?;
+    let st2 = st.clone();
+    let raw2 = raw.to_string();
+    let r = tokio::task::spawn_blocking(move || st2.models.get(st2.store(), &name, &raw2))
+        .await
+        .map_err(join_error)?;
+    match r {
+        Ok(i) => Ok(i),
+        Err(ModelInfoError::NotFound) => Err(ApiError::new(StatusCode::NOT_FOUND, not_found(raw))),
+        Err(e) => Err(ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            e.to_string(),
+        )),
+    }
+}
+
+fn think_of(v: &Value, info: &ModelInfo) -> Result<Think, ApiError> {
+    let t = match v {
+        Value::Null => Think {
+            on: info.has("thinking"),
+            level: String::new(),
+            set: false,
+        },
+        Value::Bool(b) => Think {
+            on: *b,
+            level: if *b { "medium".into() } else { String::new() },
+            set: true,
+        },
+        Value::String(s) if ["low", "medium", "high", "max"].contains(&s.as_str()) => Think {
+            on: true,
+            level: s.clone(),
+            set: true,
+        },
+        other => {
+            return Err(ApiError::bad(format!(
+                "invalid think value: {other} (use true, false, \"low\", \"medium\", \"high\" or \"max\")"
+            )));
+        }
+    };
+    if t.set && t.on && !info.has("thinking") {
+        return Err(ApiError::bad(format!(
+            "\"{}\" does not support thinking",
+            info.model.name
+        )));
+    }
+    Ok(t)
+}
+
+fn keep_alive_of(v: &Value) -> Result<Option<KeepAlive>, ApiError> {
+    KeepAlive::from_json(v).map_err(ApiError::bad)
+}
+
+fn check_logprobs(n: Option<i64>) -> Result<(), ApiError> {
+    match n {
+        Some(n) if !(0..=20).contains(&n) => {
+            Err(ApiError::bad("top_logprobs must be between 0 and 20"))
+        }
+        _ => Ok(()),
+    }
+}
+
+fn runner_error(kind: ErrorKind, message: String) -> ApiError {
+    match kind {
+        ErrorKind::BadRequest => ApiError::bad(message),
+        ErrorKind::Internal => ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, message),
+    }
+}
+
+impl From<SchedError> for ApiError {
+    fn from(e: SchedError) -> ApiError {
+        let status = match e {
+            SchedError::QueueFull => StatusCode::SERVICE_UNAVAILABLE,
+            SchedError::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
+            SchedError::Spawn(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        ApiError::new(status, e.to_string())
+    }
+}
+
+fn now() -> String {
+    rfc3339(SystemTime::now())
+}
+
+fn options_for(
+    st: &ServerState,
+    info: &ModelInfo,
+    req: Option<&Map<String, Value>>,
+) -> Result<Options, ApiError> {
+    let mut o = Options::merged(st.sched.config().context_length, &info.params, req)
+        .map_err(|e| ApiError::bad(e.to_string()))?;
+    o.load.embedding = !info.has("completion") && info.has("embedding");
+    o.load = st.sched.load_options(o.load);
+    Ok(o)
+}
+
+/// Load (empty prompt) or unload (empty prompt with keep_alive 0).
+async fn load_or_unload(
+    st: &ServerState,
+    info: &ModelInfo,
+    opts: &Options,
+    keep_alive: Option<KeepAlive>,
+) -> Result<&'static str, ApiError> {
+    if keep_alive.is_some_and(KeepAlive::is_zero) {
+        st.sched.expire(&info.model.path).await;
+        return Ok("unload");
+    }
+    let lease = st
+        .sched
+        .acquire(&info.model, &opts.load, keep_alive)
+        .await?;
+    drop(lease);
+    Ok("load")
+}
+
+/// What a completion produces, in order.
+enum Event {
+    Text(String),
+    Done {
+        reason: DoneReason,
+        metrics: Metrics,
+        tokens: Option<Vec<i32>>,
+    },
+    Error(ErrorKind, String),
+}
+
+/// A running completion: its events, and a guard that cancels it in the runner (and frees
+/// the slot) when dropped before the end, e.g. when the client disconnects.
+struct Running {
+    rx: mpsc::UnboundedReceiver<FromRunner>,
+    id: u64,
+    lease: Option<Lease>,
+    finished: bool,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Some(l) = &self.lease
+            && !self.finished
+        {
+            l.runner.proc.cancel(self.id);
+        }
+    }
+}
+
+impl Running {
+    async fn next(&mut self) -> Option<Event> {
+        if self.finished {
+            return None;
+        }
+        let ev = match self.rx.recv().await {
+            Some(FromRunner::Piece { text, .. }) => Event::Text(text),
+            Some(FromRunner::Done {
+                reason,
+                metrics,
+                tokens,
+                ..
+            }) => Event::Done {
+                reason,
+                metrics,
+                tokens,
+            },
+            Some(FromRunner::Error { kind, message, .. }) => Event::Error(kind, message),
+            Some(other) => Event::Error(
+                ErrorKind::Internal,
+                format!("unexpected runner reply {other:?}"),
+            ),
+            None => Event::Error(
+                ErrorKind::Internal,
+                super::runner_client::RUNNER_DIED.into(),
+            ),
+        };
+        if !matches!(ev, Event::Text(_)) {
+            self.finished = true;
+            // Free the slot now, before the last line is written.
+            self.lease = None;
+        }
+        Some(ev)
+    }
+}
+
+/// How to shape response lines.
+#[derive(Clone)]
+struct Shape {
+    model: String,
+    chat: bool,
+    raw: bool,
+    started: Instant,
+    load_duration: Duration,
+}
+
+impl Shape {
+    fn chunk(&self, text: &str) -> Value {
+        if self.chat {
+            json!({"model": self.model, "created_at": now(),
+                "message": {"role": "assistant", "content": text}, "done": false})
+        } else {
+            json!({"model": self.model, "created_at": now(), "response": text, "done": false})
+        }
+    }
+
+    fn last(&self, reason: &str, m: &Metrics, tokens: Option<Vec<i32>>, text: &str) -> Value {
+        let mut v = self.chunk(text);
+        let o = v.as_object_mut().expect("object");
+        o.insert("done".into(), true.into());
+        o.insert("done_reason".into(), reason.into());
+        if let Some(t) = tokens.filter(|_| !self.chat && !self.raw) {
+            o.insert("context".into(), json!(t));
+        }
+        let total = self.started.elapsed().as_nanos() as u64;
+        for (k, n) in [
+            ("total_duration", total),
+            ("load_duration", self.load_duration.as_nanos() as u64),
+            ("prompt_eval_count", m.prompt_eval_count),
+            ("prompt_eval_duration", m.prompt_eval_duration),
+            ("eval_count", m.eval_count),
+            ("eval_duration", m.eval_duration),
+        ] {
+            if n != 0 {
+                o.insert(k.into(), n.into());
+            }
+        }
+        v
+    }
+}
+
+async fn respond(mut run: Running, shape: Shape, stream: bool) -> Result<Response, ApiError> {
+    if !stream {
+        let mut text = String::new();
+        loop {
+            match run.next().await {
+                Some(Event::Text(t)) => text.push_str(&t),
+                Some(Event::Done {
+                    reason,
+                    metrics,
+                    tokens,
+                }) => {
+                    return Ok(
+                        Json(shape.last(reason.as_str(), &metrics, tokens, &text)).into_response()
+                    );
+                }
+                Some(Event::Error(k, e)) => return Err(runner_error(k, e)),
+                None => {
+                    return Err(ApiError::new(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        "generation ended early",
+                    ));
+                }
+            }
+        }
+    }
+    // The first event decides the status: an error before any output is a real HTTP error.
+    let first = match run.next().await {
+        Some(Event::Error(k, e)) => return Err(runner_error(k, e)),
+        Some(ev) => ev,
+        None => {
+            return Err(ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "generation ended early",
+            ));
+        }
+    };
+    let line = move |ev: Event, shape: &Shape| -> Bytes {
+        match ev {
+            Event::Text(t) => ndjson_line(&shape.chunk(&t)),
+            Event::Done {
+                reason,
+                metrics,
+                tokens,
+            } => ndjson_line(&shape.last(reason.as_str(), &metrics, tokens, "")),
+            Event::Error(_, e) => ndjson_line(&json!({ "error": e })),
+        }
+    };
+    let first_line = line(first, &shape);
+    let rest = futures::stream::unfold((run, shape), move |(mut run, shape)| async move {
+        let ev = run.next().await?;
+        let l = line(ev, &shape);
+        Some((l, (run, shape)))
+    });
+    let body = futures::stream::once(async move { first_line })
+        .chain(rest)
+        .map(Ok::<Bytes, std::convert::Infallible>);
+    Ok((
+        [(header::CONTENT_TYPE, "application/x-ndjson")],
+        Body::from_stream(body),
+    )
+        .into_response())
+}
+
+fn start(lease: Lease, c: Completion) -> Result<Running, ApiError> {
+    let (id, rx) = lease
+        .runner
+        .proc
+        .request(|id| ToRunner::Completion(Completion { id, ..c }))
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e))?;
+    Ok(Running {
+        rx,
+        id,
+        lease: Some(lease),
+        finished: false,
+    })
+}
+
+fn completion(
+    opts: &Options,
+    prompt: String,
+    truncate: bool,
+    shift: bool,
+    return_tokens: bool,
+) -> Completion {
+    Completion {
+        id: 0,
+        prompt,
+        num_ctx: opts.load.num_ctx,
+        sampling: opts.sampling.clone(),
+        truncate,
+        shift,
+        return_tokens,
+    }
+}
+
+/// `POST /api/generate`.
+pub(super) async fn generate(
+    State(st): State<ServerState>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let started = Instant::now();
+    let req: GenerateRequest = parse_body(&body)?;
+    if req.raw && (req.template.is_some() || req.system.is_some() || req.context.is_some()) {
+        return Err(ApiError::bad(
+            "raw mode does not support template, system, or context",
+        ));
+    }
+    check_logprobs(req.top_logprobs)?;
+    let info = model_info(&st, &req.model, |m| format!("model '{m}' not found")).await?;
+    if !info.has("completion") {
+        return Err(ApiError::bad(format!(
+            "\"{}\" does not support generate",
+            req.model
+        )));
+    }
+    if !req.suffix.is_empty() && !info.has("insert") && req.template.is_none() {
+        return Err(ApiError::bad(format!(
+            "{} does not support insert",
+            info.model.display
+        )));
+    }
+    let think = think_of(&req.think, &info)?;
+    let keep_alive = keep_alive_of(&req.keep_alive)?;
+    let opts = options_for(&st, &info, req.options.as_ref())?;
+    if let Some(ctx) = &req.context
+        && ctx.iter().any(|&t| t < 0 || t > i64::from(i32::MAX))
+    {
+        return Err(ApiError::bad("invalid context: token ids out of range"));
+    }
+    if req.prompt.is_empty()
+        && req.suffix.is_empty()
+        && req.context.as_ref().is_none_or(Vec::is_empty)
+    {
+        let reason = load_or_unload(&st, &info, &opts, keep_alive).await?;
+        return Ok(Json(
+            json!({"model": req.model, "created_at": now(), "response": "",
+            "done": true, "done_reason": reason}),
+        )
+        .into_response());
+    }
+    if req.images.as_ref().is_some_and(|i| !i.is_empty()) {
+        tracing::warn!(
+            "images ignored: {} has no vision support here",
+            info.model.display
+        );
+    }
+    let lease = st
+        .sched
+        .acquire(&info.model, &opts.load, keep_alive)
+        .await?;
+    let load_duration = started.elapsed();
+    let runner = &lease.runner.proc;
+    let prompt = if req.raw {
+        req.prompt.clone()
+    } else {
+        let tmpl = match &req.template {
+            Some(t) => Some(
+                Template::parse(t).map_err(|e| ApiError::bad(format!("template error: {e}")))?,
+            ),
+            None => info.template.clone(),
+        };
+        let mut prefix = String::new();
+        if let Some(ctx) = &req.context {
+            let tokens: Vec<i32> = ctx.iter().map(|&t| t as i32).collect();
+            match runner.call(|id| ToRunner::Detokenize { id, tokens }).await {
+                Ok(FromRunner::Text { text, .. }) => prefix = text,
+                Ok(_) => {}
+                Err((k, m)) => return Err(runner_error(k, m)),
+            }
+        }
+        let mut msgs = Vec::new();
+        match req
+            .system
+            .as_deref()
+            .filter(|s| !s.is_empty())
+            .or(info.system.as_deref())
+        {
+            Some(s) if !s.is_empty() => msgs.push(Message {
+                role: "system".into(),
+                content: s.into(),
+                ..Message::default()
+            }),
+            _ => {}
+        }
+        if req.context.is_none() {
+            msgs.extend(info.messages.iter().cloned());
+        }
+        msgs.push(Message {
+            role: "user".into(),
+            content: req.prompt.clone(),
+            ..Message::default()
+        });
+        let rendered = match &tmpl {
+            Some(t) => {
+                let v = crate::template::Values {
+                    messages: msgs,
+                    prompt: if req.suffix.is_empty() {
+                        String::new()
+                    } else {
+                        req.prompt.clone()
+                    },
+                    suffix: req.suffix.clone(),
+                    think: think.on,
+                    think_level: think.level.clone(),
+                    is_think_set: think.set,
+                    force_legacy: req.context.is_some(),
+                    ..crate::template::Values::default()
+                };
+                t.render(&v).map_err(|e| ApiError::bad(e.to_string()))?
+            }
+            None => prompt::render(&Renderer::Native, runner, &msgs, &[], &think)
+                .await
+                .map_err(|(k, m)| runner_error(k, m))?,
+        };
+        prefix + &rendered
+    };
+    if req.debug_render_only {
+        return Ok(Json(
+            json!({"model": req.model, "created_at": now(), "response": "", "done": true,
+            "_debug_info": {"rendered_template": prompt, "image_count": 0}}),
+        )
+        .into_response());
+    }
+    let c = completion(
+        &opts,
+        prompt,
+        req.truncate.unwrap_or(true),
+        req.shift.unwrap_or(true),
+        !req.raw,
+    );
+    let run = start(lease, c)?;
+    let shape = Shape {
+        model: req.model.clone(),
+        chat: false,
+        raw: req.raw,
+        started,
+        load_duration,
+    };
+    respond(run, shape, req.stream.unwrap_or(true)).await
+}
+
+/// `POST /api/chat`.
+pub(super) async fn chat(State(st): State<ServerState>, body: Bytes) -> Result<Response, ApiError> {
+    let started = Instant::now();
+    let mut req: ChatRequest = parse_body(&body)?;
+    check_logprobs(req.top_logprobs)?;
+    let info = model_info(&st, &req.model, |m| format!("model '{m}' not found")).await?;
+    if !info.has("completion") {
+        return Err(ApiError::bad(format!(
+            "\"{}\" does not support chat",
+            req.model
+        )));
+    }
+    if !req.tools.is_empty() && !info.has("tools") {
+        return Err(ApiError::bad(format!(
+            "{} does not support tools",
+            info.model.display
+        )));
+    }
+    let think = think_of(&req.think, &info)?;
+    let keep_alive = keep_alive_of(&req.keep_alive)?;
+    let opts = options_for(&st, &info, req.options.as_ref())?;
+    if req.messages.is_empty() {
+        let reason = load_or_unload(&st, &info, &opts, keep_alive).await?;
+        return Ok(Json(json!({"model": req.model, "created_at": now(),
+            "message": {"role": "assistant", "content": ""}, "done": true, "done_reason": reason}))
+        .into_response());
+    }
+    for m in &mut req.messages {
+        m.role = m.role.to_lowercase();
+    }
+    let mut msgs: Vec<Message> = info.messages.clone();
+    msgs.append(&mut req.messages);
+    if let Some(sys) = info.system.as_deref().filter(|s| !s.is_empty())
+        && msgs.first().is_none_or(|m| m.role != "system")
+    {
+        msgs.insert(
+            0,
+            Message {
+                role: "system".into(),
+                content: sys.into(),
+                ..Message::default()
+            },
+        );
+    }
+    let lease = st
+        .sched
+        .acquire(&info.model, &opts.load, keep_alive)
+        .await?;
+    let load_duration = started.elapsed();
+    let renderer = match &info.template {
+        Some(t) => Renderer::Go(t.clone()),
+        None => Renderer::Native,
+    };
+    let truncate = req.truncate.unwrap_or(true);
+    let n_ctx = (opts.load.num_ctx.min(lease.runner.proc.info().num_ctx)) as usize;
+    let prompt = prompt::chat_prompt(
+        &renderer,
+        &lease.runner.proc,
+        &msgs,
+        &req.tools,
+        &think,
+        n_ctx,
+        truncate,
+    )
+    .await
+    .map_err(|(k, m)| runner_error(k, m))?;
+    if req.debug_render_only {
+        return Ok(Json(json!({"model": req.model, "created_at": now(),
+            "message": {"role": "assistant", "content": ""}, "done": true,
+            "_debug_info": {"rendered_template": prompt, "image_count": 0}}))
+        .into_response());
+    }
+    let c = completion(&opts, prompt, truncate, req.shift.unwrap_or(true), false);
+    let run = start(lease, c)?;
+    let shape = Shape {
+        model: req.model.clone(),
+        chat: true,
+        raw: false,
+        started,
+        load_duration,
+    };
+    respond(run, shape, req.stream.unwrap_or(true)).await
+}
+
+#[derive(Debug, Deserialize)]
+struct EmbedRequest {
+    #[serde(default)]
+    model: String,
+    #[serde(default)]
+    input: Value,
+    #[serde(default)]
+    truncate: Option<bool>,
+    #[serde(default)]
+    dimensions: Option<i64>,
+    #[serde(default)]
+    options: Option<Map<String, Value>>,
+    #[serde(default)]
+    keep_alive: Value,
+}
+
+#[derive(Debug, Deserialize)]
+struct EmbeddingsRequest {
+    #[serde(default)]
+    model: String,
+    #[serde(default)]
+    prompt: String,
+    #[serde(default)]
+    options: Option<Map<String, Value>>,
+    #[serde(default)]
+    keep_alive: Value,
+}
+
+fn embed_not_found(m: &str) -> String {
+    format!("model \"{m}\" not found, try pulling it first")
+}
+
+async fn run_embed(
+    st: &ServerState,
+    info: &ModelInfo,
+    opts: &Options,
+    keep_alive: Option<KeepAlive>,
+    inputs: Vec<String>,
+    truncate: bool,
+    normalize: bool,
+) -> Result<(Vec<Vec<f32>>, u64, Duration), ApiError> {
+    let started = Instant::now();
+    let lease = st
+        .sched
+        .acquire(&info.model, &opts.load, keep_alive)
+        .await?;
+    let load = started.elapsed();
+    if inputs.is_empty() {
+        return Ok((Vec::new(), 0, load));
+    }
+    match lease
+        .runner
+        .proc
+        .call(|id| ToRunner::Embed {
+            id,
+            inputs,
+            truncate,
+            normalize,
+        })
+        .await
+    {
+        Ok(FromRunner::Embeddings {
+            vectors,
+            prompt_eval_count,
+            ..
+        }) => Ok((vectors, prompt_eval_count, load)),
+        Ok(other) => Err(ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("unexpected runner reply {other:?}"),
+        )),
+        Err((k, m)) => Err(runner_error(k, m)),
+    }
+}
+
+/// `POST /api/embed`.
+pub(super) async fn embed(
+    State(st): State<ServerState>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let started = Instant::now();
+    let req: EmbedRequest = parse_body(&body)?;
+    let inputs: Vec<String> = match &req.input {
+        Value::Null => Vec::new(),
+        Value::String(s) if s.is_empty() => Vec::new(),
+        Value::String(s) => vec![s.clone()],
+        Value::Array(a) => a
+            .iter()
+            .map(|v| {
+                v.as_str()
+                    .map(str::to_string)
+                    .ok_or_else(|| ApiError::bad("invalid input type"))
+            })
+            .collect::<Result<_, _>>()?,
+        _ => return Err(ApiError::bad("invalid input type")),
+    };
+    if let Some(d) = req.dimensions
+        && d < 1
+    {
+        return Err(ApiError::bad("dimensions must be a positive number"));
+    }
+    let info = model_info(&st, &req.model, embed_not_found).await?;
+    let keep_alive = keep_alive_of(&req.keep_alive)?;
+    let opts = options_for(&st, &info, req.options.as_ref())?;
+    let (mut vectors, count, load) = run_embed(
+        &st,
+        &info,
+        &opts,
+        keep_alive,
+        inputs,
+        req.truncate.unwrap_or(true),
+        true,
+    )
+    .await?;
+    if let Some(d) = req.dimensions {
+        for v in &mut vectors {
+            if (d as usize) < v.len() {
+                v.truncate(d as usize);
+                *v = llama::normalize_l2(v);
+            }
+        }
+    }
+    let mut out = json!({"model": req.model, "embeddings": vectors,
+        "total_duration": started.elapsed().as_nanos() as u64,
+        "load_duration": load.as_nanos() as u64});
+    if count > 0 {
+        out["prompt_eval_count"] = count.into();
+    }
+    Ok(Json(out).into_response())
+}
+
+/// `POST /api/embeddings` (legacy: one prompt, not normalised).
+pub(super) async fn embeddings(
+    State(st): State<ServerState>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let req: EmbeddingsRequest = parse_body(&body)?;
+    let info = model_info(&st, &req.model, embed_not_found).await?;
+    let keep_alive = keep_alive_of(&req.keep_alive)?;
+    let opts = options_for(&st, &info, req.options.as_ref())?;
+    let inputs = if req.prompt.is_empty() {
+        Vec::new()
+    } else {
+        vec![req.prompt]
+    };
+    let (vectors, _, _) = run_embed(&st, &info, &opts, keep_alive, inputs, true, false).await?;
+    let v: Vec<f64> = vectors
+        .into_iter()
+        .next()
+        .unwrap_or_default()
+        .into_iter()
+        .map(f64::from)
+        .collect();
+    Ok(Json(json!({ "embedding": v })).into_response())
+}
+
+/// `GET /api/ps`.
+pub(super) async fn ps(State(st): State<ServerState>) -> Json<Value> {
+    let models: Vec<Value> = st
+        .sched
+        .ps()
+        .into_iter()
+        .map(|e| {
+            // "Forever" is shown as a date far in the future, as Ollama does.
+            let expires = e
+                .expires_at
+                .unwrap_or_else(|| SystemTime::now() + Duration::from_secs(292 * 365 * 86400));
+            json!({
+                "name": e.model.display,
+                "model": e.model.display,
+                "size": e.size,
+                "digest": e.model.digest,
+                "details": e.model.details,
+                "expires_at": rfc3339(expires),
+                "size_vram": e.size_vram,
+                "context_length": e.context_length,
+            })
+        })
+        .collect();
+    Json(json!({ "models": models }))
+}

@@ -1,0 +1,831 @@
+//! End to end: `ollamars serve` with real runner processes on the real SmolLM2 model, over
+//! raw HTTP. Generation, chat, embeddings, options, the scheduler (keep_alive, queue, slots),
+//! the prompt cache, and the faults of issue 5: bad input, a runner killed mid-stream, a runner
+//! stopped while loading, a client that disconnects during prefill, and 64 concurrent streams.
+//!
+//! Tests run one at a time (a lock): each starts its own server, and the runners' threads spin.
+
+use serde_json::{Value, json};
+use std::io::{BufRead, BufReader};
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_ollamars");
+
+static SERIAL: Mutex<()> = Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+struct Server {
+    child: Child,
+    base: String,
+    dir: PathBuf,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        // Runners exit when the server's pipe closes; give them a moment.
+        std::thread::sleep(Duration::from_millis(100));
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn start(env: &[(&str, &str)]) -> Server {
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let host = format!("127.0.0.1:{port}");
+    let dir = std::env::temp_dir().join(format!("ollamars-serve-{}-{port}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut cmd = Command::new(BIN);
+    cmd.arg("serve")
+        .env("OLLAMA_HOST", &host)
+        .env("OLLAMA_MODELS", dir.join("models"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let child = cmd.spawn().unwrap();
+    let t0 = Instant::now();
+    while std::net::TcpStream::connect(&host).is_err() {
+        assert!(
+            t0.elapsed() < Duration::from_secs(20),
+            "serve did not listen"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let s = Server {
+        child,
+        base: format!("http://{host}"),
+        dir,
+    };
+    let gguf = testkit::model_path(testkit::SMOLLM2);
+    std::fs::write(
+        s.dir.join("Modelfile"),
+        format!("FROM {}\n", gguf.display()),
+    )
+    .unwrap();
+    let out = Command::new(BIN)
+        .args(["create", "smol", "-f"])
+        .arg(s.dir.join("Modelfile"))
+        .env("OLLAMA_HOST", &host)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    s
+}
+
+fn client() -> reqwest::blocking::Client {
+    reqwest::blocking::Client::builder()
+        .timeout(Duration::from_secs(300))
+        .build()
+        .unwrap()
+}
+
+impl Server {
+    fn post(&self, path: &str, body: &Value) -> (u16, Value) {
+        let r = client()
+            .post(format!("{}{path}", self.base))
+            .json(body)
+            .send()
+            .unwrap();
+        let status = r.status().as_u16();
+        let text = r.text().unwrap();
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
+    }
+
+    fn post_raw(&self, path: &str, body: &str) -> (u16, Value) {
+        let r = client()
+            .post(format!("{}{path}", self.base))
+            .body(body.to_string())
+            .send()
+            .unwrap();
+        let status = r.status().as_u16();
+        let text = r.text().unwrap();
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
+    }
+
+    /// Streams NDJSON lines.
+    fn stream(&self, path: &str, body: &Value) -> (u16, Vec<Value>) {
+        let r = client()
+            .post(format!("{}{path}", self.base))
+            .json(body)
+            .send()
+            .unwrap();
+        let status = r.status().as_u16();
+        let lines = BufReader::new(r)
+            .lines()
+            .map(|l| serde_json::from_str(&l.unwrap()).unwrap())
+            .collect();
+        (status, lines)
+    }
+
+    fn get(&self, path: &str) -> Value {
+        client()
+            .get(format!("{}{path}", self.base))
+            .send()
+            .unwrap()
+            .json()
+            .unwrap()
+    }
+
+    fn ok(&self, path: &str, body: &Value) -> Value {
+        let (status, v) = self.post(path, body);
+        assert_eq!(status, 200, "{path} {body}: {v}");
+        v
+    }
+
+    fn generate(&self, prompt: &str, options: Value) -> Value {
+        self.ok(
+            "/api/generate",
+            &json!({"model": "smol", "prompt": prompt, "stream": false, "options": options}),
+        )
+    }
+
+    /// Pids of this server's runner processes (Linux).
+    fn runner_pids(&self) -> Vec<i32> {
+        let me = self.child.id().to_string();
+        let mut pids = Vec::new();
+        for e in std::fs::read_dir("/proc").unwrap().flatten() {
+            let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
+                continue;
+            };
+            let stat = std::fs::read_to_string(e.path().join("stat")).unwrap_or_default();
+            let cmdline = std::fs::read_to_string(e.path().join("cmdline")).unwrap_or_default();
+            let ppid = stat
+                .rsplit(')')
+                .next()
+                .and_then(|r| r.split_whitespace().nth(1))
+                .unwrap_or("");
+            if ppid == me && cmdline.split('\0').nth(1) == Some("runner") {
+                pids.push(pid);
+            }
+        }
+        pids
+    }
+}
+
+fn greedy(n: u32) -> Value {
+    json!({"temperature": 0, "num_predict": n})
+}
+
+fn text_of(lines: &[Value], chat: bool) -> String {
+    lines
+        .iter()
+        .map(|l| {
+            if chat {
+                l["message"]["content"].as_str().unwrap_or("").to_string()
+            } else {
+                l["response"].as_str().unwrap_or("").to_string()
+            }
+        })
+        .collect()
+}
+
+#[test]
+fn generate_and_chat_streamed_and_not() {
+    let _g = serial();
+    let s = start(&[]);
+    // Streamed generate: chunks, then one final line with the metrics.
+    let (status, lines) = s.stream(
+        "/api/generate",
+        &json!({"model": "smol", "prompt": "Name a colour.", "options": greedy(12)}),
+    );
+    assert_eq!(status, 200);
+    let last = lines.last().unwrap();
+    assert_eq!(last["done"], true);
+    assert_eq!(last["done_reason"], "length");
+    assert_eq!(last["eval_count"], 12);
+    assert!(last["prompt_eval_count"].as_u64().unwrap() > 5);
+    for k in [
+        "total_duration",
+        "load_duration",
+        "prompt_eval_duration",
+        "eval_duration",
+    ] {
+        assert!(last[k].as_u64().unwrap() > 0, "{k}");
+    }
+    assert!(last["context"].as_array().unwrap().len() > 12);
+    assert!(lines[..lines.len() - 1].iter().all(|l| l["done"] == false));
+    let streamed = text_of(&lines, false);
+    assert!(!streamed.is_empty());
+    // The same request not streamed gives the same text in one object.
+    let one = s.generate("Name a colour.", greedy(12));
+    assert_eq!(one["response"], streamed.as_str());
+    assert_eq!(one["done"], true);
+    chrono_like(&one["created_at"]);
+
+    // Chat, streamed and not.
+    let msgs = json!([{"role": "user", "content": "Say hello."}]);
+    let (status, lines) = s.stream(
+        "/api/chat",
+        &json!({"model": "smol", "messages": msgs, "options": greedy(10)}),
+    );
+    assert_eq!(status, 200);
+    let last = lines.last().unwrap();
+    assert_eq!(last["done"], true);
+    assert_eq!(last["message"]["role"], "assistant");
+    assert_eq!(last["message"]["content"], "");
+    let streamed = text_of(&lines, true);
+    let one = s.ok(
+        "/api/chat",
+        &json!({"model": "smol", "messages": msgs, "stream": false, "options": greedy(10)}),
+    );
+    assert_eq!(one["message"]["content"], streamed.as_str());
+    assert!(one.get("context").is_none());
+}
+
+fn chrono_like(v: &Value) {
+    let s = v.as_str().unwrap();
+    assert!(s.starts_with("20") && s.contains('T'), "{s}");
+}
+
+#[test]
+fn determinism_num_predict_and_stop() {
+    let _g = serial();
+    let s = start(&[]);
+    let p = "Write a sentence about the sea.";
+    let a = s.generate(p, greedy(24));
+    let b = s.generate(p, greedy(24));
+    assert_eq!(a["response"], b["response"]);
+    // Seeded sampling repeats too.
+    let sampled = json!({"temperature": 0.9, "seed": 42, "num_predict": 24});
+    let c = s.generate(p, sampled.clone());
+    let d = s.generate(p, sampled);
+    assert_eq!(c["response"], d["response"]);
+    // num_predict is honoured.
+    let e = s.generate(p, greedy(3));
+    assert_eq!(e["eval_count"], 3);
+    assert_eq!(e["done_reason"], "length");
+    // A stop string taken from the greedy text ends it there (and is not included).
+    let full = a["response"].as_str().unwrap();
+    let words: Vec<&str> = full.split_whitespace().collect();
+    assert!(words.len() > 3, "{full}");
+    let stop = words[2];
+    let f = s.generate(
+        p,
+        json!({"temperature": 0, "num_predict": 24, "stop": [stop]}),
+    );
+    let cut = f["response"].as_str().unwrap();
+    assert_eq!(f["done_reason"], "stop");
+    assert!(!cut.contains(stop), "{cut:?} contains {stop:?}");
+    assert!(full.starts_with(cut), "{full:?} / {cut:?}");
+    // Raw mode skips the template: the same text gives another prompt token count.
+    let raw = s.ok(
+        "/api/generate",
+        &json!({"model": "smol", "prompt": p, "raw": true, "stream": false, "options": greedy(4)}),
+    );
+    assert!(raw.get("context").is_none());
+    assert!(raw["prompt_eval_count"].as_u64() < a["prompt_eval_count"].as_u64());
+}
+
+#[test]
+fn concurrent_greedy_streams_match_each_alone() {
+    let _g = serial();
+    let s = start(&[("OLLAMA_NUM_PARALLEL", "4")]);
+    let prompts = [
+        "The capital of France is",
+        "List three fruits:",
+        "Once upon a time",
+        "Water boils at",
+    ];
+    let alone: Vec<String> = prompts
+        .iter()
+        .map(|p| {
+            s.generate(p, greedy(32))["response"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    // Clear the prompt caches' advantage: different slots will be used.
+    let together: Vec<String> = std::thread::scope(|sc| {
+        let hs: Vec<_> = prompts
+            .iter()
+            .map(|p| {
+                let s = &s;
+                sc.spawn(move || {
+                    s.generate(p, greedy(32))["response"]
+                        .as_str()
+                        .unwrap()
+                        .to_string()
+                })
+            })
+            .collect();
+        hs.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    assert_eq!(alone, together);
+}
+
+#[test]
+fn second_turn_reuses_the_prompt_cache() {
+    let _g = serial();
+    let s = start(&[]);
+    let mut msgs = vec![json!({"role": "user", "content": "Tell me about cats in two sentences."})];
+    let first = s.ok(
+        "/api/chat",
+        &json!({"model": "smol", "messages": msgs, "stream": false, "options": greedy(30)}),
+    );
+    msgs.push(first["message"].clone());
+    msgs.push(json!({"role": "user", "content": "And dogs?"}));
+    let second = s.ok(
+        "/api/chat",
+        &json!({"model": "smol", "messages": msgs, "stream": false, "options": greedy(10)}),
+    );
+    let n1 = first["prompt_eval_count"].as_u64().unwrap();
+    let n2 = second["prompt_eval_count"].as_u64().unwrap();
+    // Only the new turn (and the end of the answer the cache had not seen) is evaluated.
+    assert!(n2 < 25, "second turn evaluated {n2} tokens (first: {n1})");
+    // Same prompt again: everything but the last token comes from the cache.
+    let again = s.ok(
+        "/api/chat",
+        &json!({"model": "smol", "messages": msgs, "stream": false, "options": greedy(10)}),
+    );
+    assert_eq!(again["prompt_eval_count"], 1);
+    assert_eq!(again["message"]["content"], second["message"]["content"]);
+}
+
+#[test]
+fn keep_alive_load_unload_and_ps() {
+    let _g = serial();
+    let s = start(&[]);
+    assert_eq!(s.get("/api/ps")["models"], json!([]));
+    // Empty prompt: load.
+    let v = s.ok(
+        "/api/generate",
+        &json!({"model": "smol", "keep_alive": "1s"}),
+    );
+    assert_eq!(v["done_reason"], "load");
+    let ps = s.get("/api/ps");
+    let m = &ps["models"][0];
+    assert_eq!(m["name"], "smol:latest");
+    assert!(m["size"].as_u64().unwrap() > 50_000_000);
+    assert_eq!(m["size_vram"], 0);
+    assert_eq!(m["context_length"], 4096);
+    chrono_like(&m["expires_at"]);
+    // It expires after a second.
+    std::thread::sleep(Duration::from_millis(2500));
+    assert_eq!(s.get("/api/ps")["models"], json!([]));
+    assert!(s.runner_pids().is_empty());
+    // Forever, then unload with keep_alive 0.
+    s.ok(
+        "/api/chat",
+        &json!({"model": "smol", "messages": [], "keep_alive": -1}),
+    );
+    let exp = s.get("/api/ps")["models"][0]["expires_at"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(exp.starts_with("23"), "forever is far away: {exp}");
+    let v = s.ok("/api/generate", &json!({"model": "smol", "keep_alive": 0}));
+    assert_eq!(v["done_reason"], "unload");
+    assert_eq!(s.get("/api/ps")["models"], json!([]));
+    // keep_alive 0 on a real request unloads when it ends.
+    s.ok(
+        "/api/generate",
+        &json!({"model": "smol", "prompt": "hi", "keep_alive": 0, "stream": false, "options": greedy(2)}),
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(s.get("/api/ps")["models"], json!([]));
+    // A smaller num_ctx is served by the loaded runner; a larger one reloads.
+    s.generate("hi", json!({"num_ctx": 2048, "num_predict": 1}));
+    let pid = s.runner_pids();
+    s.generate("hi", json!({"num_ctx": 1024, "num_predict": 1}));
+    assert_eq!(s.runner_pids(), pid, "smaller num_ctx must not reload");
+    assert_eq!(s.get("/api/ps")["models"][0]["context_length"], 2048);
+    s.generate("hi", json!({"num_ctx": 3000, "num_predict": 1}));
+    assert_ne!(s.runner_pids(), pid, "larger num_ctx reloads");
+    assert_eq!(s.get("/api/ps")["models"][0]["context_length"], 3000);
+}
+
+#[test]
+fn bad_input_gets_clear_errors() {
+    let _g = serial();
+    let s = start(&[]);
+    let err = |v: &Value| v["error"].as_str().unwrap_or_default().to_string();
+    // Malformed JSON, empty body, wrong types.
+    let (st, v) = s.post_raw("/api/generate", "{\"model\": ");
+    assert_eq!(st, 400, "{v}");
+    let (st, v) = s.post_raw("/api/chat", "");
+    assert_eq!((st, err(&v).as_str()), (400, "missing request body"));
+    let (st, v) = s.post(
+        "/api/generate",
+        &json!({"model": "smol", "prompt": "x", "options": {"temperature": "hot"}}),
+    );
+    assert_eq!(st, 400, "{v}");
+    let (st, _) = s.post("/api/generate", &json!({"model": "smol", "prompt": 5}));
+    assert_eq!(st, 400);
+    // Unknown model: Ollama's texts.
+    let (st, v) = s.post("/api/generate", &json!({"model": "nope", "prompt": "x"}));
+    assert_eq!((st, err(&v).as_str()), (404, "model 'nope' not found"));
+    let (st, v) = s.post(
+        "/api/chat",
+        &json!({"model": "nope", "messages": [{"role": "user", "content": "x"}]}),
+    );
+    assert_eq!((st, err(&v).as_str()), (404, "model 'nope' not found"));
+    let (st, v) = s.post("/api/embed", &json!({"model": "nope", "input": "x"}));
+    assert_eq!(
+        (st, err(&v).as_str()),
+        (404, "model \"nope\" not found, try pulling it first")
+    );
+    let (st, v) = s.post("/api/chat", &json!({"messages": []}));
+    assert_eq!((st, err(&v).as_str()), (400, "model is required"));
+    // raw with template.
+    let (st, v) = s.post(
+        "/api/generate",
+        &json!({"model": "smol", "prompt": "x", "raw": true, "template": "{{ .Prompt }}"}),
+    );
+    assert_eq!(st, 400, "{v}");
+    // context with out-of-range ids.
+    for bad in [
+        json!([1, 2, 99999999]),
+        json!([-1]),
+        json!([1, 3000000000u64]),
+    ] {
+        let (st, v) = s.post(
+            "/api/generate",
+            &json!({"model": "smol", "prompt": "x", "context": bad, "stream": false}),
+        );
+        assert_eq!(st, 400, "{bad}: {v}");
+    }
+    // A valid context is accepted.
+    let first = s.generate("Hello", greedy(3));
+    let v = s.ok("/api/generate", &json!({"model": "smol", "prompt": "again", "context": first["context"], "stream": false, "options": greedy(3)}));
+    assert_eq!(v["done"], true);
+    // Bad think, keep_alive and top_logprobs values.
+    let (st, _) = s.post(
+        "/api/generate",
+        &json!({"model": "smol", "prompt": "x", "think": "loud"}),
+    );
+    assert_eq!(st, 400);
+    let (st, _) = s.post(
+        "/api/generate",
+        &json!({"model": "smol", "prompt": "x", "think": true}),
+    );
+    assert_eq!(st, 400, "SmolLM2 cannot think");
+    let (st, _) = s.post(
+        "/api/generate",
+        &json!({"model": "smol", "prompt": "x", "keep_alive": "-1"}),
+    );
+    assert_eq!(st, 400, "a bare -1 string has no unit");
+    let (st, _) = s.post(
+        "/api/generate",
+        &json!({"model": "smol", "prompt": "x", "top_logprobs": 21}),
+    );
+    assert_eq!(st, 400);
+    // Hostile options are clamped; the runner survives.
+    for o in [
+        json!({"num_ctx": 0, "num_predict": 2}),
+        json!({"num_ctx": 2147483648u64, "num_predict": 2}),
+        json!({"num_predict": -7, "num_ctx": 64}),
+        json!({"num_batch": -1, "num_thread": -3, "top_k": -1, "top_p": 9, "num_predict": 2}),
+    ] {
+        let (st, v) = s.post(
+            "/api/generate",
+            &json!({"model": "smol", "prompt": "Hi", "stream": false, "options": o}),
+        );
+        assert_eq!(st, 200, "{o}: {v}");
+        assert_eq!(v["done"], true);
+    }
+    // A 10 MB prompt: truncated by default, refused with truncate:false.
+    let big = "lorem ipsum dolor sit amet ".repeat(10 * 1024 * 1024 / 27);
+    let (st, v) = s.post(
+        "/api/generate",
+        &json!({"model": "smol", "prompt": big, "stream": false, "truncate": false, "options": {"num_predict": 1}}),
+    );
+    assert_eq!(st, 400, "{}", err(&v));
+    assert!(err(&v).contains("exceeds the context length"), "{v}");
+    let (st, v) = s.post(
+        "/api/generate",
+        &json!({"model": "smol", "prompt": big, "stream": false, "options": {"num_predict": 2}}),
+    );
+    assert_eq!(st, 200, "{v}");
+    assert!(v["prompt_eval_count"].as_u64().unwrap() <= 4096);
+    // Still serving.
+    assert_eq!(s.generate("Hi", greedy(2))["done"], true);
+}
+
+#[cfg(unix)]
+#[test]
+fn runner_killed_mid_stream_then_recovers() {
+    let _g = serial();
+    let s = start(&[]);
+    let r = client()
+        .post(format!("{}/api/generate", s.base))
+        .json(&json!({"model": "smol", "prompt": "Count from one to one thousand.", "options": {"temperature": 0, "num_predict": 2000}}))
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    let mut lines = BufReader::new(r).lines();
+    for _ in 0..3 {
+        let l: Value = serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap();
+        assert_eq!(l["done"], false);
+    }
+    let pids = s.runner_pids();
+    assert_eq!(pids.len(), 1);
+    Command::new("kill")
+        .args(["-KILL", &pids[0].to_string()])
+        .status()
+        .unwrap();
+    let rest: Vec<Value> = lines
+        .map(|l| serde_json::from_str(&l.unwrap()).unwrap())
+        .collect();
+    let last = rest.last().unwrap();
+    assert!(
+        last["error"]
+            .as_str()
+            .unwrap()
+            .contains("unexpectedly stopped"),
+        "{last}"
+    );
+    assert!(rest.iter().all(|l| l["done"] != true));
+    // The next request loads a new runner.
+    assert_eq!(s.generate("Hi", greedy(2))["done"], true);
+    assert_eq!(s.runner_pids().len(), 1);
+    assert_ne!(s.runner_pids(), pids);
+}
+
+#[cfg(unix)]
+#[test]
+fn runner_stopped_at_load_times_out_then_recovers() {
+    use std::os::unix::fs::PermissionsExt;
+    let _g = serial();
+    let dir = tempfile_dir("stopwrap");
+    let mark = dir.join("stopped-once");
+    let wrapper = dir.join("runner-wrapper");
+    // The first runner stops itself (SIGSTOP) before loading; later ones run normally.
+    std::fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh\nif [ ! -e '{m}' ]; then touch '{m}'; kill -STOP $$; fi\nexec '{BIN}' \"$@\"\n",
+            m = mark.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let s = start(&[
+        ("OLLAMARS_RUNNER_EXE", wrapper.to_str().unwrap()),
+        ("OLLAMA_LOAD_TIMEOUT", "3s"),
+    ]);
+    let t0 = Instant::now();
+    let (st, v) = s.post(
+        "/api/generate",
+        &json!({"model": "smol", "prompt": "Hi", "stream": false}),
+    );
+    assert_eq!(st, 500, "{v}");
+    assert!(
+        v["error"]
+            .as_str()
+            .unwrap()
+            .contains("timed out waiting for llama runner"),
+        "{v}"
+    );
+    assert!(t0.elapsed() >= Duration::from_secs(3));
+    assert!(mark.exists());
+    assert_eq!(s.generate("Hi", greedy(2))["done"], true);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+fn tempfile_dir(tag: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("ollamars-{tag}-{}", std::process::id()));
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+#[test]
+fn disconnect_during_prefill_frees_the_slot() {
+    let _g = serial();
+    let s = start(&[("OLLAMA_NUM_PARALLEL", "1")]);
+    s.generate("warm up", greedy(1));
+    // A prompt long enough that its prefill takes many batches.
+    let long = "The quick brown fox jumps over the lazy dog. ".repeat(300);
+    let full = s.ok(
+        "/api/generate",
+        &json!({"model": "smol", "prompt": long, "raw": true, "stream": false, "options": {"num_predict": 1, "num_ctx": 4096}}),
+    );
+    let prefill = Duration::from_nanos(full["prompt_eval_duration"].as_u64().unwrap());
+    // Same length, other text (no cache hit); drop the connection 200 ms into the prefill.
+    let long2 = "A slow grey cat sleeps under the warm red sun. ".repeat(300);
+    let base = s.base.clone();
+    let h = std::thread::spawn(move || {
+        let _ = reqwest::blocking::Client::builder()
+            .timeout(Duration::from_millis(200))
+            .build()
+            .unwrap()
+            .post(format!("{base}/api/generate"))
+            .json(&json!({"model": "smol", "prompt": long2, "raw": true, "options": {"num_predict": 1, "num_ctx": 4096}}))
+            .send();
+    });
+    h.join().unwrap();
+    let t0 = Instant::now();
+    let v = s.generate("Hi", greedy(1));
+    let waited = t0.elapsed();
+    assert_eq!(v["done"], true);
+    assert!(
+        waited < prefill / 2,
+        "the next request waited {waited:?}; a whole prefill takes {prefill:?}"
+    );
+}
+
+#[test]
+fn queue_limit_with_64_concurrent_streams() {
+    let _g = serial();
+    let s = start(&[("OLLAMA_NUM_PARALLEL", "4"), ("OLLAMA_MAX_QUEUE", "16")]);
+    s.generate("warm up", greedy(1));
+    let results: Vec<(u16, Option<Value>, Duration)> = std::thread::scope(|sc| {
+        let hs: Vec<_> = (0..64)
+            .map(|i| {
+                let s = &s;
+                sc.spawn(move || {
+                    let t0 = Instant::now();
+                    let (st, lines) = s.stream(
+                        "/api/generate",
+                        &json!({"model": "smol", "prompt": format!("Story number {i}:"), "options": {"temperature": 0, "num_predict": 48}}),
+                    );
+                    (st, lines.last().cloned(), t0.elapsed())
+                })
+            })
+            .collect();
+        hs.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let ok: Vec<_> = results.iter().filter(|r| r.0 == 200).collect();
+    let busy: Vec<_> = results.iter().filter(|r| r.0 == 503).collect();
+    assert_eq!(
+        ok.len() + busy.len(),
+        64,
+        "{:?}",
+        results.iter().map(|r| r.0).collect::<Vec<_>>()
+    );
+    assert_eq!(ok.len(), 20, "4 running + 16 queued");
+    for r in &busy {
+        assert_eq!(
+            r.1.as_ref().unwrap()["error"],
+            "server busy, please try again.  maximum pending requests exceeded"
+        );
+    }
+    for r in &ok {
+        let last = r.1.as_ref().unwrap();
+        assert_eq!(last["done"], true, "{last}");
+        assert_eq!(last["eval_count"], 48);
+    }
+    // The refusals were immediate: each came back before any admitted stream finished.
+    let fastest_ok = ok.iter().map(|r| r.2).min().unwrap();
+    let slowest_busy = busy.iter().map(|r| r.2).max().unwrap();
+    assert!(
+        slowest_busy < fastest_ok,
+        "{slowest_busy:?} vs {fastest_ok:?}"
+    );
+}
+
+#[test]
+fn embeddings() {
+    let _g = serial();
+    let s = start(&[]);
+    let v = s.ok(
+        "/api/embed",
+        &json!({"model": "smol", "input": ["The cat sat.", "A dog ran.", "The cat sat."]}),
+    );
+    let e = v["embeddings"].as_array().unwrap();
+    assert_eq!(e.len(), 3);
+    let vec = |i: usize| -> Vec<f64> {
+        e[i].as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_f64().unwrap())
+            .collect()
+    };
+    let norm = |v: &[f64]| v.iter().map(|x| x * x).sum::<f64>().sqrt();
+    for i in 0..3 {
+        assert!((norm(&vec(i)) - 1.0).abs() < 1e-3);
+        assert_eq!(vec(i).len(), 576);
+    }
+    assert_eq!(vec(0), vec(2));
+    assert_ne!(vec(0), vec(1));
+    assert!(v["prompt_eval_count"].as_u64().unwrap() > 6);
+    // dimensions: cut, then normalised again.
+    let d = s.ok(
+        "/api/embed",
+        &json!({"model": "smol", "input": "The cat sat.", "dimensions": 8}),
+    );
+    let d: Vec<f64> = d["embeddings"][0]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_f64().unwrap())
+        .collect();
+    assert_eq!(d.len(), 8);
+    assert!((norm(&d) - 1.0).abs() < 1e-3);
+    // Legacy: one vector, not normalised.
+    let l = s.ok(
+        "/api/embeddings",
+        &json!({"model": "smol", "prompt": "The cat sat."}),
+    );
+    let l: Vec<f64> = l["embedding"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_f64().unwrap())
+        .collect();
+    assert_eq!(l.len(), 576);
+    assert!((norm(&l) - 1.0).abs() > 1e-2, "legacy embeddings are raw");
+    let scaled: Vec<f64> = l.iter().map(|x| x / norm(&l)).collect();
+    assert!(scaled.iter().zip(vec(0)).all(|(a, b)| (a - b).abs() < 1e-4));
+    // Empty input loads and returns nothing; bad types are 400.
+    assert_eq!(
+        s.ok("/api/embed", &json!({"model": "smol", "input": []}))["embeddings"],
+        json!([])
+    );
+    let (st, v) = s.post("/api/embed", &json!({"model": "smol", "input": ["ok", 5]}));
+    assert_eq!(
+        (st, v["error"].as_str().unwrap()),
+        (400, "invalid input type")
+    );
+    let long = "word ".repeat(6000);
+    let (st, v) = s.post(
+        "/api/embed",
+        &json!({"model": "smol", "input": long, "truncate": false}),
+    );
+    assert_eq!(st, 400, "{v}");
+    assert_eq!(
+        s.ok("/api/embed", &json!({"model": "smol", "input": long}))["embeddings"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+}
+
+#[test]
+fn cors_and_host_guard() {
+    let _g = serial();
+    let s = start(&[("OLLAMA_ORIGINS", "https://app.example")]);
+    let c = client();
+    let get = |origin: Option<&str>, host: Option<&str>| {
+        let mut r = c.get(format!("{}/api/version", s.base));
+        if let Some(o) = origin {
+            r = r.header("Origin", o);
+        }
+        if let Some(h) = host {
+            r = r.header("Host", h);
+        }
+        r.send().unwrap()
+    };
+    let r = get(Some("http://localhost:3000"), None);
+    assert_eq!(r.status().as_u16(), 200);
+    assert_eq!(
+        r.headers()["access-control-allow-origin"],
+        "http://localhost:3000"
+    );
+    assert_eq!(
+        get(Some("https://app.example"), None).status().as_u16(),
+        200
+    );
+    assert_eq!(
+        get(Some("https://evil.example"), None).status().as_u16(),
+        403
+    );
+    // DNS rebinding: a foreign Host on a loopback listener.
+    assert_eq!(get(None, Some("evil.example:11434")).status().as_u16(), 403);
+    assert_eq!(get(None, Some("localhost:11434")).status().as_u16(), 200);
+    // Preflight.
+    let r = c
+        .request(reqwest::Method::OPTIONS, format!("{}/api/chat", s.base))
+        .header("Origin", "http://127.0.0.1:8080")
+        .header("Access-Control-Request-Method", "POST")
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 204);
+    assert!(
+        r.headers()["access-control-allow-headers"]
+            .to_str()
+            .unwrap()
+            .contains("Authorization")
+    );
+    // Authorization headers are ignored.
+    let r = c
+        .get(format!("{}/api/tags", s.base))
+        .header("Authorization", "Bearer whatever")
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+}
