@@ -829,3 +829,248 @@ fn cors_and_host_guard() {
         .unwrap();
     assert_eq!(r.status().as_u16(), 200);
 }
+
+#[test]
+fn context_shift_history_truncation_and_shutdown() {
+    let _g = serial();
+    let mut s = start(&[]);
+    // Generation past a 64-token context: shifted by default, stopped with shift:false.
+    let opts = json!({"temperature": 0, "num_predict": 150, "num_ctx": 64});
+    let shifted = s.ok("/api/generate", &json!({"model": "smol", "prompt": "1, 2, 3, 4, 5, 6, 7, 8,", "raw": true, "stream": false, "options": opts}));
+    assert_eq!(shifted["eval_count"], 150, "{shifted}");
+    assert_eq!(shifted["done_reason"], "length");
+    let stopped = s.ok("/api/generate", &json!({"model": "smol", "prompt": "1, 2, 3, 4, 5, 6, 7, 8,", "raw": true, "stream": false, "shift": false, "options": opts}));
+    assert_eq!(stopped["done_reason"], "length");
+    let n = stopped["eval_count"].as_u64().unwrap();
+    assert!(n < 64, "without shift generation stops at the context: {n}");
+
+    // Chat history beyond num_ctx: the oldest turns go, the system message stays.
+    let mut msgs = vec![json!({"role": "system", "content": "SYSTEM-MARKER be brief."})];
+    for i in 0..12 {
+        msgs.push(json!({"role": "user", "content": format!("Question {i}: tell me something about the number {i} in a long sentence please.")}));
+        msgs.push(json!({"role": "assistant", "content": format!("Answer {i}: the number {i} is a fine number with many interesting properties indeed.")}));
+    }
+    msgs.push(json!({"role": "user", "content": "LAST-QUESTION?"}));
+    let v = s.ok("/api/chat", &json!({"model": "smol", "messages": msgs, "stream": false, "_debug_render_only": true, "options": {"num_ctx": 256}}));
+    let p = v["_debug_info"]["rendered_template"].as_str().unwrap();
+    assert!(p.contains("SYSTEM-MARKER"), "{p}");
+    assert!(p.contains("LAST-QUESTION?"), "{p}");
+    assert!(!p.contains("Question 0:"), "oldest turn kept: {p}");
+    assert!(p.contains("Answer 11:"), "newest turns dropped: {p}");
+    let full = s.ok(
+        "/api/chat",
+        &json!({"model": "smol", "messages": msgs, "stream": false, "_debug_render_only": true}),
+    );
+    assert!(
+        full["_debug_info"]["rendered_template"]
+            .as_str()
+            .unwrap()
+            .contains("Question 0:")
+    );
+
+    // SIGTERM: the server exits and takes its runners with it.
+    #[cfg(unix)]
+    {
+        s.ok("/api/generate", &json!({"model": "smol", "keep_alive": -1}));
+        let pids = s.runner_pids();
+        assert_eq!(pids.len(), 1);
+        Command::new("kill")
+            .args(["-TERM", &s.child.id().to_string()])
+            .status()
+            .unwrap();
+        let t0 = Instant::now();
+        loop {
+            if s.child.try_wait().unwrap().is_some() {
+                break;
+            }
+            assert!(
+                t0.elapsed() < Duration::from_secs(10),
+                "serve did not exit on SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        std::thread::sleep(Duration::from_millis(200));
+        assert!(
+            !std::path::Path::new(&format!("/proc/{}/stat", pids[0])).exists()
+                || std::fs::read_to_string(format!("/proc/{}/stat", pids[0]))
+                    .unwrap_or_default()
+                    .contains(") Z"),
+            "runner {} still running after the server exited",
+            pids[0]
+        );
+    }
+}
+
+#[test]
+fn max_loaded_models_evicts_the_idle_runner() {
+    let _g = serial();
+    let s = start(&[("OLLAMA_MAX_LOADED_MODELS", "1")]);
+    let gemma = testkit::model_path(testkit::GEMMA3);
+    std::fs::write(s.dir.join("Gemma"), format!("FROM {}\n", gemma.display())).unwrap();
+    let out = Command::new(BIN)
+        .args(["create", "gemma", "-f"])
+        .arg(s.dir.join("Gemma"))
+        .env("OLLAMA_HOST", s.base.trim_start_matches("http://"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    s.generate("Hi", greedy(2));
+    let names = |s: &Server| -> Vec<String> {
+        s.get("/api/ps")["models"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["name"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(names(&s), ["smol:latest"]);
+    // gemma-3 has no chat template: the runner renders llama.cpp's built-in gemma template.
+    let v = s.ok(
+        "/api/chat",
+        &json!({"model": "gemma", "messages": [{"role": "user", "content": "Hi"}], "stream": false, "options": greedy(4)}),
+    );
+    assert_eq!(v["done"], true);
+    assert_eq!(names(&s), ["gemma:latest"]);
+    assert_eq!(s.runner_pids().len(), 1);
+    let r = s.ok(
+        "/api/chat",
+        &json!({"model": "gemma", "messages": [{"role": "user", "content": "Hi"}], "stream": false, "_debug_render_only": true}),
+    );
+    let p = r["_debug_info"]["rendered_template"].as_str().unwrap();
+    assert!(
+        p.contains("<start_of_turn>user\nHi<end_of_turn>\n<start_of_turn>model\n"),
+        "{p:?}"
+    );
+}
+
+#[test]
+fn create_quantizes_in_a_child_process() {
+    let _g = serial();
+    let s = start(&[]);
+    let bytes = ollamars::gguf::testing::tiny_llama(ollamars::gguf::GgmlType::F32, 0, None);
+    let digest = format!("sha256:{}", sha256_hex(&bytes));
+    let r = client()
+        .post(format!("{}/api/blobs/{digest}", s.base))
+        .body(bytes)
+        .send()
+        .unwrap();
+    assert!(r.status().is_success());
+    let v = s.ok(
+        "/api/create",
+        &json!({"model": "tiny-q8", "files": {"m.gguf": digest}, "quantize": "q8_0", "stream": false}),
+    );
+    assert_eq!(v["status"], "success");
+    let show = s.ok("/api/show", &json!({"model": "tiny-q8"}));
+    assert_eq!(show["details"]["quantization_level"], "Q8_0");
+}
+
+fn sha256_hex(b: &[u8]) -> String {
+    let out = Command::new("sha256sum")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .and_then(|mut c| {
+            use std::io::Write;
+            c.stdin.take().unwrap().write_all(b)?;
+            c.wait_with_output()
+        })
+        .unwrap();
+    String::from_utf8(out.stdout).unwrap()[..64].to_string()
+}
+
+#[test]
+fn go_template_system_and_messages() {
+    let _g = serial();
+    let s = start(&[]);
+    let gguf = testkit::model_path(testkit::SMOLLM2);
+    let chatml = "{{- range .Messages }}<|im_start|>{{ .Role }}\n{{ .Content }}<|im_end|>\n{{ end }}<|im_start|>assistant\n";
+    std::fs::write(
+        s.dir.join("Templated"),
+        format!(
+            "FROM {}\nTEMPLATE \"\"\"{chatml}\"\"\"\nSYSTEM Be brief.\nMESSAGE user Hi there\nMESSAGE assistant Hello!\nPARAMETER stop <|im_end|>\n",
+            gguf.display()
+        ),
+    )
+    .unwrap();
+    let out = Command::new(BIN)
+        .args(["create", "tmpl", "-f"])
+        .arg(s.dir.join("Templated"))
+        .env("OLLAMA_HOST", s.base.trim_start_matches("http://"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rendered = |path: &str, body: Value| -> String {
+        let v = s.ok(path, &body);
+        v["_debug_info"]["rendered_template"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    // Chat: SYSTEM first, then the Modelfile MESSAGEs, then the request's.
+    let chat = rendered(
+        "/api/chat",
+        json!({"model": "tmpl", "messages": [{"role": "USER", "content": "What is 2+2?"}], "_debug_render_only": true}),
+    );
+    assert_eq!(
+        chat,
+        "<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nHi there<|im_end|>\n<|im_start|>assistant\nHello!<|im_end|>\n<|im_start|>user\nWhat is 2+2?<|im_end|>\n<|im_start|>assistant\n"
+    );
+    // A request that starts with a system message replaces the model's (which Ollama puts
+    // after the Modelfile MESSAGEs, where the request's messages start).
+    let chat = rendered(
+        "/api/chat",
+        json!({"model": "tmpl", "messages": [{"role": "system", "content": "Other."}, {"role": "user", "content": "Q"}], "_debug_render_only": true}),
+    );
+    assert!(chat.starts_with("<|im_start|>user\nHi there"), "{chat}");
+    assert!(chat.contains("<|im_start|>assistant\nHello!<|im_end|>\n<|im_start|>system\nOther.<|im_end|>\n<|im_start|>user\nQ"), "{chat}");
+    assert!(!chat.contains("Be brief."));
+    // Generate: the same layout; `system` overrides; `template` overrides.
+    let g = rendered(
+        "/api/generate",
+        json!({"model": "tmpl", "prompt": "Q", "system": "Sys.", "_debug_render_only": true}),
+    );
+    assert_eq!(
+        g,
+        "<|im_start|>system\nSys.<|im_end|>\n<|im_start|>user\nHi there<|im_end|>\n<|im_start|>assistant\nHello!<|im_end|>\n<|im_start|>user\nQ<|im_end|>\n<|im_start|>assistant\n"
+    );
+    let g = rendered(
+        "/api/generate",
+        json!({"model": "tmpl", "prompt": "Q", "template": "[{{ .System }}] {{ .Prompt }} =>", "_debug_render_only": true}),
+    );
+    // Legacy mode: each (system, user, assistant) turn runs the template, with `.Response`
+    // appended; the last turn is cut before it.
+    assert_eq!(g, "[Be brief.] Hi there =>Hello![] Q =>");
+    // Fill-in-the-middle through a template that uses .Suffix.
+    let g = rendered(
+        "/api/generate",
+        json!({"model": "tmpl", "prompt": "def f(", "suffix": "return x", "template": "<PRE>{{ .Prompt }}<SUF>{{ .Suffix }}<MID>", "_debug_render_only": true}),
+    );
+    assert_eq!(g, "<PRE>def f(<SUF>return x<MID>");
+    let (st, v) = s.post(
+        "/api/generate",
+        &json!({"model": "tmpl", "prompt": "a", "suffix": "b"}),
+    );
+    assert_eq!(st, 400, "the model's template has no .Suffix: {v}");
+    // A real answer stops at the PARAMETER stop string.
+    let v = s.ok(
+        "/api/chat",
+        &json!({"model": "tmpl", "messages": [{"role": "user", "content": "Say hi."}], "stream": false, "options": greedy(40)}),
+    );
+    assert!(
+        !v["message"]["content"]
+            .as_str()
+            .unwrap()
+            .contains("<|im_end|>")
+    );
+    // Capabilities reflect the template.
+    let show = s.ok("/api/show", &json!({"model": "tmpl"}));
+    assert_eq!(show["capabilities"], json!(["completion"]));
+}

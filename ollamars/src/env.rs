@@ -127,6 +127,34 @@ impl Host {
     }
 }
 
+/// Log level from `OLLAMA_DEBUG`: unset or false → INFO, `2` → TRACE, anything else true → DEBUG.
+pub fn log_level() -> tracing::Level {
+    match var("OLLAMA_DEBUG").as_deref() {
+        Some("2") => tracing::Level::TRACE,
+        _ if flag("OLLAMA_DEBUG") => tracing::Level::DEBUG,
+        _ => tracing::Level::INFO,
+    }
+}
+
+/// Sends `tracing` output to stderr at [`log_level`]. llama.cpp's own messages (target
+/// `llama_cpp`) are shown from WARN up unless `OLLAMA_DEBUG` is set. Safe to call twice.
+pub fn init_logging() {
+    use tracing_subscriber::prelude::*;
+    let level = log_level();
+    let llama = if level == tracing::Level::INFO {
+        tracing::Level::WARN
+    } else {
+        level
+    };
+    let filter = tracing_subscriber::filter::Targets::new()
+        .with_default(level)
+        .with_target("llama_cpp", llama);
+    let _ = tracing_subscriber::registry()
+        .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
+        .with(filter)
+        .try_init();
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,4 +1,5 @@
-"""The official `ollama` Python client against ollamars' model-management API.
+"""The official `ollama` Python client against ollamars: model management, generation, chat,
+embeddings and the loaded-model list.
 
 Run by scripts/test-python, which installs the client, starts the `serve_store` example on a
 fresh store and sets OLLAMA_HOST. Usage: test_client.py <path of a GGUF model>.
@@ -77,11 +78,65 @@ def main():
         check(e.status_code == 404, f"status {e.status_code}")
         check("not found" in e.error, f"error {e.error!r}")
 
+    generation(client)
+
     # delete
     client.delete("pytest-smol")
     client.delete("pytest-smol-copy:v1")
     check(client.list().models == [], "models left after delete")
     print("python client: all checks passed")
+
+
+def generation(client):
+    greedy = {"temperature": 0, "num_predict": 16, "seed": 1}
+    # generate, not streamed and streamed: the same greedy text; metrics on the last chunk.
+    r = client.generate(model="pytest-smol", prompt="Name a planet.", options=greedy)
+    check(r.done and r.done_reason in ("stop", "length"), f"generate done {r.done} {r.done_reason}")
+    check(r.response, "empty response")
+    check(r.eval_count and r.eval_count <= 16, f"eval_count {r.eval_count}")
+    check(r.prompt_eval_count and r.total_duration and r.eval_duration, "metrics")
+    check(r.context and len(r.context) > r.eval_count, "context")
+    parts = list(client.generate(model="pytest-smol", prompt="Name a planet.", options=greedy, stream=True))
+    check(parts[-1].done and all(not p.done for p in parts[:-1]), "stream ends with done")
+    check("".join(p.response for p in parts) == r.response, "streamed text differs")
+
+    # chat, both ways; the system message of the model is applied.
+    msgs = [{"role": "user", "content": "Say hello in French."}]
+    c = client.chat(model="pytest-smol", messages=msgs, options=greedy)
+    check(c.message.role == "assistant" and c.message.content, f"chat {c.message}")
+    chunks = list(client.chat(model="pytest-smol", messages=msgs, options=greedy, stream=True))
+    check("".join(x.message.content for x in chunks) == c.message.content, "streamed chat differs")
+    check(chunks[-1].done, "chat stream ends with done")
+
+    # options: num_predict and stop are honoured; unknown and removed options are ignored.
+    r = client.generate(model="pytest-smol", prompt="Count to ten.", options={"temperature": 0, "num_predict": 3, "mirostat": 2, "tfs_z": 1.0})
+    check(r.eval_count == 3 and r.done_reason == "length", f"num_predict {r.eval_count} {r.done_reason}")
+
+    # embeddings: normalised batch, legacy raw.
+    e = client.embed(model="pytest-smol", input=["one", "two"])
+    check(len(e.embeddings) == 2, "embed count")
+    n = sum(x * x for x in e.embeddings[0]) ** 0.5
+    check(abs(n - 1.0) < 1e-3, f"embed norm {n}")
+    legacy = client.embeddings(model="pytest-smol", prompt="one")
+    check(len(legacy.embedding) == len(e.embeddings[0]), "legacy embedding length")
+
+    # ps shows the loaded model with its expiry; keep_alive 0 unloads it.
+    ps = client.ps()
+    check([m.model for m in ps.models] == ["pytest-smol:latest"], f"ps {ps}")
+    check(ps.models[0].expires_at is not None and ps.models[0].size > 0, "ps fields")
+    client.generate(model="pytest-smol", prompt="", keep_alive=0)
+    check(client.ps().models == [], "still loaded after keep_alive 0")
+
+    # errors: 404 for an unknown model, 400 for a bad option type, both as ResponseError.
+    for call, status in [
+        (lambda: client.generate(model="missing-model", prompt="x"), 404),
+        (lambda: client.chat(model="pytest-smol", messages=msgs, options={"temperature": "hot"}), 400),
+    ]:
+        try:
+            call()
+            check(False, "call succeeded")
+        except ollama.ResponseError as e:
+            check(e.status_code == status, f"status {e.status_code}, want {status}: {e.error}")
 
 
 if __name__ == "__main__":

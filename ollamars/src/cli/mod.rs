@@ -295,6 +295,7 @@ pub async fn run(cli: Cli, build: crate::version::BuildMeta) -> Result<(), CliEr
 /// `ollamars serve`: the API on `OLLAMA_HOST` over the store in `OLLAMA_MODELS`, until
 /// SIGINT or SIGTERM.
 async fn serve() -> Result<(), CliError> {
+    crate::env::init_logging();
     let host = crate::env::Host::from_env();
     let addr = host
         .bind_addr()
@@ -344,7 +345,7 @@ async fn serve() -> Result<(), CliError> {
     };
     crate::server::serve_until(
         listener,
-        crate::server::ServerState::new(store, prune),
+        crate::server::ServerState::for_binary(store, prune),
         shutdown,
     )
     .await

@@ -7,17 +7,15 @@
 //! renamed), then the config blob, and the manifest last: a crash at any point leaves at most
 //! unreferenced blobs, which [`crate::store::Store::prune`] removes.
 //!
-//! Quantization runs llama.cpp's quantizer in this process. llama.cpp reports most bad input as
-//! an error, but some hyperparameter checks are assertions that abort the process; the
-//! architecture-independent ones (layer and expert counts) are checked here first. Checks
-//! specific to one architecture are not, so a hostile F16/F32 GGUF of such an architecture can
-//! still abort the process when quantized; running the quantizer in a child process (as the
-//! runner will) removes that risk.
+//! Quantization runs llama.cpp's quantizer. llama.cpp reports most bad input as an error, but
+//! some hyperparameter checks are assertions that abort the process; the
+//! architecture-independent ones (layer and expert counts) are checked here first. In
+//! `ollamars serve` the quantizer runs in a child process (`ollamars runner quantize`, see
+//! [`quantize_in_child`]), so an abort on a hostile file fails that request, not the server.
+//! Library users that do not call [`quantize_in_child`] quantize in their own process.
 
-mod gotmpl;
 mod template;
 
-pub use gotmpl::{TemplateError, check as check_template};
 pub use template::{DetectedTemplate, detect_template};
 
 use crate::gguf::{self, Gguf, GgufError, file_type_name};
@@ -210,6 +208,28 @@ fn check_file_name(name: &str) -> Result<(), CreateError> {
         return Err(bad("file path must be relative"));
     }
     Ok(())
+}
+
+static QUANTIZE_EXE: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
+
+/// Runs quantization in a child process: `exe runner quantize IN OUT TYPE` (the `ollamars`
+/// binary). Call once at startup; later calls are ignored.
+pub fn quantize_in_child(exe: std::path::PathBuf) {
+    let _ = QUANTIZE_EXE.set(exe);
+}
+
+/// The child side of [`quantize_in_child`]: quantizes `input` to `output` as `kind`.
+///
+/// # Errors
+/// A message for the parent.
+pub fn quantize_file(input: &Path, output: &Path, kind: &str) -> Result<(), String> {
+    let (t, _) = parse_quantize(kind).map_err(|e| e.to_string())?;
+    llama::quantize(input, output, t, 0).map_err(|e| match e {
+        llama::QuantizeError::Failed { status, .. } => {
+            format!("llama.cpp could not quantize the model (status {status})")
+        }
+        _ => "llama.cpp could not open the model".to_string(),
+    })
 }
 
 /// A quantization target: the `llama` type and its display name.
@@ -550,7 +570,7 @@ fn create_inner(
         Digest::parse(v)?;
     }
     if let Some(t) = &req.template {
-        check_template(t).map_err(|e| bad(format!("template error: {e}")))?;
+        crate::template::Template::parse(t).map_err(|e| bad(format!("template error: {e}")))?;
     }
     let license_texts = match &req.license {
         Some(v) => Some(licenses(v)?),
@@ -640,12 +660,12 @@ fn create_inner(
             .find(|l| l.media_type == store::MEDIA_MODEL)
             .and_then(|l| l.from.clone());
         let (layer_digest, size, out_gguf) = match quant {
-            Some((qt, qname)) => {
+            Some((_, qname)) => {
                 let from_name = source_file_type(g).unwrap_or_default();
                 progress(Progress::status(format!(
                     "quantizing {from_name} model to {qname}"
                 )));
-                let (d, size, q) = quantize_blob(store, digest, qt)?;
+                let (d, size, q) = quantize_blob(store, digest, qname)?;
                 (d.to_string(), size, Some(q))
             }
             None => {
@@ -962,20 +982,37 @@ fn quantize_preflight(g: &Gguf) -> Result<(), CreateError> {
 fn quantize_blob(
     store: &Store,
     digest: &str,
-    to: llama::QuantType,
+    to_name: &str,
 ) -> Result<(Digest, u64, Gguf), CreateError> {
     let input = store.blob_path(digest)?;
     let mut tmp = store.temp_file()?;
     tmp.flush()?;
     // Error texts never carry server paths (security rule 6).
-    llama::quantize(&input, tmp.path(), to, 0).map_err(|e| {
-        CreateError::Quantize(match e {
-            llama::QuantizeError::Failed { status, .. } => {
-                format!("llama.cpp could not quantize the model (status {status})")
+    match QUANTIZE_EXE.get() {
+        Some(exe) => {
+            let out = std::process::Command::new(exe)
+                .args(["runner", "quantize"])
+                .arg(&input)
+                .arg(tmp.path())
+                .arg(to_name)
+                .stdin(std::process::Stdio::null())
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::piped())
+                .output()?;
+            if !out.status.success() {
+                let msg = String::from_utf8_lossy(&out.stderr);
+                let last = msg.lines().rev().find(|l| l.starts_with("Error: "));
+                return Err(CreateError::Quantize(match last {
+                    Some(l) => l.trim_start_matches("Error: ").to_string(),
+                    None => format!(
+                        "llama.cpp's quantizer stopped unexpectedly ({})",
+                        out.status
+                    ),
+                }));
             }
-            _ => "llama.cpp could not open the model".to_string(),
-        })
-    })?;
+        }
+        None => quantize_file(&input, tmp.path(), to_name).map_err(CreateError::Quantize)?,
+    }
     let out = std::fs::File::open(tmp.path())?;
     let g = Gguf::from_seekable(BufReader::new(out))
         .map_err(|e| CreateError::Quantize(format!("llama.cpp wrote an invalid GGUF: {e}")))?;

@@ -12,6 +12,8 @@
 
 mod info;
 mod reader;
+#[doc(hidden)]
+pub mod testing;
 mod types;
 mod writer;
 

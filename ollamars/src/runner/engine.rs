@@ -20,6 +20,9 @@ use llama::{
 use std::collections::VecDeque;
 use std::time::Instant;
 
+/// Embedding vectors, one per input, and the tokens evaluated.
+pub type Embedded = (Vec<Vec<f32>>, u64);
+
 /// Where the engine sends its messages (the runner's stdout, or a channel in tests).
 pub trait Sink {
     /// Sends one message. An error means the server is gone; the engine stops.
@@ -276,7 +279,7 @@ impl Engine {
         inputs: &[String],
         truncate: bool,
         normalize: bool,
-    ) -> Result<(Vec<Vec<f32>>, u64), (ErrorKind, String)> {
+    ) -> Result<Embedded, (ErrorKind, String)> {
         let n_ctx = self.info.num_ctx as usize;
         let mut toks = Vec::with_capacity(inputs.len());
         for text in inputs {

@@ -1,5 +1,7 @@
 //! The model runner: a child process of the same binary (`ollamars runner MODEL OPTIONS`) that
-//! owns one loaded model and serves completions and embeddings to the server.
+//! owns one loaded model and serves completions and embeddings to the server. The same
+//! subcommand quantizes for `/api/create` (`ollamars runner quantize IN OUT TYPE`), so that
+//! llama.cpp never runs inside the server process.
 //!
 //! The server writes [`proto::ToRunner`] frames to the runner's stdin and reads
 //! [`proto::FromRunner`] frames from its stdout; llama.cpp's logs go to stderr. A crash, abort
@@ -29,7 +31,19 @@ impl Sink for StdoutSink {
 /// Entry point of `ollamars runner MODEL_PATH LOAD_OPTIONS_JSON` (hidden; started by the
 /// server's scheduler, not by hand).
 pub fn main() -> ExitCode {
+    crate::env::init_logging();
     let args: Vec<String> = std::env::args().skip(2).collect();
+    if let [mode, input, output, kind] = args.as_slice()
+        && mode == "quantize"
+    {
+        return match crate::create::quantize_file(input.as_ref(), output.as_ref(), kind) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("Error: {e}");
+                ExitCode::from(2)
+            }
+        };
+    }
     let (path, opts) = match args.as_slice() {
         [path, opts] => match serde_json::from_str::<LoadOptions>(opts) {
             Ok(o) => (path.clone(), o),

@@ -588,10 +588,13 @@ pub(super) async fn chat(State(st): State<ServerState>, body: Bytes) -> Result<R
     for m in &mut req.messages {
         m.role = m.role.to_lowercase();
     }
+    // Ollama: Modelfile MESSAGEs, then the request's; the Modelfile SYSTEM goes first unless
+    // the request's own first message is a system message.
+    let request_has_system = req.messages.first().is_some_and(|m| m.role == "system");
     let mut msgs: Vec<Message> = info.messages.clone();
     msgs.append(&mut req.messages);
     if let Some(sys) = info.system.as_deref().filter(|s| !s.is_empty())
-        && msgs.first().is_none_or(|m| m.role != "system")
+        && !request_has_system
     {
         msgs.insert(
             0,

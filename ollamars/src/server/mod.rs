@@ -56,6 +56,15 @@ impl ServerState {
         ServerState::with_scheduler(store, prune, sched::SchedConfig::from_env(exe))
     }
 
+    /// As [`new`](Self::new), for the `ollamars` binary itself: llama.cpp work that the server
+    /// starts (runners, quantization) runs in child processes of this executable.
+    pub fn for_binary(store: Store, prune: bool) -> ServerState {
+        if let Ok(exe) = std::env::current_exe() {
+            crate::create::quantize_in_child(exe);
+        }
+        ServerState::new(store, prune)
+    }
+
     /// State with explicit scheduler settings (e.g. another runner executable).
     pub fn with_scheduler(store: Store, prune: bool, cfg: sched::SchedConfig) -> ServerState {
         ServerState {
@@ -181,6 +190,7 @@ pub fn router(state: ServerState) -> Router {
             state.guard.clone(),
             guard::check,
         ))
+        .layer(axum::middleware::from_fn(log_request))
         .with_state(state)
 }
 
@@ -200,15 +210,29 @@ pub async fn serve_until(
     let sched = state.sched.clone();
     let local = listener.local_addr()?;
     state.guard.set_listener(local);
-    let r = axum::serve(listener, router(state))
+    axum::serve(listener, router(state))
         .with_graceful_shutdown(async move {
             shutdown.await;
             // Stop the runners first: streams in flight end with an error line, so the
             // graceful shutdown does not wait for long generations.
             sched.shutdown().await;
         })
-        .await;
-    r
+        .await
+}
+
+/// One log line per request, like Ollama's: status, time to the response head, method, path.
+async fn log_request(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let (method, path) = (req.method().clone(), req.uri().path().to_string());
+    let t0 = std::time::Instant::now();
+    let resp = next.run(req).await;
+    tracing::info!(
+        "| {} | {:>12?} | {} \"{}\"",
+        resp.status().as_u16(),
+        t0.elapsed(),
+        method,
+        path
+    );
+    resp
 }
 
 async fn root() -> &'static str {

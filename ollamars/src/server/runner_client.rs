@@ -222,13 +222,12 @@ impl RunnerProcess {
     pub async fn shutdown(&self) {
         let _ = self.tx.send(ToRunner::Shutdown);
         let child = self.child.lock().expect("child").take();
-        if let Some(mut child) = child {
-            if tokio::time::timeout(Duration::from_secs(2), child.wait())
+        if let Some(mut child) = child
+            && tokio::time::timeout(Duration::from_secs(2), child.wait())
                 .await
                 .is_err()
-            {
-                let _ = child.kill().await;
-            }
+        {
+            let _ = child.kill().await;
         }
         self.dead.store(true, Ordering::SeqCst);
     }
