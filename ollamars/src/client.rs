@@ -142,6 +142,33 @@ impl Client {
         .await
     }
 
+    /// `POST /api/show` with a full request body (`model`, and optionally `system` and
+    /// `options` to see the model as a session has changed it).
+    ///
+    /// # Errors
+    /// [`ClientError`].
+    pub async fn show_request(&self, body: &Value) -> Result<Value, ClientError> {
+        self.send_json(self.http.post(self.url("/api/show")).json(body))
+            .await
+    }
+
+    /// `GET /api/ps`: the loaded models.
+    ///
+    /// # Errors
+    /// [`ClientError`].
+    pub async fn ps(&self) -> Result<Value, ClientError> {
+        self.send_json(self.http.get(self.url("/api/ps"))).await
+    }
+
+    /// `POST /api/embed`.
+    ///
+    /// # Errors
+    /// [`ClientError`].
+    pub async fn embed(&self, body: &Value) -> Result<Value, ClientError> {
+        self.send_json(self.http.post(self.url("/api/embed")).json(body))
+            .await
+    }
+
     /// `POST /api/copy`.
     ///
     /// # Errors

@@ -2,7 +2,17 @@
 //! talks to a running server over HTTP (`OLLAMA_HOST`).
 
 mod create;
+mod display;
+mod history;
+mod input;
+mod ps;
+mod repl;
+mod run;
 mod show;
+mod timing;
+mod wrap;
+
+pub use run::RunArgs;
 
 use std::io::Write;
 
@@ -77,6 +87,64 @@ pub enum Command {
         /// Show detailed model information.
         #[arg(short = 'v', long)]
         verbose: bool,
+    },
+    /// Run a model: answer a prompt, or chat interactively.
+    Run {
+        /// The model.
+        model: String,
+        /// The prompt (piped standard input goes before it). Without one, on a terminal, an
+        /// interactive session starts.
+        prompt: Vec<String>,
+        /// Duration to keep the model loaded (e.g. 5m, 1h30m; negative means forever).
+        #[arg(long)]
+        keepalive: Option<String>,
+        /// Show timings for the response.
+        #[arg(long)]
+        verbose: bool,
+        /// Use an insecure registry (accepted for compatibility; nothing is pulled).
+        #[arg(long)]
+        insecure: bool,
+        /// Don't wrap words to the next line automatically.
+        #[arg(long)]
+        nowordwrap: bool,
+        /// Response format: json, or a JSON schema.
+        #[arg(long)]
+        format: Option<String>,
+        /// Thinking: true, false, or a level (low, medium, high, max) for models that think.
+        #[arg(
+            long,
+            num_args = 0..=1,
+            require_equals = true,
+            default_missing_value = "true",
+            value_name = "VALUE"
+        )]
+        think: Option<String>,
+        /// Hide the model's thinking (when it thinks).
+        #[arg(long)]
+        hidethinking: bool,
+        /// Embedding models: truncate inputs longer than the context (the server's default
+        /// is true; --truncate=false makes that an error).
+        #[arg(
+            long,
+            num_args = 0..=1,
+            require_equals = true,
+            default_missing_value = "true",
+            value_name = "BOOL"
+        )]
+        truncate: Option<bool>,
+        /// Embedding models: cut the vectors to this many dimensions.
+        #[arg(long, value_name = "N")]
+        dimensions: Option<u32>,
+    },
+    /// Stop a running model (unload it now).
+    Stop {
+        /// The model.
+        model: String,
+    },
+    /// List running models.
+    Ps {
+        /// Only models whose name starts with this.
+        prefix: Option<String>,
     },
     /// List models.
     #[command(alias = "ls")]
@@ -165,6 +233,38 @@ pub async fn run(cli: Cli, build: crate::version::BuildMeta) -> Result<(), CliEr
             )
             .await
         }
+        Some(Command::Run {
+            model,
+            prompt,
+            keepalive,
+            verbose,
+            insecure: _,
+            nowordwrap,
+            format,
+            think,
+            hidethinking,
+            truncate,
+            dimensions,
+        }) => {
+            run::run(
+                &client,
+                RunArgs {
+                    model,
+                    prompt,
+                    keepalive,
+                    verbose,
+                    nowordwrap,
+                    format,
+                    think,
+                    hidethinking,
+                    truncate,
+                    dimensions,
+                },
+            )
+            .await
+        }
+        Some(Command::Stop { model }) => ps::stop(&client, &model).await,
+        Some(Command::Ps { prefix }) => ps::ps(&client, prefix.as_deref()).await,
         Some(Command::List { prefix }) => list(&client, prefix.as_deref()).await,
         Some(Command::Cp {
             source,
@@ -176,6 +276,14 @@ pub async fn run(cli: Cli, build: crate::version::BuildMeta) -> Result<(), CliEr
         }
         Some(Command::Rm { models }) => {
             for m in models {
+                // Unload first, as Ollama does; a model that is not loaded (or a server that
+                // cannot unload) does not stop the delete.
+                if let Err(e) = ps::unload(&client, &m).await
+                    && !matches!(e.status(), Some(404 | 405))
+                    && !matches!(e, ClientError::Connect(_))
+                {
+                    eprintln!("Warning: unable to stop model '{m}': {e}");
+                }
                 client.delete(&m).await?;
                 println!("deleted '{m}'");
             }

@@ -1,0 +1,560 @@
+//! `ollamars run MODEL [PROMPT...]`: one prompt (from the arguments and/or piped stdin), an
+//! embedding, or the interactive session when both ends are a terminal.
+
+use std::io::{IsTerminal, Read, Write};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::{Map, Value, json};
+
+use super::display::{DisplayOptions, Reply};
+use super::timing::{keep_alive_json, parse_go_duration, summary};
+use super::wrap::WordWrap;
+use super::{CliError, str_field};
+use crate::client::{Client, ClientError};
+
+/// The flags of `ollamars run`.
+#[derive(Debug, Clone, Default)]
+pub struct RunArgs {
+    /// The model.
+    pub model: String,
+    /// The prompt words (joined with spaces).
+    pub prompt: Vec<String>,
+    /// `--keepalive`: Go duration text.
+    pub keepalive: Option<String>,
+    /// `--verbose`: timings after each reply.
+    pub verbose: bool,
+    /// `--nowordwrap`.
+    pub nowordwrap: bool,
+    /// `--format`: `json` or a JSON schema.
+    pub format: Option<String>,
+    /// `--think[=VALUE]`.
+    pub think: Option<String>,
+    /// `--hidethinking`.
+    pub hidethinking: bool,
+    /// `--truncate[=BOOL]` (embedding models).
+    pub truncate: Option<bool>,
+    /// `--dimensions N` (embedding models).
+    pub dimensions: Option<u32>,
+}
+
+/// `--think` / `/set think` values: `true`, `false`, or a level.
+pub(crate) fn think_value(text: &str) -> Result<Value, String> {
+    match text {
+        "" | "true" => Ok(Value::Bool(true)),
+        "false" => Ok(Value::Bool(false)),
+        "low" | "medium" | "high" | "max" => Ok(Value::from(text)),
+        other => Err(format!(
+            "invalid value for think: {other:?} (must be true, false, low, medium, high, or max)"
+        )),
+    }
+}
+
+/// `--format`: `json`, or a JSON schema object.
+pub(crate) fn format_value(text: &str) -> Result<Option<Value>, String> {
+    match text.trim() {
+        "" => Ok(None),
+        "json" => Ok(Some(Value::from("json"))),
+        other => match serde_json::from_str::<Value>(other) {
+            Ok(v @ Value::Object(_)) => Ok(Some(v)),
+            _ => Err(format!(
+                "invalid format {other:?}: use 'json' or a JSON schema object"
+            )),
+        },
+    }
+}
+
+/// The prompt: piped input first, then the argument words.
+pub(crate) fn join_prompt(stdin: Option<&str>, words: &[String]) -> String {
+    let args = words.join(" ");
+    match stdin.map(str::trim_end).filter(|s| !s.is_empty()) {
+        None => args,
+        Some(piped) if args.is_empty() => piped.to_string(),
+        Some(piped) => format!("{piped}\n\n{args}"),
+    }
+}
+
+/// Whether a model only embeds (capabilities has `embedding` and no `completion`).
+pub(crate) fn embedding_only(info: &Value) -> bool {
+    let caps = capabilities(info);
+    caps.iter().any(|c| c == "embedding") && !caps.iter().any(|c| c == "completion")
+}
+
+/// A `show` response's capabilities.
+pub(crate) fn capabilities(info: &Value) -> Vec<String> {
+    info["capabilities"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .map(str::to_string)
+        .collect()
+}
+
+/// What a user sees for a model the server does not have.
+pub(crate) fn not_found(model: &str) -> CliError {
+    CliError::Message(format!(
+        "model '{model}' not found\n\
+         Create it from a GGUF file with 'ollamars create {model} -f Modelfile' \
+         (downloading models with 'ollamars pull' is not available yet)"
+    ))
+}
+
+/// `POST /api/show`, with a 404 worded for the user.
+pub(crate) async fn show_model(client: &Client, model: &str) -> Result<Value, CliError> {
+    match client.show(model, false).await {
+        Err(e) if e.status() == Some(404) => Err(not_found(model)),
+        other => Ok(other?),
+    }
+}
+
+/// The columns to wrap at: `COLUMNS`, else the terminal's width, else 80.
+pub(crate) fn terminal_columns() -> usize {
+    crate::env::var("COLUMNS")
+        .and_then(|c| c.parse().ok())
+        .or_else(|| terminal_size::terminal_size().map(|(w, _)| usize::from(w.0)))
+        .unwrap_or(80)
+}
+
+/// Everything a conversation with a model carries between requests.
+#[derive(Debug, Clone)]
+pub(crate) struct Session {
+    /// The model.
+    pub model: String,
+    /// Its capabilities (from `show`).
+    pub capabilities: Vec<String>,
+    /// Its Modelfile MESSAGEs (the server adds them itself; kept for `/save`).
+    pub loaded_messages: Vec<Value>,
+    /// The conversation so far.
+    pub messages: Vec<Value>,
+    /// A system message set in this session.
+    pub system: String,
+    /// Options set in this session.
+    pub options: Map<String, Value>,
+    /// `format`.
+    pub format: Option<Value>,
+    /// `think`.
+    pub think: Option<Value>,
+    /// Whether `think` was chosen by the user (else it follows the model's capabilities).
+    pub think_explicit: bool,
+    /// Hide the model's thinking.
+    pub hide_thinking: bool,
+    /// `keep_alive`.
+    pub keep_alive: Option<Value>,
+    /// Word wrap (on a terminal).
+    pub word_wrap: bool,
+    /// Timings after each reply.
+    pub verbose: bool,
+}
+
+impl Session {
+    /// Takes the model's details from its `show` response: capabilities, MESSAGEs and, unless
+    /// the user chose, thinking on for models that think.
+    pub(crate) fn adopt(&mut self, model: &str, info: &Value) {
+        self.model = model.to_string();
+        self.capabilities = capabilities(info);
+        self.loaded_messages = info["messages"].as_array().cloned().unwrap_or_default();
+        if !self.think_explicit {
+            self.think = self
+                .capabilities
+                .iter()
+                .any(|c| c == "thinking")
+                .then_some(Value::Bool(true));
+        }
+    }
+
+    /// A `/api/chat` request for `messages`.
+    pub(crate) fn chat_body(&self, messages: &[Value]) -> Value {
+        let mut body = json!({"model": self.model, "messages": messages, "stream": true});
+        if let Some(f) = &self.format {
+            body["format"] = f.clone();
+        }
+        if !self.options.is_empty() {
+            body["options"] = Value::Object(self.options.clone());
+        }
+        if let Some(t) = &self.think {
+            body["think"] = t.clone();
+        }
+        if let Some(k) = &self.keep_alive {
+            body["keep_alive"] = k.clone();
+        }
+        body
+    }
+
+    /// How replies are shown now.
+    pub(crate) fn display(&self) -> DisplayOptions {
+        let tty = std::io::stdout().is_terminal();
+        DisplayOptions {
+            wrap: if self.word_wrap && tty {
+                WordWrap::for_terminal(terminal_columns())
+            } else {
+                None
+            },
+            plain: !tty,
+            hide_thinking: self.hide_thinking,
+        }
+    }
+
+    /// Loads the model (chat with no messages) so the first reply does not wait for it.
+    pub(crate) async fn load(&self, client: &Client) -> Result<(), ClientError> {
+        let spinner = Spinner::start(std::io::stderr().is_terminal());
+        let mut body = json!({"model": self.model, "messages": []});
+        if let Some(t) = &self.think {
+            // A model that cannot think fails here, before the first prompt.
+            body["think"] = t.clone();
+        }
+        if let Some(k) = &self.keep_alive {
+            body["keep_alive"] = k.clone();
+        }
+        let r = client.stream("/api/chat", &body, |_| {}).await;
+        spinner.stop();
+        r
+    }
+}
+
+/// How a streamed reply ended.
+#[derive(Debug)]
+pub(crate) enum Outcome {
+    /// The server finished it; the final chunk holds the metrics.
+    Done(Reply, Value),
+    /// The user pressed Ctrl-C (the request was dropped, which stops the generation).
+    Cancelled(Reply),
+}
+
+/// A spinner on stderr while waiting for the first output.
+pub(crate) struct Spinner {
+    active: Arc<Mutex<bool>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Spinner {
+    /// Starts spinning after a moment, if `enabled`.
+    pub(crate) fn start(enabled: bool) -> Spinner {
+        let active = Arc::new(Mutex::new(enabled));
+        let task = enabled.then(|| {
+            let active = active.clone();
+            tokio::spawn(async move {
+                const FRAMES: [char; 10] = ['⠋', '⠙', '⠹', '⠸', '⠼', '⠴', '⠦', '⠧', '⠇', '⠏'];
+                for frame in FRAMES.iter().cycle() {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    let Ok(on) = active.lock() else { break };
+                    if !*on {
+                        break;
+                    }
+                    let mut err = std::io::stderr().lock();
+                    let _ = write!(err, "\r{frame} ");
+                    let _ = err.flush();
+                }
+            })
+        });
+        Spinner { active, task }
+    }
+
+    /// Stops and erases it (idempotent).
+    pub(crate) fn stop(&self) {
+        if let Ok(mut on) = self.active.lock()
+            && *on
+        {
+            *on = false;
+            let mut err = std::io::stderr().lock();
+            let _ = write!(err, "\r\x1b[K");
+            let _ = err.flush();
+        }
+    }
+}
+
+impl Drop for Spinner {
+    fn drop(&mut self) {
+        self.stop();
+        if let Some(t) = self.task.take() {
+            t.abort();
+        }
+    }
+}
+
+fn write_out(text: &str) {
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(text.as_bytes());
+    let _ = out.flush();
+}
+
+/// Streams a `/api/chat` reply to stdout. With `cancellable`, Ctrl-C ends it early.
+pub(crate) async fn stream_chat(
+    client: &Client,
+    body: &Value,
+    display: DisplayOptions,
+    cancellable: bool,
+) -> Result<Outcome, ClientError> {
+    let mut reply = Reply::new(display);
+    let mut last = Value::Null;
+    let spinner = Spinner::start(std::io::stderr().is_terminal());
+    let finished = {
+        let request = client.stream("/api/chat", body, |chunk| {
+            let msg = &chunk["message"];
+            let calls = msg["tool_calls"].as_array().map_or(&[][..], Vec::as_slice);
+            let out = reply.chunk(str_field(msg, "thinking"), str_field(msg, "content"), calls);
+            if !out.is_empty() {
+                spinner.stop();
+                write_out(&out);
+            }
+            if chunk["done"].as_bool() == Some(true) {
+                last = chunk.clone();
+            }
+        });
+        let interrupt = async {
+            if cancellable {
+                let _ = tokio::signal::ctrl_c().await;
+            } else {
+                std::future::pending::<()>().await;
+            }
+        };
+        tokio::select! {
+            r = request => Some(r),
+            () = interrupt => None,
+        }
+    };
+    spinner.stop();
+    write_out(&reply.finish());
+    match finished {
+        None => Ok(Outcome::Cancelled(reply)),
+        Some(Ok(())) => Ok(Outcome::Done(reply, last)),
+        Some(Err(e)) => {
+            // The error goes to stderr on a line of its own.
+            if reply.wrote {
+                write_out("\n");
+            }
+            Err(e)
+        }
+    }
+}
+
+/// `ollamars run`.
+pub(crate) async fn run(client: &Client, args: RunArgs) -> Result<(), CliError> {
+    let think = args
+        .think
+        .as_deref()
+        .map(think_value)
+        .transpose()
+        .map_err(CliError::Message)?;
+    let keep_alive = args
+        .keepalive
+        .as_deref()
+        .map(|k| parse_go_duration(k).map(keep_alive_json))
+        .transpose()
+        .map_err(CliError::Message)?;
+    let format = format_value(args.format.as_deref().unwrap_or("")).map_err(CliError::Message)?;
+
+    let stdin_tty = std::io::stdin().is_terminal();
+    let stdout_tty = std::io::stdout().is_terminal();
+    let piped = if stdin_tty {
+        None
+    } else {
+        let mut text = String::new();
+        std::io::stdin()
+            .read_to_string(&mut text)
+            .map_err(|e| CliError::Message(format!("cannot read standard input: {e}")))?;
+        Some(text)
+    };
+    let prompt = join_prompt(piped.as_deref(), &args.prompt);
+    let interactive = stdin_tty && stdout_tty && args.prompt.is_empty();
+
+    let info = show_model(client, &args.model).await?;
+    let mut session = Session {
+        model: args.model.clone(),
+        capabilities: Vec::new(),
+        loaded_messages: Vec::new(),
+        messages: Vec::new(),
+        system: String::new(),
+        options: Map::new(),
+        format,
+        think_explicit: think.is_some(),
+        think,
+        hide_thinking: args.hidethinking,
+        keep_alive,
+        word_wrap: !args.nowordwrap,
+        verbose: args.verbose,
+    };
+    session.adopt(&args.model, &info);
+
+    if embedding_only(&info) {
+        if prompt.is_empty() {
+            return Err(CliError::Message(format!(
+                "embedding models need input text: ollamars run {} \"your text here\"",
+                args.model
+            )));
+        }
+        return embed(client, &session, &prompt, &args).await;
+    }
+
+    if interactive {
+        session.load(client).await?;
+        for m in &session.loaded_messages {
+            match str_field(m, "role") {
+                "user" => println!(">>> {}", str_field(m, "content")),
+                "assistant" => {
+                    let mut r = Reply::new(session.display());
+                    write_out(&r.chunk("", str_field(m, "content"), &[]));
+                    write_out("\n\n");
+                }
+                _ => {}
+            }
+        }
+        return super::repl::run(client, session).await;
+    }
+
+    let messages: Vec<Value> = if prompt.is_empty() {
+        Vec::new()
+    } else {
+        vec![json!({"role": "user", "content": prompt})]
+    };
+    let body = session.chat_body(&messages);
+    match stream_chat(client, &body, session.display(), false).await? {
+        Outcome::Done(_, last) => {
+            if !prompt.is_empty() {
+                write_out("\n\n");
+            }
+            if session.verbose {
+                eprint!("{}", summary(&last));
+            }
+        }
+        Outcome::Cancelled(_) => {}
+    }
+    Ok(())
+}
+
+/// Embeds `input` and prints the vector as a JSON array.
+async fn embed(
+    client: &Client,
+    session: &Session,
+    input: &str,
+    args: &RunArgs,
+) -> Result<(), CliError> {
+    let mut body = json!({"model": session.model, "input": input});
+    if let Some(t) = args.truncate {
+        body["truncate"] = Value::Bool(t);
+    }
+    if let Some(d) = args.dimensions.filter(|d| *d > 0) {
+        body["dimensions"] = Value::from(d);
+    }
+    if let Some(k) = &session.keep_alive {
+        body["keep_alive"] = k.clone();
+    }
+    let resp = client.embed(&body).await?;
+    let first = resp["embeddings"]
+        .as_array()
+        .and_then(|e| e.first())
+        .ok_or_else(|| CliError::Message("no embeddings returned".into()))?;
+    println!("{first}");
+    if session.verbose {
+        eprint!("{}", summary(&resp));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn think_values() {
+        assert_eq!(think_value("true"), Ok(json!(true)));
+        assert_eq!(think_value(""), Ok(json!(true)));
+        assert_eq!(think_value("false"), Ok(json!(false)));
+        assert_eq!(think_value("high"), Ok(json!("high")));
+        assert_eq!(think_value("max"), Ok(json!("max")));
+        assert!(think_value("extreme").is_err());
+        assert!(think_value("TRUE").is_err());
+    }
+
+    #[test]
+    fn format_values() {
+        assert_eq!(format_value(""), Ok(None));
+        assert_eq!(format_value("json"), Ok(Some(json!("json"))));
+        assert_eq!(
+            format_value(r#"{"type":"object"}"#),
+            Ok(Some(json!({"type": "object"})))
+        );
+        assert!(format_value("xml").is_err());
+        assert!(format_value("[1]").is_err());
+    }
+
+    #[test]
+    fn prompt_joining() {
+        let words = |w: &[&str]| w.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(join_prompt(None, &words(&["why", "is", "it"])), "why is it");
+        assert_eq!(
+            join_prompt(Some("file text\n"), &words(&["summarize"])),
+            "file text\n\nsummarize"
+        );
+        assert_eq!(join_prompt(Some("only piped\n"), &[]), "only piped");
+        assert_eq!(join_prompt(Some("\n"), &words(&["x"])), "x");
+        assert_eq!(join_prompt(None, &[]), "");
+    }
+
+    #[test]
+    fn embedding_detection() {
+        assert!(embedding_only(&json!({"capabilities": ["embedding"]})));
+        assert!(!embedding_only(
+            &json!({"capabilities": ["embedding", "completion"]})
+        ));
+        assert!(!embedding_only(&json!({"capabilities": ["completion"]})));
+        assert!(!embedding_only(&json!({})));
+    }
+
+    fn session() -> Session {
+        Session {
+            model: "m".into(),
+            capabilities: vec![],
+            loaded_messages: vec![],
+            messages: vec![],
+            system: String::new(),
+            options: Map::new(),
+            format: None,
+            think: None,
+            think_explicit: false,
+            hide_thinking: false,
+            keep_alive: None,
+            word_wrap: true,
+            verbose: false,
+        }
+    }
+
+    #[test]
+    fn thinking_follows_capabilities_unless_chosen() {
+        let mut s = session();
+        s.adopt("a", &json!({"capabilities": ["completion", "thinking"]}));
+        assert_eq!(s.think, Some(json!(true)));
+        s.adopt("b", &json!({"capabilities": ["completion"]}));
+        assert_eq!(s.think, None);
+        s.think = Some(json!(false));
+        s.think_explicit = true;
+        s.adopt("c", &json!({"capabilities": ["thinking"]}));
+        assert_eq!(s.think, Some(json!(false)));
+    }
+
+    #[test]
+    fn chat_bodies() {
+        let mut s = session();
+        let msgs = [json!({"role": "user", "content": "hi"})];
+        assert_eq!(
+            s.chat_body(&msgs),
+            json!({"model": "m", "messages": msgs, "stream": true})
+        );
+        s.format = Some(json!("json"));
+        s.options.insert("num_predict".into(), json!(5));
+        s.think = Some(json!("low"));
+        s.keep_alive = Some(json!("10m0s"));
+        let b = s.chat_body(&msgs);
+        assert_eq!(b["format"], "json");
+        assert_eq!(b["options"], json!({"num_predict": 5}));
+        assert_eq!(b["think"], "low");
+        assert_eq!(b["keep_alive"], "10m0s");
+    }
+
+    #[test]
+    fn not_found_names_the_model_and_the_way_out() {
+        let text = not_found("nope").to_string();
+        assert!(text.starts_with("model 'nope' not found\n"), "{text}");
+        assert!(text.contains("ollamars create nope"), "{text}");
+    }
+}
