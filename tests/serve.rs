@@ -435,6 +435,20 @@ fn bad_input_gets_clear_errors() {
     assert_eq!(st, 400, "{v}");
     let (st, _) = s.post("/api/generate", &json!({"model": "smol", "prompt": 5}));
     assert_eq!(st, 400);
+    // Nesting beyond serde_json's depth limit, and bodies over 32 MiB, are refused.
+    let deep = format!(
+        "{{\"model\":\"smol\",\"prompt\":\"x\",\"options\":{{\"stop\":{}{}}}}}",
+        "[".repeat(5000),
+        "]".repeat(5000)
+    );
+    let (st, v) = s.post_raw("/api/generate", &deep);
+    assert_eq!(st, 400, "{v}");
+    let huge = format!(
+        "{{\"model\":\"smol\",\"prompt\":\"{}\"}}",
+        "a".repeat(33 << 20)
+    );
+    let (st, _) = s.post_raw("/api/generate", &huge);
+    assert_eq!(st, 413);
     // Unknown model: Ollama's texts.
     let (st, v) = s.post("/api/generate", &json!({"model": "nope", "prompt": "x"}));
     assert_eq!((st, err(&v).as_str()), (404, "model 'nope' not found"));
