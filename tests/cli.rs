@@ -2,63 +2,18 @@
 //! port over a fresh store, then `create` (from a Modelfile naming the real SmolLM2 GGUF),
 //! `list`, `show` (every flag), `cp`, `rm`, and the errors a user sees.
 
-use std::net::TcpListener;
-use std::path::PathBuf;
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Output};
 
-const BIN: &str = env!("CARGO_BIN_EXE_ollamars");
+mod common;
 
-struct Server {
-    child: Child,
-    host: String,
-    dir: PathBuf,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
+use common::{BIN, Server};
 
 fn start() -> Server {
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let host = format!("127.0.0.1:{port}");
-    let dir = std::env::temp_dir().join(format!("ollamars-cli-{}-{port}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let child = Command::new(BIN)
-        .arg("serve")
-        .env("OLLAMA_HOST", &host)
-        .env("OLLAMA_MODELS", dir.join("models"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let t0 = Instant::now();
-    while std::net::TcpStream::connect(&host).is_err() {
-        assert!(
-            t0.elapsed() < Duration::from_secs(20),
-            "ollamars serve did not start listening"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    Server { child, host, dir }
+    Server::start("cli", &[])
 }
 
 fn run(server: &Server, args: &[&str]) -> Output {
-    Command::new(BIN)
-        .args(args)
-        .env("OLLAMA_HOST", &server.host)
-        .env("OLLAMA_MODELS", server.dir.join("models"))
-        .current_dir(&server.dir)
-        .output()
-        .unwrap()
+    server.command(args).output().unwrap()
 }
 
 fn ok(server: &Server, args: &[&str]) -> String {

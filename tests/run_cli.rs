@@ -6,77 +6,33 @@
 //! raw-mode line editing, the `>>> ` prompt and its placeholder, Ctrl-C.
 
 use std::io::Write;
-use std::net::TcpListener;
-use std::path::PathBuf;
 use std::process::{Child, ChildStdin, Command, Output, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-const BIN: &str = env!("CARGO_BIN_EXE_ollamars");
+mod common;
+
+use common::{BIN, Server};
+
 const PLACEHOLDER: &str = "Send a message (/? for help)";
 const TIMEOUT: Duration = Duration::from_secs(120);
 
-struct Server {
-    child: Child,
-    host: String,
-    dir: PathBuf,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
 /// `ollamars serve` over a fresh store, with `smol` created from SmolLM2 (greedy, short).
 fn start_with_model() -> Server {
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let host = format!("127.0.0.1:{port}");
-    let dir = std::env::temp_dir().join(format!("ollamars-run-{}-{port}", std::process::id()));
-    std::fs::create_dir_all(dir.join("home")).unwrap();
-    let child = Command::new(BIN)
-        .arg("serve")
-        .env("OLLAMA_HOST", &host)
-        .env("OLLAMA_MODELS", dir.join("models"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let server = Server { child, host, dir };
-    let t0 = Instant::now();
-    while std::net::TcpStream::connect(&server.host).is_err() {
-        assert!(
-            t0.elapsed() < Duration::from_secs(20),
-            "ollamars serve did not start listening"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let server = Server::start("run", &[]);
     let gguf = testkit::model_path(testkit::SMOLLM2);
-    std::fs::write(
-        server.dir.join("Modelfile"),
-        format!(
+    server.create(
+        "smol",
+        &format!(
             "FROM {}\nPARAMETER temperature 0\nPARAMETER num_predict 16\n",
             gguf.display()
         ),
-    )
-    .unwrap();
-    ok(&server, &["create", "smol"], None);
+    );
     server
 }
 
 fn command(server: &Server, args: &[&str]) -> Command {
-    let mut c = Command::new(BIN);
-    c.args(args)
-        .env("OLLAMA_HOST", &server.host)
-        .env("HOME", server.dir.join("home"))
-        .current_dir(&server.dir);
-    c
+    server.command(args)
 }
 
 /// Runs `ollamars ARGS` with `stdin` piped in (or an empty stdin).

@@ -7,13 +7,14 @@
 
 use serde_json::{Value, json};
 use std::io::{BufRead, BufReader};
-use std::net::TcpListener;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-const BIN: &str = env!("CARGO_BIN_EXE_ollamars");
+mod common;
+
+use common::{BIN, Server};
 
 static SERIAL: Mutex<()> = Mutex::new(());
 
@@ -21,71 +22,11 @@ fn serial() -> std::sync::MutexGuard<'static, ()> {
     SERIAL.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-struct Server {
-    child: Child,
-    base: String,
-    dir: PathBuf,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        // Runners exit when the server's pipe closes; give them a moment.
-        std::thread::sleep(Duration::from_millis(100));
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
+/// A server with `smol` (SmolLM2 as it is, no parameters) created.
 fn start(env: &[(&str, &str)]) -> Server {
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let host = format!("127.0.0.1:{port}");
-    let dir = std::env::temp_dir().join(format!("ollamars-serve-{}-{port}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let mut cmd = Command::new(BIN);
-    cmd.arg("serve")
-        .env("OLLAMA_HOST", &host)
-        .env("OLLAMA_MODELS", dir.join("models"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit());
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    let child = cmd.spawn().unwrap();
-    let t0 = Instant::now();
-    while std::net::TcpStream::connect(&host).is_err() {
-        assert!(
-            t0.elapsed() < Duration::from_secs(20),
-            "serve did not listen"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let s = Server {
-        child,
-        base: format!("http://{host}"),
-        dir,
-    };
+    let s = Server::start("serve", env);
     let gguf = testkit::model_path(testkit::SMOLLM2);
-    std::fs::write(
-        s.dir.join("Modelfile"),
-        format!("FROM {}\n", gguf.display()),
-    )
-    .unwrap();
-    let out = Command::new(BIN)
-        .args(["create", "smol", "-f"])
-        .arg(s.dir.join("Modelfile"))
-        .env("OLLAMA_HOST", &host)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    s.create("smol", &format!("FROM {}\n", gguf.display()));
     s
 }
 
@@ -99,7 +40,7 @@ fn client() -> reqwest::blocking::Client {
 impl Server {
     fn post(&self, path: &str, body: &Value) -> (u16, Value) {
         let r = client()
-            .post(format!("{}{path}", self.base))
+            .post(format!("{}{path}", self.base()))
             .json(body)
             .send()
             .unwrap();
@@ -113,7 +54,7 @@ impl Server {
 
     fn post_raw(&self, path: &str, body: &str) -> (u16, Value) {
         let r = client()
-            .post(format!("{}{path}", self.base))
+            .post(format!("{}{path}", self.base()))
             .body(body.to_string())
             .send()
             .unwrap();
@@ -128,7 +69,7 @@ impl Server {
     /// Streams NDJSON lines.
     fn stream(&self, path: &str, body: &Value) -> (u16, Vec<Value>) {
         let r = client()
-            .post(format!("{}{path}", self.base))
+            .post(format!("{}{path}", self.base()))
             .json(body)
             .send()
             .unwrap();
@@ -142,7 +83,7 @@ impl Server {
 
     fn get(&self, path: &str) -> Value {
         client()
-            .get(format!("{}{path}", self.base))
+            .get(format!("{}{path}", self.base()))
             .send()
             .unwrap()
             .json()
@@ -545,7 +486,7 @@ fn runner_killed_mid_stream_then_recovers() {
     let _g = serial();
     let s = start(&[]);
     let r = client()
-        .post(format!("{}/api/generate", s.base))
+        .post(format!("{}/api/generate", s.base()))
         .json(&json!({"model": "smol", "prompt": "Count from one to one thousand.", "options": {"temperature": 0, "num_predict": 2000}}))
         .send()
         .unwrap();
@@ -640,7 +581,7 @@ fn disconnect_during_prefill_frees_the_slot() {
     let prefill = Duration::from_nanos(full["prompt_eval_duration"].as_u64().unwrap());
     // Same length, other text (no cache hit); drop the connection 200 ms into the prefill.
     let long2 = "A slow grey cat sleeps under the warm red sun. ".repeat(300);
-    let base = s.base.clone();
+    let base = s.base();
     let h = std::thread::spawn(move || {
         let _ = reqwest::blocking::Client::builder()
             .timeout(Duration::from_millis(200))
@@ -795,7 +736,7 @@ fn cors_and_host_guard() {
     let s = start(&[("OLLAMA_ORIGINS", "https://app.example")]);
     let c = client();
     let get = |origin: Option<&str>, host: Option<&str>| {
-        let mut r = c.get(format!("{}/api/version", s.base));
+        let mut r = c.get(format!("{}/api/version", s.base()));
         if let Some(o) = origin {
             r = r.header("Origin", o);
         }
@@ -823,7 +764,7 @@ fn cors_and_host_guard() {
     assert_eq!(get(None, Some("localhost:11434")).status().as_u16(), 200);
     // Preflight.
     let r = c
-        .request(reqwest::Method::OPTIONS, format!("{}/api/chat", s.base))
+        .request(reqwest::Method::OPTIONS, format!("{}/api/chat", s.base()))
         .header("Origin", "http://127.0.0.1:8080")
         .header("Access-Control-Request-Method", "POST")
         .send()
@@ -837,7 +778,7 @@ fn cors_and_host_guard() {
     );
     // Authorization headers are ignored.
     let r = c
-        .get(format!("{}/api/tags", s.base))
+        .get(format!("{}/api/tags", s.base()))
         .header("Authorization", "Bearer whatever")
         .send()
         .unwrap();
@@ -920,18 +861,7 @@ fn max_loaded_models_evicts_the_idle_runner() {
     let _g = serial();
     let s = start(&[("OLLAMA_MAX_LOADED_MODELS", "1")]);
     let gemma = testkit::model_path(testkit::GEMMA3);
-    std::fs::write(s.dir.join("Gemma"), format!("FROM {}\n", gemma.display())).unwrap();
-    let out = Command::new(BIN)
-        .args(["create", "gemma", "-f"])
-        .arg(s.dir.join("Gemma"))
-        .env("OLLAMA_HOST", s.base.trim_start_matches("http://"))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    s.create("gemma", &format!("FROM {}\n", gemma.display()));
     s.generate("Hi", greedy(2));
     let names = |s: &Server| -> Vec<String> {
         s.get("/api/ps")["models"]
@@ -968,7 +898,7 @@ fn create_quantizes_in_a_child_process() {
     let bytes = ollamars::gguf::testing::tiny_llama(ollamars::gguf::GgmlType::F32, 0, None);
     let digest = format!("sha256:{}", sha256_hex(&bytes));
     let r = client()
-        .post(format!("{}/api/blobs/{digest}", s.base))
+        .post(format!("{}/api/blobs/{digest}", s.base()))
         .body(bytes)
         .send()
         .unwrap();
@@ -1002,24 +932,12 @@ fn go_template_system_and_messages() {
     let s = start(&[]);
     let gguf = testkit::model_path(testkit::SMOLLM2);
     let chatml = "{{- range .Messages }}<|im_start|>{{ .Role }}\n{{ .Content }}<|im_end|>\n{{ end }}<|im_start|>assistant\n";
-    std::fs::write(
-        s.dir.join("Templated"),
-        format!(
+    s.create(
+        "tmpl",
+        &format!(
             "FROM {}\nTEMPLATE \"\"\"{chatml}\"\"\"\nSYSTEM Be brief.\nMESSAGE user Hi there\nMESSAGE assistant Hello!\nPARAMETER stop <|im_end|>\n",
             gguf.display()
         ),
-    )
-    .unwrap();
-    let out = Command::new(BIN)
-        .args(["create", "tmpl", "-f"])
-        .arg(s.dir.join("Templated"))
-        .env("OLLAMA_HOST", s.base.trim_start_matches("http://"))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
     );
     let rendered = |path: &str, body: Value| -> String {
         let v = s.ok(path, &body);
