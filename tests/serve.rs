@@ -103,6 +103,17 @@ impl Server {
         )
     }
 
+    /// The text of a raw, non-streamed generate.
+    fn generate_raw(&self, prompt: &str, options: Value) -> String {
+        self.ok(
+            "/api/generate",
+            &json!({"model": "smol", "prompt": prompt, "raw": true, "stream": false, "options": options}),
+        )["response"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    }
+
     /// Pids of this server's runner processes (Linux).
     fn runner_pids(&self) -> Vec<i32> {
         let me = self.child.id().to_string();
@@ -1005,4 +1016,70 @@ fn go_template_system_and_messages() {
     // Capabilities reflect the template.
     let show = s.ok("/api/show", &json!({"model": "tmpl"}));
     assert_eq!(show["capabilities"], json!(["completion"]));
+}
+
+#[test]
+fn thinking_is_split_from_content() {
+    let _g = serial();
+    let s = start(&[]);
+    let gguf = testkit::model_path(testkit::SMOLLM2);
+    let tmpl = "{{- range .Messages }}<|im_start|>{{ .Role }}\n{{ if .Thinking }}<think>{{ .Thinking }}</think>{{ end }}{{ .Content }}<|im_end|>\n{{ end }}<|im_start|>assistant\n{{ if $.Think }}<think>{{ end }}";
+    s.create(
+        "thinker",
+        &format!("FROM {}\nTEMPLATE \"\"\"{tmpl}\"\"\"\n", gguf.display()),
+    );
+    let caps = s.ok("/api/show", &json!({"model": "thinker"}))["capabilities"].clone();
+    assert!(
+        caps.as_array().unwrap().contains(&json!("thinking")),
+        "{caps}"
+    );
+    let msgs = json!([{"role": "user", "content": "What is 2+2?"}]);
+    // think (the default for a thinking model): the prompt ends inside <think>, so what the
+    // model writes (it never closes the tag) is thinking, not content.
+    let v = s.ok(
+        "/api/chat",
+        &json!({"model": "thinker", "messages": msgs, "stream": false, "options": greedy(12)}),
+    );
+    let thinking = v["message"]["thinking"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(!thinking.is_empty(), "{v}");
+    assert_eq!(v["message"]["content"], "");
+    // The thinking text is exactly the model's raw output for that prompt.
+    let p = s.ok(
+        "/api/chat",
+        &json!({"model": "thinker", "messages": msgs, "_debug_render_only": true}),
+    )["_debug_info"]["rendered_template"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(p.ends_with("<think>"), "{p}");
+    let raw = s.generate_raw(&p, greedy(12));
+    assert_eq!(raw.trim_start(), thinking);
+    // Streamed: thinking chunks, no content.
+    let (_, lines) = s.stream(
+        "/api/chat",
+        &json!({"model": "thinker", "messages": msgs, "options": greedy(12)}),
+    );
+    let streamed: String = lines
+        .iter()
+        .map(|l| l["message"]["thinking"].as_str().unwrap_or_default())
+        .collect();
+    assert_eq!(streamed, thinking);
+    assert!(lines.iter().all(|l| l["message"]["content"] == ""));
+    // think:false: no <think> in the prompt, everything is content, nothing leaks as thinking.
+    let v = s.ok(
+        "/api/chat",
+        &json!({"model": "thinker", "messages": msgs, "think": false, "stream": false, "options": greedy(12)}),
+    );
+    assert!(v["message"].get("thinking").is_none(), "{v}");
+    assert!(!v["message"]["content"].as_str().unwrap().is_empty());
+    // A model that cannot think refuses think:true but accepts think:false.
+    let (st, v) = s.post(
+        "/api/chat",
+        &json!({"model": "smol", "messages": msgs, "think": true}),
+    );
+    assert_eq!(st, 400, "{v}");
+    assert_eq!(v["error"], "\"smol\" does not support thinking");
 }

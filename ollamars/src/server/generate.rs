@@ -5,6 +5,7 @@ use super::model::{ModelInfo, ModelInfoError};
 use super::options::Options;
 use super::prompt::{self, Renderer, Think};
 use super::sched::{Lease, SchedError};
+use super::thinking::ThinkingSplitter;
 use super::{ApiError, ServerState, join_error, ndjson_line, parse_body, parse_name};
 use crate::models::rfc3339;
 use crate::runner::proto::{Completion, DoneReason, ErrorKind, FromRunner, Metrics, ToRunner};
@@ -273,27 +274,43 @@ impl Running {
 }
 
 /// How to shape response lines.
-#[derive(Clone)]
 struct Shape {
     model: String,
     chat: bool,
     raw: bool,
     started: Instant,
     load_duration: Duration,
+    /// Splits thinking from content; `keep` is false for `think:false` (dropped, not leaked).
+    thinking: Option<(ThinkingSplitter, bool)>,
 }
 
 impl Shape {
-    fn chunk(&self, text: &str) -> Value {
+    fn chunk(&self, content: &str, thinking: &str) -> Value {
         if self.chat {
-            json!({"model": self.model, "created_at": now(),
-                "message": {"role": "assistant", "content": text}, "done": false})
+            let mut m = json!({"role": "assistant", "content": content});
+            if !thinking.is_empty() {
+                m["thinking"] = thinking.into();
+            }
+            json!({"model": self.model, "created_at": now(), "message": m, "done": false})
         } else {
-            json!({"model": self.model, "created_at": now(), "response": text, "done": false})
+            let mut v = json!({"model": self.model, "created_at": now(), "response": content});
+            if !thinking.is_empty() {
+                v["thinking"] = thinking.into();
+            }
+            v["done"] = false.into();
+            v
         }
     }
 
-    fn last(&self, reason: &str, m: &Metrics, tokens: Option<Vec<i32>>, text: &str) -> Value {
-        let mut v = self.chunk(text);
+    fn last(
+        &self,
+        reason: &str,
+        m: &Metrics,
+        tokens: Option<Vec<i32>>,
+        content: &str,
+        thinking: &str,
+    ) -> Value {
+        let mut v = self.chunk(content, thinking);
         let o = v.as_object_mut().expect("object");
         o.insert("done".into(), true.into());
         o.insert("done_reason".into(), reason.into());
@@ -315,22 +332,103 @@ impl Shape {
         }
         v
     }
+
+    /// `(thinking, content)` of a piece of output.
+    fn split(&mut self, text: &str) -> (String, String) {
+        match &mut self.thinking {
+            None => (String::new(), text.to_string()),
+            Some((s, keep)) => {
+                let (t, c) = s.push(text);
+                (if *keep { t } else { String::new() }, c)
+            }
+        }
+    }
+
+    /// What the splitter held back, at the end.
+    fn flush(&mut self) -> (String, String) {
+        match &mut self.thinking {
+            None => (String::new(), String::new()),
+            Some((s, keep)) => {
+                let (t, c) = s.finish();
+                (if *keep { t } else { String::new() }, c)
+            }
+        }
+    }
+
+    /// The NDJSON bytes for one event (nothing for a piece that is all held back).
+    fn line(&mut self, ev: Event) -> Bytes {
+        match ev {
+            Event::Text(t) => {
+                let (th, c) = self.split(&t);
+                if th.is_empty() && c.is_empty() {
+                    return Bytes::new();
+                }
+                ndjson_line(&self.chunk(&c, &th))
+            }
+            Event::Done {
+                reason,
+                metrics,
+                tokens,
+            } => {
+                let (th, c) = self.flush();
+                let mut out = Vec::new();
+                if !th.is_empty() || !c.is_empty() {
+                    out.extend_from_slice(&ndjson_line(&self.chunk(&c, &th)));
+                }
+                out.extend_from_slice(&ndjson_line(&self.last(
+                    reason.as_str(),
+                    &metrics,
+                    tokens,
+                    "",
+                    "",
+                )));
+                Bytes::from(out)
+            }
+            Event::Error(_, e) => ndjson_line(&json!({ "error": e })),
+        }
+    }
 }
 
-async fn respond(mut run: Running, shape: Shape, stream: bool) -> Result<Response, ApiError> {
+/// The thinking splitter for a response: the template's tags (or `<think>` for a thinking
+/// model rendered natively), when the request thinks or explicitly does not.
+fn splitter(
+    tmpl: Option<&Template>,
+    info: &ModelInfo,
+    think: &Think,
+    prompt: &str,
+) -> Option<(ThinkingSplitter, bool)> {
+    if !think.on && !think.set {
+        return None;
+    }
+    let (open, close) = match tmpl {
+        Some(t) => t.thinking_tags()?,
+        None if info.has("thinking") => ("<think>".to_string(), "</think>".to_string()),
+        None => return None,
+    };
+    let inside = prompt.trim_end().ends_with(open.as_str());
+    Some((ThinkingSplitter::new(&open, &close, inside), think.on))
+}
+
+async fn respond(mut run: Running, mut shape: Shape, stream: bool) -> Result<Response, ApiError> {
     if !stream {
-        let mut text = String::new();
+        let (mut content, mut thinking) = (String::new(), String::new());
         loop {
             match run.next().await {
-                Some(Event::Text(t)) => text.push_str(&t),
+                Some(Event::Text(t)) => {
+                    let (th, c) = shape.split(&t);
+                    thinking.push_str(&th);
+                    content.push_str(&c);
+                }
                 Some(Event::Done {
                     reason,
                     metrics,
                     tokens,
                 }) => {
-                    return Ok(
-                        Json(shape.last(reason.as_str(), &metrics, tokens, &text)).into_response()
-                    );
+                    let (th, c) = shape.flush();
+                    thinking.push_str(&th);
+                    content.push_str(&c);
+                    let v = shape.last(reason.as_str(), &metrics, tokens, &content, &thinking);
+                    return Ok(Json(v).into_response());
                 }
                 Some(Event::Error(k, e)) => return Err(runner_error(k, e)),
                 None => {
@@ -353,25 +451,15 @@ async fn respond(mut run: Running, shape: Shape, stream: bool) -> Result<Respons
             ));
         }
     };
-    let line = move |ev: Event, shape: &Shape| -> Bytes {
-        match ev {
-            Event::Text(t) => ndjson_line(&shape.chunk(&t)),
-            Event::Done {
-                reason,
-                metrics,
-                tokens,
-            } => ndjson_line(&shape.last(reason.as_str(), &metrics, tokens, "")),
-            Event::Error(_, e) => ndjson_line(&json!({ "error": e })),
-        }
-    };
-    let first_line = line(first, &shape);
-    let rest = futures::stream::unfold((run, shape), move |(mut run, shape)| async move {
+    let first_line = shape.line(first);
+    let rest = futures::stream::unfold((run, shape), move |(mut run, mut shape)| async move {
         let ev = run.next().await?;
-        let l = line(ev, &shape);
+        let l = shape.line(ev);
         Some((l, (run, shape)))
     });
     let body = futures::stream::once(async move { first_line })
         .chain(rest)
+        .filter(|b| futures::future::ready(!b.is_empty()))
         .map(Ok::<Bytes, std::convert::Infallible>);
     Ok((
         [(header::CONTENT_TYPE, "application/x-ndjson")],
@@ -469,8 +557,8 @@ pub(super) async fn generate(
         .await?;
     let load_duration = started.elapsed();
     let runner = &lease.runner.proc;
-    let prompt = if req.raw {
-        req.prompt.clone()
+    let (prompt, thinking) = if req.raw {
+        (req.prompt.clone(), None)
     } else {
         let tmpl = match &req.template {
             Some(t) => Some(
@@ -531,7 +619,8 @@ pub(super) async fn generate(
                 .await
                 .map_err(|(k, m)| runner_error(k, m))?,
         };
-        prefix + &rendered
+        let split = splitter(tmpl.as_ref(), &info, &think, &rendered);
+        (prefix + &rendered, split)
     };
     if req.debug_render_only {
         return Ok(Json(
@@ -554,6 +643,7 @@ pub(super) async fn generate(
         raw: req.raw,
         started,
         load_duration,
+        thinking,
     };
     respond(run, shape, req.stream.unwrap_or(true)).await
 }
@@ -633,6 +723,11 @@ pub(super) async fn chat(State(st): State<ServerState>, body: Bytes) -> Result<R
             "_debug_info": {"rendered_template": prompt, "image_count": 0}}))
         .into_response());
     }
+    let go = match &renderer {
+        Renderer::Go(t) => Some(t),
+        Renderer::Native => None,
+    };
+    let thinking = splitter(go, &info, &think, &prompt);
     let c = completion(&opts, prompt, truncate, req.shift.unwrap_or(true), false);
     let run = start(lease, c)?;
     let shape = Shape {
@@ -641,6 +736,7 @@ pub(super) async fn chat(State(st): State<ServerState>, body: Bytes) -> Result<R
         raw: false,
         started,
         load_duration,
+        thinking,
     };
     respond(run, shape, req.stream.unwrap_or(true)).await
 }

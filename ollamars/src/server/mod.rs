@@ -14,6 +14,7 @@ pub mod options;
 pub mod prompt;
 pub mod runner_client;
 pub mod sched;
+pub mod thinking;
 
 use crate::create::{self, CreateError, CreateRequest, Progress};
 use crate::models::{self, ShowError};
