@@ -6,10 +6,11 @@ use super::options::Options;
 use super::prompt::{self, Renderer, Think};
 use super::sched::{Lease, SchedError};
 use super::thinking::ThinkingSplitter;
+use super::tools::{self, ToolParser};
 use super::{ApiError, ServerState, join_error, ndjson_line, parse_body, parse_name};
 use crate::models::rfc3339;
 use crate::runner::proto::{Completion, DoneReason, ErrorKind, FromRunner, Metrics, ToRunner};
-use crate::template::{Message, Template, Tool};
+use crate::template::{Message, Template, Tool, ToolCall};
 use axum::Json;
 use axum::body::{Body, Bytes};
 use axum::extract::State;
@@ -282,40 +283,58 @@ struct Shape {
     load_duration: Duration,
     /// Splits thinking from content; `keep` is false for `think:false` (dropped, not leaked).
     thinking: Option<(ThinkingSplitter, bool)>,
+    /// Parses tool calls out of the content (chat with `tools`).
+    tools: Option<ToolParser>,
+}
+
+/// Output of the parsers for a piece of text.
+#[derive(Debug, Default)]
+struct Out {
+    thinking: String,
+    content: String,
+    calls: Vec<ToolCall>,
+}
+
+impl Out {
+    fn is_empty(&self) -> bool {
+        self.thinking.is_empty() && self.content.is_empty() && self.calls.is_empty()
+    }
+
+    fn append(&mut self, o: Out) {
+        self.thinking.push_str(&o.thinking);
+        self.content.push_str(&o.content);
+        self.calls.extend(o.calls);
+    }
 }
 
 impl Shape {
-    fn chunk(&self, content: &str, thinking: &str) -> Value {
+    fn chunk(&self, o: &Out) -> Value {
         if self.chat {
-            let mut m = json!({"role": "assistant", "content": content});
-            if !thinking.is_empty() {
-                m["thinking"] = thinking.into();
+            let mut m = json!({"role": "assistant", "content": o.content});
+            if !o.thinking.is_empty() {
+                m["thinking"] = o.thinking.clone().into();
+            }
+            if !o.calls.is_empty() {
+                m["tool_calls"] = json!(o.calls);
             }
             json!({"model": self.model, "created_at": now(), "message": m, "done": false})
         } else {
-            let mut v = json!({"model": self.model, "created_at": now(), "response": content});
-            if !thinking.is_empty() {
-                v["thinking"] = thinking.into();
+            let mut v = json!({"model": self.model, "created_at": now(), "response": o.content});
+            if !o.thinking.is_empty() {
+                v["thinking"] = o.thinking.clone().into();
             }
             v["done"] = false.into();
             v
         }
     }
 
-    fn last(
-        &self,
-        reason: &str,
-        m: &Metrics,
-        tokens: Option<Vec<i32>>,
-        content: &str,
-        thinking: &str,
-    ) -> Value {
-        let mut v = self.chunk(content, thinking);
-        let o = v.as_object_mut().expect("object");
-        o.insert("done".into(), true.into());
-        o.insert("done_reason".into(), reason.into());
+    fn last(&self, reason: &str, m: &Metrics, tokens: Option<Vec<i32>>, o: &Out) -> Value {
+        let mut v = self.chunk(o);
+        let obj = v.as_object_mut().expect("object");
+        obj.insert("done".into(), true.into());
+        obj.insert("done_reason".into(), reason.into());
         if let Some(t) = tokens.filter(|_| !self.chat && !self.raw) {
-            o.insert("context".into(), json!(t));
+            obj.insert("context".into(), json!(t));
         }
         let total = self.started.elapsed().as_nanos() as u64;
         for (k, n) in [
@@ -327,30 +346,56 @@ impl Shape {
             ("eval_duration", m.eval_duration),
         ] {
             if n != 0 {
-                o.insert(k.into(), n.into());
+                obj.insert(k.into(), n.into());
             }
         }
         v
     }
 
-    /// `(thinking, content)` of a piece of output.
-    fn split(&mut self, text: &str) -> (String, String) {
-        match &mut self.thinking {
+    /// What a piece of output contributes: thinking, content and completed tool calls.
+    fn split(&mut self, text: &str) -> Out {
+        let (thinking, content) = match &mut self.thinking {
             None => (String::new(), text.to_string()),
             Some((s, keep)) => {
                 let (t, c) = s.push(text);
                 (if *keep { t } else { String::new() }, c)
             }
-        }
+        };
+        self.parse_tools(thinking, &content)
     }
 
-    /// What the splitter held back, at the end.
-    fn flush(&mut self) -> (String, String) {
-        match &mut self.thinking {
+    /// What the parsers held back, at the end.
+    fn flush(&mut self) -> Out {
+        let (thinking, content) = match &mut self.thinking {
             None => (String::new(), String::new()),
             Some((s, keep)) => {
                 let (t, c) = s.finish();
                 (if *keep { t } else { String::new() }, c)
+            }
+        };
+        let mut out = self.parse_tools(thinking, &content);
+        if let Some(p) = &mut self.tools {
+            let (c, calls) = p.finish();
+            out.content.push_str(&c);
+            out.calls.extend(calls);
+        }
+        out
+    }
+
+    fn parse_tools(&mut self, thinking: String, content: &str) -> Out {
+        match &mut self.tools {
+            None => Out {
+                thinking,
+                content: content.to_string(),
+                calls: Vec::new(),
+            },
+            Some(p) => {
+                let (content, calls) = p.push(content);
+                Out {
+                    thinking,
+                    content,
+                    calls,
+                }
             }
         }
     }
@@ -359,29 +404,24 @@ impl Shape {
     fn line(&mut self, ev: Event) -> Bytes {
         match ev {
             Event::Text(t) => {
-                let (th, c) = self.split(&t);
-                if th.is_empty() && c.is_empty() {
+                let o = self.split(&t);
+                if o.is_empty() {
                     return Bytes::new();
                 }
-                ndjson_line(&self.chunk(&c, &th))
+                ndjson_line(&self.chunk(&o))
             }
             Event::Done {
                 reason,
                 metrics,
                 tokens,
             } => {
-                let (th, c) = self.flush();
+                let o = self.flush();
                 let mut out = Vec::new();
-                if !th.is_empty() || !c.is_empty() {
-                    out.extend_from_slice(&ndjson_line(&self.chunk(&c, &th)));
+                if !o.is_empty() {
+                    out.extend_from_slice(&ndjson_line(&self.chunk(&o)));
                 }
-                out.extend_from_slice(&ndjson_line(&self.last(
-                    reason.as_str(),
-                    &metrics,
-                    tokens,
-                    "",
-                    "",
-                )));
+                let last = self.last(reason.as_str(), &metrics, tokens, &Out::default());
+                out.extend_from_slice(&ndjson_line(&last));
                 Bytes::from(out)
             }
             Event::Error(_, e) => ndjson_line(&json!({ "error": e })),
@@ -411,23 +451,21 @@ fn splitter(
 
 async fn respond(mut run: Running, mut shape: Shape, stream: bool) -> Result<Response, ApiError> {
     if !stream {
-        let (mut content, mut thinking) = (String::new(), String::new());
+        let mut all = Out::default();
         loop {
             match run.next().await {
                 Some(Event::Text(t)) => {
-                    let (th, c) = shape.split(&t);
-                    thinking.push_str(&th);
-                    content.push_str(&c);
+                    let o = shape.split(&t);
+                    all.append(o);
                 }
                 Some(Event::Done {
                     reason,
                     metrics,
                     tokens,
                 }) => {
-                    let (th, c) = shape.flush();
-                    thinking.push_str(&th);
-                    content.push_str(&c);
-                    let v = shape.last(reason.as_str(), &metrics, tokens, &content, &thinking);
+                    let o = shape.flush();
+                    all.append(o);
+                    let v = shape.last(reason.as_str(), &metrics, tokens, &all);
                     return Ok(Json(v).into_response());
                 }
                 Some(Event::Error(k, e)) => return Err(runner_error(k, e)),
@@ -644,6 +682,7 @@ pub(super) async fn generate(
         started,
         load_duration,
         thinking,
+        tools: None,
     };
     respond(run, shape, req.stream.unwrap_or(true)).await
 }
@@ -728,6 +767,14 @@ pub(super) async fn chat(State(st): State<ServerState>, body: Bytes) -> Result<R
         Renderer::Native => None,
     };
     let thinking = splitter(go, &info, &think, &prompt);
+    let tools = (!req.tools.is_empty()).then(|| {
+        let tag = match go {
+            Some(t) => t.tool_call_tag_or_default(),
+            None => tools::native_tag(&info.native_template).to_string(),
+        };
+        let names = req.tools.iter().map(|t| t.function.name.clone()).collect();
+        ToolParser::new(&tag, names)
+    });
     let c = completion(&opts, prompt, truncate, req.shift.unwrap_or(true), false);
     let run = start(lease, c)?;
     let shape = Shape {
@@ -737,6 +784,7 @@ pub(super) async fn chat(State(st): State<ServerState>, body: Bytes) -> Result<R
         started,
         load_duration,
         thinking,
+        tools,
     };
     respond(run, shape, req.stream.unwrap_or(true)).await
 }

@@ -15,6 +15,7 @@ pub mod prompt;
 pub mod runner_client;
 pub mod sched;
 pub mod thinking;
+pub mod tools;
 
 use crate::create::{self, CreateError, CreateRequest, Progress};
 use crate::models::{self, ShowError};

@@ -25,6 +25,8 @@ pub struct ModelInfo {
     pub messages: Vec<Message>,
     /// Capabilities (`completion`, `embedding`, `tools`, `insert`, `thinking`, ...).
     pub capabilities: Vec<String>,
+    /// The GGUF's own chat template text when there is no Go TEMPLATE (for tool-tag lookup).
+    pub native_template: String,
 }
 
 impl ModelInfo {
@@ -125,6 +127,7 @@ impl ModelCache {
             params,
             messages,
             capabilities,
+            native_template: show["template"].as_str().unwrap_or_default().to_string(),
         };
         let info = Arc::new(info);
         self.map

@@ -1,0 +1,356 @@
+//! Tool calls parsed from streamed model output (spec §7.4): text up to the template's tool tag
+//! (e.g. `<tool_call>`, `[TOOL_CALLS]`, or `{` for bare JSON) is content; after it, each
+//! complete JSON object naming a supplied tool becomes one whole call, with `arguments` as an
+//! object, an id `call_` + 8 lowercase alphanumerics, and an increasing `function.index`.
+//! Text that may be the start of the tag is held back until it is known; a tag followed by
+//! something that is not a call is given back as content.
+
+use crate::template::{ToolCall, ToolCallFunction};
+use serde_json::{Map, Value};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// The parser for one response.
+#[derive(Debug, Clone)]
+pub struct ToolParser {
+    tag: String,
+    names: Vec<String>,
+    buf: String,
+    /// After the tag: collecting JSON.
+    in_call: bool,
+    index: usize,
+}
+
+/// Output of one step: content to emit and the calls completed.
+pub type Parsed = (String, Vec<ToolCall>);
+
+/// A fresh call id: `call_` and 8 lowercase alphanumerics.
+pub fn call_id() -> String {
+    use sha2::{Digest, Sha256};
+    static N: AtomicU64 = AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    let mut h = Sha256::new();
+    h.update(nanos.to_le_bytes());
+    h.update(N.fetch_add(1, Ordering::Relaxed).to_le_bytes());
+    h.update(std::process::id().to_le_bytes());
+    const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
+    let id: String = h
+        .finalize()
+        .iter()
+        .take(8)
+        .map(|b| ALPHABET[usize::from(*b) % ALPHABET.len()] as char)
+        .collect();
+    format!("call_{id}")
+}
+
+/// Where the first complete JSON value in `s` (which starts with `{` or `[`) ends, if it does.
+fn json_end(s: &str) -> Option<usize> {
+    let mut depth = 0usize;
+    let mut in_str = false;
+    let mut escaped = false;
+    for (i, c) in s.char_indices() {
+        if in_str {
+            match c {
+                _ if escaped => escaped = false,
+                '\\' => escaped = true,
+                '"' => in_str = false,
+                _ => {}
+            }
+            continue;
+        }
+        match c {
+            '"' => in_str = true,
+            '{' | '[' => depth += 1,
+            '}' | ']' => {
+                depth = depth.checked_sub(1)?;
+                if depth == 0 {
+                    return Some(i + 1);
+                }
+            }
+            _ => {}
+        }
+    }
+    None
+}
+
+/// The arguments of a call object: `arguments` or `parameters` (an object, or a string holding
+/// one), else the object minus its name.
+fn arguments(obj: &Map<String, Value>) -> Map<String, Value> {
+    for key in ["arguments", "parameters"] {
+        match obj.get(key) {
+            Some(Value::Object(m)) => return m.clone(),
+            Some(Value::String(s)) => {
+                if let Ok(Value::Object(m)) = serde_json::from_str::<Value>(s) {
+                    return m;
+                }
+            }
+            _ => {}
+        }
+    }
+    let mut rest = obj.clone();
+    rest.remove("name");
+    rest
+}
+
+impl ToolParser {
+    /// A parser for `tag` and the names of the supplied tools.
+    pub fn new(tag: &str, names: Vec<String>) -> ToolParser {
+        ToolParser {
+            tag: tag.trim().to_string(),
+            names,
+            buf: String::new(),
+            in_call: false,
+            index: 0,
+        }
+    }
+
+    /// The calls in one JSON value (an object, or a list of them); `None` if it is not a call
+    /// of a supplied tool.
+    fn calls_in(&mut self, v: &Value) -> Option<Vec<ToolCall>> {
+        let items: Vec<&Value> = match v {
+            Value::Array(a) => a.iter().collect(),
+            other => vec![other],
+        };
+        let mut out = Vec::new();
+        for item in items {
+            let obj = item.as_object()?;
+            let inner = match obj.get("function") {
+                Some(Value::Object(f)) => f,
+                _ => obj,
+            };
+            let name = inner.get("name")?.as_str()?.to_string();
+            if !self.names.contains(&name) {
+                return None;
+            }
+            out.push(ToolCall {
+                id: call_id(),
+                function: ToolCallFunction {
+                    index: self.index + out.len(),
+                    name,
+                    arguments: arguments(inner),
+                },
+            });
+        }
+        self.index += out.len();
+        Some(out)
+    }
+
+    /// Adds streamed text.
+    pub fn push(&mut self, text: &str) -> Parsed {
+        self.buf.push_str(text);
+        let mut content = String::new();
+        let mut calls = Vec::new();
+        loop {
+            if !self.in_call {
+                match self.buf.find(self.tag.as_str()) {
+                    Some(at) => {
+                        content.push_str(&self.buf[..at]);
+                        // A bare-JSON tag (`{`, `[`) is part of the call itself.
+                        let skip = if self.tag.ends_with(['{', '[']) {
+                            self.tag.len() - 1
+                        } else {
+                            self.tag.len()
+                        };
+                        self.buf.drain(..at + skip);
+                        self.in_call = true;
+                    }
+                    None => {
+                        let keep = (1..self.tag.len().min(self.buf.len() + 1))
+                            .rev()
+                            .find(|&n| {
+                                self.tag.is_char_boundary(n) && self.buf.ends_with(&self.tag[..n])
+                            })
+                            .unwrap_or(0);
+                        let emit = self.buf.len() - keep;
+                        content.push_str(&self.buf[..emit]);
+                        self.buf.drain(..emit);
+                        return (content, calls);
+                    }
+                }
+            }
+            // In a call: skip whitespace, then expect JSON.
+            let t = self.buf.trim_start();
+            if t.is_empty() {
+                return (content, calls);
+            }
+            if !t.starts_with(['{', '[']) {
+                // Not a call after all: give the text back.
+                let rest = std::mem::take(&mut self.buf);
+                self.in_call = false;
+                if calls.is_empty() && self.index == 0 {
+                    content.push_str(&self.tag);
+                }
+                content.push_str(&rest);
+                return (content, calls);
+            }
+            let Some(end) = json_end(t) else {
+                return (content, calls);
+            };
+            let (json, after) = (t[..end].to_string(), t[end..].to_string());
+            match serde_json::from_str::<Value>(&json)
+                .ok()
+                .and_then(|v| self.calls_in(&v))
+            {
+                Some(found) => {
+                    calls.extend(found);
+                    // Drop a closing tag (`</tool_call>`) and separators after the call.
+                    let mut rest = after
+                        .trim_start()
+                        .trim_start_matches([',', ';'])
+                        .trim_start();
+                    if rest.starts_with("</") {
+                        rest = rest.find('>').map_or("", |i| &rest[i + 1..]);
+                    }
+                    self.buf = rest.to_string();
+                    self.in_call = false;
+                }
+                None => {
+                    content.push_str(&json);
+                    self.buf = after;
+                    self.in_call = false;
+                }
+            }
+        }
+    }
+
+    /// Ends the response: held-back text that never became a call is content.
+    pub fn finish(&mut self) -> Parsed {
+        let rest = std::mem::take(&mut self.buf);
+        if self.in_call && !rest.trim().is_empty() {
+            // An unfinished call: give it back as text.
+            let tag = if self.tag.ends_with(['{', '[']) {
+                self.tag[..self.tag.len() - 1].to_string()
+            } else {
+                self.tag.clone()
+            };
+            return (tag + &rest, Vec::new());
+        }
+        (if self.in_call { String::new() } else { rest }, Vec::new())
+    }
+}
+
+/// The tool-call tag for a model rendered natively (no Go template), from its template text.
+pub fn native_tag(template_text: &str) -> &'static str {
+    for tag in [
+        "<tool_call>",
+        "[TOOL_CALLS]",
+        "<|python_tag|>",
+        "<|tool_call|>",
+        "<toolcall>",
+    ] {
+        if template_text.contains(tag) {
+            return tag;
+        }
+    }
+    "{"
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn run(p: &mut ToolParser, pieces: &[&str]) -> (String, Vec<ToolCall>) {
+        let (mut c, mut calls) = (String::new(), Vec::new());
+        for piece in pieces {
+            let (a, b) = p.push(piece);
+            c += &a;
+            calls.extend(b);
+        }
+        let (a, b) = p.finish();
+        c += &a;
+        calls.extend(b);
+        (c, calls)
+    }
+
+    fn names() -> Vec<String> {
+        vec!["get_weather".into(), "add".into()]
+    }
+
+    #[test]
+    fn tagged_calls_across_pieces() {
+        let mut p = ToolParser::new("<tool_call>", names());
+        let (c, calls) = run(
+            &mut p,
+            &[
+                "Sure. <tool_",
+                "call>\n{\"name\": \"get_weather\", \"argu",
+                "ments\": {\"city\": \"Paris\"}}\n</tool_call>",
+                "<tool_call>{\"name\":\"add\",\"arguments\":\"{\\\"a\\\":1,\\\"b\\\":2}\"}</tool_call>",
+            ],
+        );
+        assert_eq!(c, "Sure. ");
+        assert_eq!(calls.len(), 2);
+        assert_eq!(calls[0].function.name, "get_weather");
+        assert_eq!(
+            calls[0].function.arguments,
+            json!({"city": "Paris"}).as_object().unwrap().clone()
+        );
+        assert_eq!(calls[0].function.index, 0);
+        assert_eq!(calls[1].function.index, 1);
+        assert_eq!(
+            calls[1].function.arguments,
+            json!({"a": 1, "b": 2}).as_object().unwrap().clone()
+        );
+        for c in &calls {
+            assert!(c.id.starts_with("call_") && c.id.len() == 13, "{}", c.id);
+            assert!(
+                c.id[5..]
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+            );
+        }
+        assert_ne!(calls[0].id, calls[1].id);
+    }
+
+    #[test]
+    fn bare_json_and_lists() {
+        let mut p = ToolParser::new("{", names());
+        let (c, calls) = run(&mut p, &["{\"name\": \"add\", \"parameters\": {\"a\": 2}}"]);
+        assert_eq!(c, "");
+        assert_eq!(calls[0].function.arguments["a"], 2);
+        let mut p = ToolParser::new("[TOOL_CALLS]", names());
+        let (c, calls) = run(
+            &mut p,
+            &[
+                "[TOOL_CALLS] [{\"name\": \"add\", \"arguments\": {}}, {\"name\": \"get_weather\", \"arguments\": {\"city\": \"x\"}}]",
+            ],
+        );
+        assert_eq!((c.as_str(), calls.len()), ("", 2));
+    }
+
+    #[test]
+    fn text_that_is_not_a_call_stays_content() {
+        let mut p = ToolParser::new("{", names());
+        let (c, calls) = run(&mut p, &["Use {\"x\": 1} as data."]);
+        assert!(calls.is_empty());
+        assert_eq!(c, "Use {\"x\": 1} as data.");
+        let mut p = ToolParser::new("<tool_call>", names());
+        let (c, calls) = run(
+            &mut p,
+            &["<tool_call>{\"name\": \"unknown\", \"arguments\": {}}"],
+        );
+        assert!(calls.is_empty());
+        assert!(c.contains("unknown"));
+        let mut p = ToolParser::new("<tool_call>", names());
+        let (c, calls) = run(&mut p, &["a <tool", " b"]);
+        assert_eq!((c.as_str(), calls.len()), ("a <tool b", 0));
+        let mut p = ToolParser::new("<tool_call>", names());
+        let (c, _) = run(&mut p, &["<tool_call>{\"name\": \"add\", \"argum"]);
+        assert_eq!(c, "<tool_call>{\"name\": \"add\", \"argum");
+    }
+
+    #[test]
+    fn braces_inside_strings_do_not_confuse() {
+        assert_eq!(json_end(r#"{"a": "}{\"}"}rest"#), Some(14));
+        assert_eq!(json_end("{\"a\": [1, {\"b\": 2}]}x"), Some(20));
+        assert_eq!(json_end("{\"a\": "), None);
+    }
+
+    #[test]
+    fn native_tags() {
+        assert_eq!(native_tag("... <tool_call> ..."), "<tool_call>");
+        assert_eq!(native_tag("plain"), "{");
+    }
+}
