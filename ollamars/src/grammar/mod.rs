@@ -467,10 +467,10 @@ impl<'a> Gen<'a> {
     ) -> Result<(u64, Option<u64>), SchemaError> {
         let min = Self::bound(obj, min_key, path)?.unwrap_or(0);
         let max = Self::bound(obj, max_key, path)?;
-        if let Some(max) = max {
-            if min > max {
-                return Err(Self::invalid(format!("{min_key} exceeds {max_key}"), path));
-            }
+        if let Some(max) = max
+            && min > max
+        {
+            return Err(Self::invalid(format!("{min_key} exceeds {max_key}"), path));
         }
         if min > MAX_REPEAT {
             return Err(SchemaError::TooLarge);
@@ -480,11 +480,11 @@ impl<'a> Gen<'a> {
 
     fn string(&mut self, obj: &Map<String, Value>, path: &str) -> Result<String, SchemaError> {
         let ws = self.prim("ws");
-        if let Some(f) = obj.get("format").and_then(Value::as_str) {
-            if matches!(f, "date" | "time" | "date-time" | "uuid") {
-                let r = self.prim(f);
-                return Ok(format!(r#""\"" {r} "\"" {ws}"#));
-            }
+        if let Some(f) = obj.get("format").and_then(Value::as_str)
+            && matches!(f, "date" | "time" | "date-time" | "uuid")
+        {
+            let r = self.prim(f);
+            return Ok(format!(r#""\"" {r} "\"" {ws}"#));
         }
         let (min, max) = Self::bounds(obj, "minLength", "maxLength", path)?;
         if (min, max) == (0, None) {
