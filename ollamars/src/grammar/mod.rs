@@ -27,11 +27,15 @@
 //!   recursive references become recursive rules.
 //! - Strings: `minLength`, `maxLength` (above 1024, `maxLength` is unbounded), and `format`
 //!   `date`, `time`, `date-time` and `uuid`. Other formats allow any string.
+//! - String `pattern`, for a simple subset: anchored at both ends (`^...$`), with literal
+//!   characters, `\d`, `\w`, `.`, non-negated classes, groups, alternation and quantifiers
+//!   (see `pattern.rs`). A translated pattern decides alone (length bounds are then ignored);
+//!   any other pattern is ignored.
 //!
 //! # What is ignored
 //!
 //! Keywords that would narrow the language but that this converter does not express are
-//! ignored, so the grammar allows more than the schema: `pattern`, `not`, `if`/`then`/`else`,
+//! ignored, so the grammar allows more than the schema: patterns outside the subset, `not`, `if`/`then`/`else`,
 //! `patternProperties`, `propertyNames`, `minProperties`/`maxProperties`, `minimum`/`maximum`
 //! and the other numeric bounds, `uniqueItems`, `contains`, and the keywords beside `$ref`,
 //! `anyOf`, `oneOf`, `enum` and `const` (each of these decides the schema alone).
@@ -46,6 +50,7 @@ use std::collections::HashMap;
 
 use serde_json::{Map, Value};
 
+mod pattern;
 #[cfg(test)]
 mod tests;
 
@@ -55,6 +60,8 @@ pub const MAX_DEPTH: usize = 32;
 pub const MAX_SCHEMA_BYTES: usize = 1 << 20;
 /// Most grammar rules one schema may produce.
 pub const MAX_RULES: usize = 5000;
+/// Most schemas visited for one grammar.
+const MAX_VISITS: usize = 100_000;
 /// Largest `minItems`/`minLength` accepted, and the largest `maxItems`/`maxLength` kept
 /// (larger maxima are treated as unbounded).
 pub const MAX_REPEAT: u64 = 1024;
@@ -131,6 +138,7 @@ pub fn from_schema(schema: &Value) -> Result<String, SchemaError> {
         return Err(SchemaError::TooLarge);
     }
     let mut g = Gen::new(schema);
+    g.claim = Some("root".into());
     let expr = g.visit(schema, "root", "", 0)?;
     Ok(g.finish(expr))
 }
@@ -197,6 +205,14 @@ struct Gen<'a> {
     by_body: HashMap<String, String>,
     /// `$ref` → its rule name.
     refs: HashMap<String, String>,
+    /// Schemas visited so far (bounded, against blow-ups that share rules).
+    visits: usize,
+    /// A name already reserved (`root`, or a `$ref`'s) for the rule made with exactly this
+    /// hint, so that `Name ::= Name-1` indirections are not needed.
+    claim: Option<String>,
+    /// `$ref`s entered since the last object or array began (a reference to one of these
+    /// would be left recursion).
+    bare: Vec<String>,
 }
 
 fn is_ident(s: &str) -> bool {
@@ -274,13 +290,18 @@ impl<'a> Gen<'a> {
             used: HashMap::new(),
             by_body: HashMap::new(),
             refs: HashMap::new(),
+            visits: 0,
+            claim: None,
+            bare: Vec::new(),
         }
     }
 
     /// The whole grammar, `root` first.
     fn finish(mut self, root_expr: String) -> String {
-        let mut out = format!("root ::= {root_expr}\n");
-        // A generated rule named `root` would clash; `visit` never names one so.
+        let mut out = String::new();
+        if root_expr != "root" {
+            out = format!("root ::= {root_expr}\n");
+        }
         for (name, body) in self.rules.drain(..) {
             out.push_str(&format!("{name} ::= {body}\n"));
         }
@@ -330,7 +351,13 @@ impl<'a> Gen<'a> {
         if let Some(n) = self.by_body.get(&body) {
             return Ok(n.clone());
         }
-        let name = self.fresh(hint)?;
+        let name = match self.claim.take() {
+            Some(c) if c == hint => c,
+            other => {
+                self.claim = other;
+                self.fresh(hint)?
+            }
+        };
         self.by_body.insert(body.clone(), name.clone());
         self.rules.push((name.clone(), body));
         Ok(name)
@@ -353,6 +380,10 @@ impl<'a> Gen<'a> {
     ) -> Result<String, SchemaError> {
         if depth > MAX_DEPTH {
             return Err(SchemaError::TooDeep);
+        }
+        self.visits += 1;
+        if self.visits > MAX_VISITS {
+            return Err(SchemaError::TooLarge);
         }
         let obj = match schema {
             Value::Bool(true) => return Ok(self.prim("value")),
@@ -486,6 +517,12 @@ impl<'a> Gen<'a> {
             let r = self.prim(f);
             return Ok(format!(r#""\"" {r} "\"" {ws}"#));
         }
+        if let Some(p) = obj.get("pattern").and_then(Value::as_str) {
+            let c = self.prim("char");
+            if let Some(e) = pattern::translate(p, &c) {
+                return Ok(format!(r#""\"" {e} "\"" {ws}"#));
+            }
+        }
         let (min, max) = Self::bounds(obj, "minLength", "maxLength", path)?;
         if (min, max) == (0, None) {
             return Ok(self.prim("string"));
@@ -591,6 +628,13 @@ impl<'a> Gen<'a> {
 
     /// A `$ref` as a rule of its own (emitted once, so recursion works).
     fn reference(&mut self, r: &str, depth: usize) -> Result<String, SchemaError> {
+        if self.bare.iter().any(|b| b == r) {
+            // `A ::= A | ...`: llama.cpp refuses left recursion.
+            return Err(SchemaError::Unsupported {
+                what: format!("$ref {r} refers to itself before any object or array"),
+                path: show_path(r.trim_start_matches('#')),
+            });
+        }
         if let Some(n) = self.refs.get(r) {
             return Ok(n.clone());
         }
@@ -603,7 +647,15 @@ impl<'a> Gen<'a> {
         })?;
         self.refs.insert(r.to_string(), name.clone());
         let path = r.trim_start_matches('#');
-        let body = self.visit(target, &name, path, depth + 1)?;
+        let outer = self.claim.replace(name.clone());
+        self.bare.push(r.to_string());
+        let body = self.visit(target, &name, path, depth + 1);
+        self.bare.pop();
+        self.claim = outer;
+        let body = body?;
+        if body == name {
+            return Ok(name);
+        }
         if self.rules.len() >= MAX_RULES {
             return Err(SchemaError::TooLarge);
         }
@@ -612,6 +664,20 @@ impl<'a> Gen<'a> {
     }
 
     fn object(
+        &mut self,
+        obj: &Map<String, Value>,
+        hint: &str,
+        path: &str,
+        depth: usize,
+    ) -> Result<String, SchemaError> {
+        // Its opening bracket consumes input: references inside may recurse.
+        let bare = std::mem::take(&mut self.bare);
+        let r = self.object_body(obj, hint, path, depth);
+        self.bare = bare;
+        r
+    }
+
+    fn object_body(
         &mut self,
         obj: &Map<String, Value>,
         hint: &str,
@@ -746,6 +812,20 @@ impl<'a> Gen<'a> {
         path: &str,
         depth: usize,
     ) -> Result<String, SchemaError> {
+        // Its opening bracket consumes input: references inside may recurse.
+        let bare = std::mem::take(&mut self.bare);
+        let r = self.array_body(obj, hint, path, depth);
+        self.bare = bare;
+        r
+    }
+
+    fn array_body(
+        &mut self,
+        obj: &Map<String, Value>,
+        hint: &str,
+        path: &str,
+        depth: usize,
+    ) -> Result<String, SchemaError> {
         let ws = self.prim("ws");
         // `prefixItems`, or draft-07's `items` as an array, is a tuple.
         let (prefix, rest, rest_path) = match (obj.get("prefixItems"), obj.get("items")) {
@@ -800,13 +880,9 @@ impl<'a> Gen<'a> {
         let item = match rest {
             None => self.prim("value"),
             Some(s) => {
-                let e = self.visit(
-                    s,
-                    &format!("{hint}-item"),
-                    &format!("{path}/items"),
-                    depth + 1,
-                )?;
-                group(&e)
+                let h = format!("{hint}-item");
+                let e = self.visit(s, &h, &format!("{path}/items"), depth + 1)?;
+                self.rule(&h, e)?
             }
         };
         let (min, max) = Self::bounds(obj, "minItems", "maxItems", path)?;

@@ -79,7 +79,7 @@ impl Parser<'_> {
             'n' => '\n',
             't' => '\t',
             'r' => '\r',
-            '\\' | '"' | '[' | ']' | '-' | '^' => e,
+            '\\' | '"' | '[' | ']' => e,
             'x' => self.hex(2)?,
             'u' => self.hex(4)?,
             'U' => self.hex(8)?,
@@ -518,12 +518,58 @@ fn string_formats() {
             r#""123e4567-e89b-12d3-a456-42661417400g""#,
         ],
     );
-    // Unknown formats, and patterns, are ignored.
+    // Unknown formats, and patterns outside the subset, are ignored.
     check(
-        json!({"type": "string", "format": "email", "pattern": "^[a-z]+$"}),
+        json!({"type": "string", "format": "email", "pattern": "[a-z]+"}),
         &[r#""anything 1""#],
         &["1"],
     );
+}
+
+#[test]
+fn simple_patterns() {
+    check(
+        json!({"type": "string", "pattern": "^[a-z]+$"}),
+        &[r#""abc""#, r#""z""#],
+        &[r#""""#, r#""aBc""#, r#""ab1""#],
+    );
+    check(
+        json!({"type": "string", "pattern": "^\\d{3}-\\d{4}$"}),
+        &[r#""555-1234""#],
+        &[r#""5551234""#, r#""55-1234""#, r#""555-12345""#],
+    );
+    check(
+        json!({"type": "string", "pattern": "^(?:foo|ba[rz])+\\.(txt|md)?$"}),
+        &[r#""foo.txt""#, r#""barbaz.""#, r#""foobar.md""#],
+        &[r#"".txt""#, r#""bat.md""#, r#""foo.doc""#],
+    );
+    check(
+        json!({"type": "string", "pattern": "^a\"b\\\\c.$", "maxLength": 1}),
+        &[r#""a\"b\\cx""#, r#""a\"b\\c\n""#],
+        &[r#""a"b\\cx""#, r#""a\"b\\c""#],
+    );
+    check(
+        json!({"type": "string", "pattern": "^[\\w\\-^\\]]{2,3}$"}),
+        &[r#""a-^""#, r#""_]""#],
+        &[r#""a""#, r#""a b""#, r#""a-^]""#],
+    );
+    // Outside the subset: ignored.
+    for p in [
+        "abc",
+        "^a",
+        "^[^a]$",
+        "^a*?$",
+        "^(a$",
+        "^\\s$",
+        "^$",
+        "^a{2000}$",
+    ] {
+        check(
+            json!({"type": "string", "pattern": p}),
+            &[r#""anything""#],
+            &["1"],
+        );
+    }
 }
 
 #[test]
@@ -904,6 +950,20 @@ fn bad_refs() {
     assert_eq!(e.to_string(), "$ref not found: #/$defs/X");
     assert!(from_schema(&json!({"$ref": "https://example.com/s.json"})).is_err());
     assert!(from_schema(&json!({"$ref": 3})).is_err());
+}
+
+#[test]
+fn left_recursive_refs_are_refused() {
+    for s in [
+        json!({"$defs": {"A": {"$ref": "#/$defs/A"}}, "$ref": "#/$defs/A"}),
+        json!({"$defs": {"A": {"anyOf": [{"$ref": "#/$defs/B"}, {"type": "integer"}]}, "B": {"allOf": [{"$ref": "#/$defs/A"}]}}, "$ref": "#/$defs/A"}),
+        json!({"anyOf": [{"$ref": "#"}, {"type": "null"}]}),
+    ] {
+        let e = from_schema(&s).unwrap_err();
+        assert!(matches!(e, SchemaError::Unsupported { .. }), "{e}");
+    }
+    // llama.cpp refuses such grammars too (rather than looping).
+    assert!(llama_parses("root ::= root \"x\" | \"y\"\n").is_err());
 }
 
 #[test]
