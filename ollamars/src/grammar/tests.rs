@@ -1026,13 +1026,9 @@ fn sample_grammars() -> Vec<String> {
     out
 }
 
-/// A tiny one-layer llama model with a 32-token SentencePiece vocabulary, for llama.cpp to
-/// build grammar samplers against.
-fn tiny_model_with_vocab() -> Vec<u8> {
-    use crate::gguf::{Array, Value as G};
-    use crate::gguf::{GgmlType, GgufWriter};
-    const E: u64 = 64;
-    const V: u64 = 32;
+/// The tiny model's vocabulary: control tokens, a newline byte, and one token per character
+/// of simple JSON texts.
+fn vocab() -> Vec<String> {
     let mut tokens = vec![
         "<unk>".to_string(),
         "<s>".into(),
@@ -1040,13 +1036,24 @@ fn tiny_model_with_vocab() -> Vec<u8> {
         "<0x0A>".into(),
     ];
     tokens.extend(
-        "{}[]\":,0123456789 truefalsn."
+        "{}[]\":,0123456789 truefalsn.-bd\\"
             .chars()
             .map(|c| c.to_string()),
     );
+    tokens
+}
+
+/// A tiny one-layer llama model with a 36-token SentencePiece vocabulary, for llama.cpp to
+/// build grammar samplers against.
+fn tiny_model_with_vocab() -> Vec<u8> {
+    use crate::gguf::{Array, Value as G};
+    use crate::gguf::{GgmlType, GgufWriter};
+    const E: u64 = 64;
+    const V: u64 = 36;
+    let tokens = vocab();
     assert_eq!(tokens.len(), V as usize);
     let mut types = vec![2i32, 3, 3, 6];
-    types.extend(std::iter::repeat_n(1, 28));
+    types.extend(std::iter::repeat_n(1, V as usize - 4));
     let f = |n: u64, seed: u64| -> Vec<u8> {
         (0..n)
             .flat_map(|i| ((((i * 31 + seed) % 17) as f32 - 8.0) / 64.0).to_le_bytes())
@@ -1118,6 +1125,105 @@ fn llama_parses(gbnf: &str) -> Result<(), String> {
     )
     .map(drop)
     .map_err(|e| e.to_string())
+}
+
+/// Whether llama.cpp's grammar sampler lets the tiny model write `text` (one token per
+/// character) and then end.
+fn llama_accepts(gbnf: &str, text: &str) -> bool {
+    let vocab = vocab();
+    let mut sampler = llama::Sampler::new(
+        tiny_model(),
+        &llama::SamplerParams::greedy().grammar(llama::Grammar::new(gbnf)),
+    )
+    .unwrap();
+    let tokens = text.chars().map(|c| {
+        let piece = if c == '\n' {
+            "<0x0A>".to_string()
+        } else {
+            c.to_string()
+        };
+        vocab
+            .iter()
+            .position(|t| *t == piece)
+            .unwrap_or_else(|| panic!("{c:?} is not in the vocabulary"))
+    });
+    for want in tokens.chain([2]) {
+        let mut logits = vec![0.0f32; vocab.len()];
+        logits[want] = 10.0;
+        match sampler.sample_logits(&logits) {
+            Ok(got) if got as usize == want => {}
+            _ => return false,
+        }
+    }
+    true
+}
+
+#[test]
+fn llama_cpp_and_the_matcher_agree() {
+    let cases = [
+        (
+            json!({"type": "object", "properties": {"a": {"type": "integer"}, "s": {"type": ["number", "null"]}}, "required": ["a"]}),
+            vec![
+                r#"{"a": 1}"#,
+                r#"{"a":10,"s":null}"#,
+                "{\n  \"a\": 0,\n  \"s\": 2.5e3\n}",
+                r#"{"a": 01}"#,
+                r#"{"s": 1}"#,
+                r#"{"a": 1.5}"#,
+                r#"{"a": 1} "#,
+                r#"{"a": 1}  "#,
+            ],
+        ),
+        (
+            json!({"type": "array", "items": {"enum": ["t", "f", 1]}, "minItems": 1, "maxItems": 2}),
+            vec![
+                r#"["t"]"#,
+                r#"["t", 1]"#,
+                "[]",
+                r#"["t", "f", 1]"#,
+                r#"["n"]"#,
+            ],
+        ),
+        (
+            json!({"$defs": {"L": {"type": "object", "properties": {"n": {"anyOf": [{"$ref": "#/$defs/L"}, {"type": "null"}]}}, "required": ["n"]}}, "$ref": "#/$defs/L"}),
+            vec![
+                r#"{"n": null}"#,
+                r#"{"n": {"n": {"n": null}}}"#,
+                r#"{"n": {}}"#,
+                r#"{"n": {"n": 1}}"#,
+            ],
+        ),
+        (
+            json!({"type": "string", "minLength": 2, "maxLength": 3, "format": "x"}),
+            vec![r#""ab""#, r#""a\"""#, r#""a""#, r#""abed""#],
+        ),
+        (
+            json!({"type": "string", "pattern": "^\\d+\\.\\d{2}$"}),
+            vec![r#""12.50""#, r#""1.5""#, r#"".50""#],
+        ),
+        (
+            json!({"type": "string", "format": "date"}),
+            vec![r#""2024-02-29""#, r#""2024-13-01""#],
+        ),
+    ];
+    let mut n = 0;
+    for (schema, texts) in cases {
+        let g = from_schema(&schema).unwrap();
+        let parsed = parse_gbnf(&g).unwrap();
+        for t in texts {
+            let (ours, theirs) = (accepts(&parsed, t), llama_accepts(&g, t));
+            assert_eq!(
+                ours, theirs,
+                "{t:?}: matcher {ours}, llama.cpp {theirs}\n{g}"
+            );
+            n += usize::from(ours);
+        }
+    }
+    assert!(n >= 8, "{n} accepted");
+    // JSON mode.
+    let g = json_grammar();
+    assert!(llama_accepts(&g, r#"{"a": [1, true, null, "s"]}"#));
+    assert!(!llama_accepts(&g, "[1]"));
 }
 
 #[test]
