@@ -25,8 +25,9 @@
 //!   treated as unbounded).
 //! - `$ref` to `#`, `#/$defs/Name`, `#/definitions/Name` or any JSON pointer in the schema;
 //!   recursive references become recursive rules.
-//! - Strings: `minLength`, `maxLength` (above 1024, `maxLength` is unbounded), and `format`
-//!   `date`, `time`, `date-time` and `uuid`. Other formats allow any string.
+//! - Strings: `minLength`, `maxLength` (above 1024, `maxLength` is unbounded; a `minLength`
+//!   above 1024 is refused), and `format` `date`, `time`, `date-time` and `uuid`, which decide
+//!   alone. Other formats allow any string.
 //! - String `pattern`, for a simple subset: anchored at both ends (`^...$`), with literal
 //!   characters, `\d`, `\w`, `.`, non-negated classes, groups, alternation and quantifiers
 //!   (see `pattern.rs`). A translated pattern decides alone (length bounds are then ignored);
@@ -35,16 +36,19 @@
 //! # What is ignored
 //!
 //! Keywords that would narrow the language but that this converter does not express are
-//! ignored, so the grammar allows more than the schema: patterns outside the subset, `not`, `if`/`then`/`else`,
-//! `patternProperties`, `propertyNames`, `minProperties`/`maxProperties`, `minimum`/`maximum`
-//! and the other numeric bounds, `uniqueItems`, `contains`, and the keywords beside `$ref`,
-//! `anyOf`, `oneOf`, `enum` and `const` (each of these decides the schema alone).
+//! ignored, so the grammar allows more than the schema: patterns outside the subset, `not`,
+//! `if`/`then`/`else`, `patternProperties`, `propertyNames`, `minProperties`/`maxProperties`,
+//! `minimum`/`maximum` and the other numeric bounds, `uniqueItems`, `contains`, and the
+//! keywords beside `$ref`, `const`, `enum`, `anyOf`, `oneOf` and a one-item `allOf` (each of
+//! these, in that order of precedence, decides the schema alone).
 //!
-//! # Limits
+//! # Limits and errors
 //!
 //! Schemas nested over 32 levels, larger than 1 MiB as JSON, or giving over 5000 rules are
-//! refused, as are unknown `type` names, `$ref`s that resolve to nothing, and `false` schemas
-//! in places where a value is required.
+//! refused, as are unknown `type` names, `$ref`s that resolve to nothing (or are remote),
+//! `false` schemas where a value is required, `required` names missing from `properties`,
+//! `allOf` over several schemas that are not all objects, and `$ref`s that reach themselves
+//! before any object or array begins (left recursion, which llama.cpp refuses).
 
 use std::collections::HashMap;
 
@@ -573,8 +577,16 @@ impl<'a> Gen<'a> {
             return self.visit(&items[0], hint, &format!("{path}/allOf/0"), depth + 1);
         }
         let mut merged = Map::new();
-        let mut props = Map::new();
-        let mut required = Vec::new();
+        let mut props = obj
+            .get("properties")
+            .and_then(Value::as_object)
+            .cloned()
+            .unwrap_or_default();
+        let mut required = obj
+            .get("required")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
         for (i, item) in items.iter().enumerate() {
             let mut item = item;
             let mut hops = 0;

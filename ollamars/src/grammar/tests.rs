@@ -749,6 +749,22 @@ fn all_of() {
         &[r#"{"id": 1, "name": "n"}"#],
         &[r#"{"id": 1}"#, r#"{"name": "n"}"#],
     );
+    // Sibling properties merge too (they come first).
+    check(
+        json!({
+            "properties": {"z": {"type": "null"}},
+            "required": ["z"],
+            "allOf": [
+                {"type": "object", "properties": {"a": {"type": "integer"}}, "required": ["a"]},
+                {"properties": {"b": {"type": "boolean"}}}
+            ]
+        }),
+        &[
+            r#"{"z": null, "a": 1}"#,
+            r#"{"z": null, "a": 1, "b": true}"#,
+        ],
+        &[r#"{"a": 1}"#, r#"{"z": null, "b": true}"#],
+    );
     assert!(matches!(
         from_schema(&json!({"allOf": [{"type": "string"}, {"type": "integer"}]})),
         Err(SchemaError::Unsupported { .. })
