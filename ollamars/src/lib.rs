@@ -38,6 +38,7 @@ pub mod format;
 
 pub mod create;
 pub mod gguf;
+pub mod grammar;
 pub mod modelfile;
 pub mod models;
 pub mod name;
