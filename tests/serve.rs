@@ -1083,3 +1083,49 @@ fn thinking_is_split_from_content() {
     assert_eq!(st, 400, "{v}");
     assert_eq!(v["error"], "\"smol\" does not support thinking");
 }
+
+#[test]
+fn format_schema_constrains_the_output() {
+    let _g = serial();
+    let s = start(&[]);
+    let schema = json!({"type": "object", "properties": {
+        "city": {"type": "string", "maxLength": 20},
+        "sunny": {"type": "boolean"},
+        "temp": {"type": "integer"}},
+        "required": ["city", "sunny", "temp"]});
+    let check = |text: &str| {
+        let v: Value = serde_json::from_str(text).unwrap_or_else(|e| panic!("{e}: {text:?}"));
+        let o = v.as_object().unwrap();
+        assert_eq!(o.len(), 3, "{v}");
+        assert!(o["city"].as_str().unwrap().chars().count() <= 20);
+        assert!(o["sunny"].is_boolean());
+        assert!(o["temp"].is_i64());
+    };
+    let v = s.ok(
+        "/api/chat",
+        &json!({"model": "smol", "stream": false, "format": schema, "options": greedy(100),
+            "messages": [{"role": "user", "content": "Describe the weather in Paris as JSON."}]}),
+    );
+    assert_eq!(v["done_reason"], "stop", "{v}");
+    check(v["message"]["content"].as_str().unwrap());
+    let v = s.ok(
+        "/api/generate",
+        &json!({"model": "smol", "stream": false, "format": schema, "prompt": "Weather in Rome as JSON:", "options": greedy(100)}),
+    );
+    check(v["response"].as_str().unwrap());
+    // A bad schema is a 400 naming the problem.
+    let (st, v) = s.post(
+        "/api/generate",
+        &json!({"model": "smol", "prompt": "x", "format": {"type": "nope"}}),
+    );
+    assert_eq!(st, 400);
+    assert_eq!(
+        v["error"],
+        "invalid JSON schema: unsupported type \"nope\" at /"
+    );
+    let (st, _) = s.post(
+        "/api/chat",
+        &json!({"model": "smol", "messages": [{"role": "user", "content": "x"}], "format": "yaml"}),
+    );
+    assert_eq!(st, 400);
+}

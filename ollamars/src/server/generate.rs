@@ -55,6 +55,8 @@ struct GenerateRequest {
     top_logprobs: Option<i64>,
     #[serde(default)]
     images: Option<Vec<String>>,
+    #[serde(default)]
+    format: Value,
     #[serde(default, rename = "_debug_render_only")]
     debug_render_only: bool,
 }
@@ -67,6 +69,8 @@ struct ChatRequest {
     messages: Vec<Message>,
     #[serde(default)]
     tools: Vec<Tool>,
+    #[serde(default)]
+    format: Value,
     #[serde(default)]
     options: Option<Map<String, Value>>,
     #[serde(default)]
@@ -140,6 +144,11 @@ fn think_of(v: &Value, info: &ModelInfo) -> Result<Think, ApiError> {
         )));
     }
     Ok(t)
+}
+
+/// `format`: `"json"` or a JSON Schema, as a GBNF grammar for the sampler (400 for a bad one).
+fn grammar_for(format: &Value) -> Result<Option<String>, ApiError> {
+    crate::grammar::from_format(format).map_err(|e| ApiError::bad(e.to_string()))
 }
 
 fn keep_alive_of(v: &Value) -> Result<Option<KeepAlive>, ApiError> {
@@ -566,7 +575,8 @@ pub(super) async fn generate(
     }
     let think = think_of(&req.think, &info)?;
     let keep_alive = keep_alive_of(&req.keep_alive)?;
-    let opts = options_for(&st, &info, req.options.as_ref())?;
+    let mut opts = options_for(&st, &info, req.options.as_ref())?;
+    opts.sampling.grammar = grammar_for(&req.format)?;
     if let Some(ctx) = &req.context
         && ctx.iter().any(|&t| t < 0 || t > i64::from(i32::MAX))
     {
@@ -707,7 +717,8 @@ pub(super) async fn chat(State(st): State<ServerState>, body: Bytes) -> Result<R
     }
     let think = think_of(&req.think, &info)?;
     let keep_alive = keep_alive_of(&req.keep_alive)?;
-    let opts = options_for(&st, &info, req.options.as_ref())?;
+    let mut opts = options_for(&st, &info, req.options.as_ref())?;
+    opts.sampling.grammar = grammar_for(&req.format)?;
     if req.messages.is_empty() {
         let reason = load_or_unload(&st, &info, &opts, keep_alive).await?;
         return Ok(Json(json!({"model": req.model, "created_at": now(),
