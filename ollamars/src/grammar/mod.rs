@@ -675,6 +675,15 @@ impl<'a> Gen<'a> {
         Ok(name)
     }
 
+    /// Runs `f` for a value whose opening bracket consumes input, so references inside it may
+    /// recurse (no left recursion).
+    fn after_bracket<T>(&mut self, f: impl FnOnce(&mut Self) -> T) -> T {
+        let bare = std::mem::take(&mut self.bare);
+        let r = f(self);
+        self.bare = bare;
+        r
+    }
+
     fn object(
         &mut self,
         obj: &Map<String, Value>,
@@ -682,11 +691,7 @@ impl<'a> Gen<'a> {
         path: &str,
         depth: usize,
     ) -> Result<String, SchemaError> {
-        // Its opening bracket consumes input: references inside may recurse.
-        let bare = std::mem::take(&mut self.bare);
-        let r = self.object_body(obj, hint, path, depth);
-        self.bare = bare;
-        r
+        self.after_bracket(|g| g.object_body(obj, hint, path, depth))
     }
 
     fn object_body(
@@ -824,11 +829,7 @@ impl<'a> Gen<'a> {
         path: &str,
         depth: usize,
     ) -> Result<String, SchemaError> {
-        // Its opening bracket consumes input: references inside may recurse.
-        let bare = std::mem::take(&mut self.bare);
-        let r = self.array_body(obj, hint, path, depth);
-        self.bare = bare;
-        r
+        self.after_bracket(|g| g.array_body(obj, hint, path, depth))
     }
 
     fn array_body(
