@@ -1129,3 +1129,109 @@ fn format_schema_constrains_the_output() {
     );
     assert_eq!(st, 400);
 }
+
+#[test]
+fn openai_models_and_embeddings() {
+    let _g = serial();
+    let s = start(&[]);
+    let gguf = testkit::model_path(testkit::SMOLLM2);
+    s.create("me/smol2", &format!("FROM {}\n", gguf.display()));
+    let list = s.get("/v1/models");
+    assert_eq!(list["object"], "list");
+    let mut ids: Vec<&str> = list["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["id"].as_str().unwrap())
+        .collect();
+    ids.sort_unstable();
+    assert_eq!(ids, ["me/smol2:latest", "smol:latest"]);
+    let m = s.get("/v1/models/me/smol2:latest");
+    assert_eq!(
+        (
+            m["id"].as_str(),
+            m["object"].as_str(),
+            m["owned_by"].as_str()
+        ),
+        (Some("me/smol2:latest"), Some("model"), Some("me"))
+    );
+    assert!(m["created"].as_i64().unwrap() > 1_700_000_000);
+    assert_eq!(s.get("/v1/models/smol")["id"], "smol:latest");
+    let r = client()
+        .get(format!("{}/v1/models/nope", s.base()))
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 404);
+    let e: Value = r.json().unwrap();
+    assert_eq!(e["error"]["type"], "invalid_request_error");
+    assert_eq!(e["error"]["code"], "model_not_found");
+
+    // Embeddings: float, and base64 of the same little-endian f32 values.
+    let f = s.ok(
+        "/v1/embeddings",
+        &json!({"model": "smol", "input": ["The cat sat.", "A dog ran."]}),
+    );
+    assert_eq!(f["object"], "list");
+    assert_eq!(f["data"].as_array().unwrap().len(), 2);
+    assert_eq!(f["data"][1]["index"], 1);
+    assert!(f["usage"]["prompt_tokens"].as_u64().unwrap() > 4);
+    let floats: Vec<f32> = f["data"][0]["embedding"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_f64().unwrap() as f32)
+        .collect();
+    assert_eq!(floats.len(), 576);
+    let b = s.ok("/v1/embeddings", &json!({"model": "smol", "input": "The cat sat.", "encoding_format": "base64", "dimensions": 64, "num_ctx": 512}));
+    let text = b["data"][0]["embedding"].as_str().unwrap();
+    let bytes = decode_base64(text);
+    assert_eq!(bytes.len(), 64 * 4);
+    let cut: Vec<f32> = bytes
+        .chunks(4)
+        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect();
+    let norm = cut.iter().map(|x| x * x).sum::<f32>().sqrt();
+    assert!((norm - 1.0).abs() < 1e-3);
+    // Same direction as the first 64 values of the full vector.
+    let head_norm = floats[..64].iter().map(|x| x * x).sum::<f32>().sqrt();
+    assert!(
+        cut.iter()
+            .zip(&floats[..64])
+            .all(|(a, b)| (a - b / head_norm).abs() < 1e-4)
+    );
+    // Errors in OpenAI's shape.
+    let (st, v) = s.post(
+        "/v1/embeddings",
+        &json!({"model": "smol", "input": "x", "encoding_format": "hex"}),
+    );
+    assert_eq!(st, 400);
+    assert_eq!(v["error"]["type"], "invalid_request_error");
+    let (st, v) = s.post("/v1/embeddings", &json!({"model": "nope", "input": "x"}));
+    assert_eq!(st, 404);
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("not found")
+    );
+}
+
+fn decode_base64(s: &str) -> Vec<u8> {
+    let val = |c: u8| -> u32 {
+        match c {
+            b'A'..=b'Z' => u32::from(c - b'A'),
+            b'a'..=b'z' => u32::from(c - b'a') + 26,
+            b'0'..=b'9' => u32::from(c - b'0') + 52,
+            b'+' => 62,
+            b'/' => 63,
+            _ => panic!("bad base64 {c}"),
+        }
+    };
+    let mut out = Vec::new();
+    for chunk in s.trim_end_matches('=').as_bytes().chunks(4) {
+        let n = chunk.iter().fold(0u32, |acc, &c| (acc << 6) | val(c)) << (6 * (4 - chunk.len()));
+        let bytes = n.to_be_bytes();
+        out.extend_from_slice(&bytes[1..chunk.len()]);
+    }
+    out
+}

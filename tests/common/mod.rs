@@ -81,7 +81,9 @@ impl Server {
 
     /// Creates `name` from a Modelfile with `text` through `ollamars create`.
     pub fn create(&self, name: &str, text: &str) {
-        let file = self.dir.join(format!("{name}.Modelfile"));
+        let file = self
+            .dir
+            .join(format!("{}.Modelfile", name.replace(['/', ':'], "_")));
         std::fs::write(&file, text).unwrap();
         let out = self
             .command(&["create", name, "-f"])

@@ -913,14 +913,7 @@ pub(super) async fn embed(
         true,
     )
     .await?;
-    if let Some(d) = req.dimensions {
-        for v in &mut vectors {
-            if (d as usize) < v.len() {
-                v.truncate(d as usize);
-                *v = llama::normalize_l2(v);
-            }
-        }
-    }
+    cut_dimensions(&mut vectors, req.dimensions);
     let mut out = json!({"model": req.model, "embeddings": vectors,
         "total_duration": started.elapsed().as_nanos() as u64,
         "load_duration": load.as_nanos() as u64});
@@ -928,6 +921,53 @@ pub(super) async fn embed(
         out["prompt_eval_count"] = count.into();
     }
     Ok(Json(out).into_response())
+}
+
+/// `dimensions`: each vector cut to its first `d` values and normalised again.
+fn cut_dimensions(vectors: &mut [Vec<f32>], d: Option<i64>) {
+    let Some(d) = d.and_then(|d| usize::try_from(d).ok()) else {
+        return;
+    };
+    for v in vectors {
+        if d < v.len() {
+            v.truncate(d);
+            *v = llama::normalize_l2(v);
+        }
+    }
+}
+
+/// The model of an embedding request, with the embed endpoints' 404 text.
+pub(super) async fn model_info_for_embed(
+    st: &ServerState,
+    model: &str,
+) -> Result<Arc<ModelInfo>, ApiError> {
+    model_info(st, model, embed_not_found).await
+}
+
+/// Normalised embeddings of `inputs` (cut to `dimensions`) and the tokens evaluated. `extra`
+/// holds Ollama's fields given beside an OpenAI request: options such as `num_ctx`,
+/// `keep_alive`, `truncate`.
+pub(super) async fn embed_vectors(
+    st: &ServerState,
+    info: &ModelInfo,
+    extra: &Map<String, Value>,
+    inputs: Vec<String>,
+    dimensions: Option<i64>,
+) -> Result<(Vec<Vec<f32>>, u64), ApiError> {
+    let keep_alive = keep_alive_of(extra.get("keep_alive").unwrap_or(&Value::Null))?;
+    let options: Map<String, Value> = match extra.get("options") {
+        Some(Value::Object(o)) => o.clone(),
+        _ => extra.clone(),
+    };
+    let opts = options_for(st, info, Some(&options))?;
+    let truncate = extra
+        .get("truncate")
+        .and_then(Value::as_bool)
+        .unwrap_or(true);
+    let (mut vectors, count, _) =
+        run_embed(st, info, &opts, keep_alive, inputs, truncate, true).await?;
+    cut_dimensions(&mut vectors, dimensions);
+    Ok((vectors, count))
 }
 
 /// `POST /api/embeddings` (legacy: one prompt, not normalised).

@@ -10,6 +10,7 @@ mod generate;
 pub mod guard;
 pub mod keepalive;
 pub mod model;
+pub mod openai;
 pub mod options;
 pub mod prompt;
 pub mod runner_client;
@@ -187,6 +188,9 @@ pub fn router(state: ServerState) -> Router {
         .route("/api/embed", post(generate::embed))
         .route("/api/embeddings", post(generate::embeddings))
         .route("/api/ps", get(generate::ps))
+        .route("/v1/models", get(openai::models))
+        .route("/v1/models/{*id}", get(openai::model))
+        .route("/v1/embeddings", post(openai::embeddings))
         .layer(DefaultBodyLimit::max(MAX_JSON_BODY))
         .layer(axum::middleware::from_fn_with_state(
             state.guard.clone(),
