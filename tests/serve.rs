@@ -1235,3 +1235,117 @@ fn decode_base64(s: &str) -> Vec<u8> {
     }
     out
 }
+
+#[test]
+fn openai_chat_completions() {
+    let _g = serial();
+    let s = start(&[]);
+    let msgs = json!([{"role": "system", "content": "Be brief."}, {"role": "user", "content": [{"type": "text", "text": "Say hello."}]}]);
+    // Ollama options as extra fields (beyond Ollama): num_ctx reaches the runner.
+    let v = s.ok(
+        "/v1/chat/completions",
+        &json!({"model": "smol", "messages": msgs, "temperature": 0, "max_tokens": 12, "num_ctx": 1024}),
+    );
+    assert_eq!(v["object"], "chat.completion");
+    assert!(v["id"].as_str().unwrap().starts_with("chatcmpl-"));
+    assert_eq!(v["system_fingerprint"], "fp_ollama");
+    let choice = &v["choices"][0];
+    assert_eq!(choice["message"]["role"], "assistant");
+    let content = choice["message"]["content"].as_str().unwrap().to_string();
+    assert!(!content.is_empty());
+    assert!(["stop", "length"].contains(&choice["finish_reason"].as_str().unwrap()));
+    let u = &v["usage"];
+    assert_eq!(
+        u["total_tokens"].as_u64().unwrap(),
+        u["prompt_tokens"].as_u64().unwrap() + u["completion_tokens"].as_u64().unwrap()
+    );
+    assert_eq!(s.get("/api/ps")["models"][0]["context_length"], 1024);
+    // Streamed: role first, content deltas, the finish chunk, the usage chunk, [DONE].
+    let r = client()
+        .post(format!("{}/v1/chat/completions", s.base()))
+        .json(&json!({"model": "smol", "messages": msgs, "temperature": 0, "max_tokens": 12, "num_ctx": 1024,
+            "stream": true, "stream_options": {"include_usage": true}}))
+        .send()
+        .unwrap();
+    assert_eq!(r.headers()["content-type"], "text/event-stream");
+    let text = r.text().unwrap();
+    let frames: Vec<&str> = text
+        .split("\n\n")
+        .filter(|f| !f.is_empty())
+        .map(|f| f.strip_prefix("data: ").unwrap())
+        .collect();
+    assert_eq!(*frames.last().unwrap(), "[DONE]");
+    let chunks: Vec<Value> = frames[..frames.len() - 1]
+        .iter()
+        .map(|f| serde_json::from_str(f).unwrap())
+        .collect();
+    assert_eq!(chunks[0]["choices"][0]["delta"]["role"], "assistant");
+    let n = chunks.len();
+    assert_eq!(chunks[n - 1]["choices"], json!([]));
+    assert!(
+        chunks[n - 1]["usage"]["completion_tokens"]
+            .as_u64()
+            .unwrap()
+            > 0
+    );
+    assert_eq!(chunks[n - 2]["choices"][0]["delta"], json!({}));
+    assert!(chunks[n - 2]["choices"][0]["finish_reason"].is_string());
+    let streamed: String = chunks[..n - 2]
+        .iter()
+        .map(|c| {
+            c["choices"][0]["delta"]["content"]
+                .as_str()
+                .unwrap_or_default()
+        })
+        .collect();
+    assert_eq!(streamed, content);
+    assert!(
+        chunks
+            .iter()
+            .all(|c| c["object"] == "chat.completion.chunk" && c["id"] == chunks[0]["id"])
+    );
+    // response_format json_schema is enforced.
+    let schema =
+        json!({"type": "object", "properties": {"ok": {"type": "boolean"}}, "required": ["ok"]});
+    let v = s.ok(
+        "/v1/chat/completions",
+        &json!({"model": "smol", "messages": [{"role": "user", "content": "Answer in JSON."}], "temperature": 0,
+            "max_tokens": 30, "response_format": {"type": "json_schema", "json_schema": {"name": "x", "schema": schema}}}),
+    );
+    let out: Value =
+        serde_json::from_str(v["choices"][0]["message"]["content"].as_str().unwrap()).unwrap();
+    assert!(out["ok"].is_boolean());
+    // Bad input, in OpenAI's error shape.
+    for (body, want) in [
+        (
+            json!({"model": "smol", "messages": []}),
+            "[] is too short - 'messages'",
+        ),
+        (
+            json!({"model": "smol", "messages": [{"role": "user", "content": "x"}], "reasoning_effort": "huge"}),
+            "invalid reasoning effort",
+        ),
+        (
+            json!({"model": "smol", "messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "http://example.com/a.png"}}]}]}),
+            "image URLs are not currently supported",
+        ),
+        (
+            json!({"model": "smol", "messages": [{"role": "assistant", "content": null, "tool_calls": [{"id": "c", "type": "function", "function": {"name": "f", "arguments": "{not json"}}]}]}),
+            "invalid tool call arguments",
+        ),
+    ] {
+        let (st, v) = s.post("/v1/chat/completions", &body);
+        assert_eq!(st, 400, "{body}: {v}");
+        assert!(
+            v["error"]["message"].as_str().unwrap().contains(want),
+            "{v}"
+        );
+        assert_eq!(v["error"]["type"], "invalid_request_error");
+    }
+    let (st, v) = s.post(
+        "/v1/chat/completions",
+        &json!({"model": "nope", "messages": [{"role": "user", "content": "x"}]}),
+    );
+    assert_eq!(st, 404, "{v}");
+    assert_eq!(v["error"]["code"], "model_not_found");
+}

@@ -61,32 +61,33 @@ struct GenerateRequest {
     debug_render_only: bool,
 }
 
-#[derive(Debug, Deserialize)]
-struct ChatRequest {
+/// The `/api/chat` request (also built from OpenAI requests).
+#[derive(Debug, Default, Deserialize)]
+pub(super) struct ChatRequest {
     #[serde(default)]
-    model: String,
+    pub(super) model: String,
     #[serde(default)]
-    messages: Vec<Message>,
+    pub(super) messages: Vec<Message>,
     #[serde(default)]
-    tools: Vec<Tool>,
+    pub(super) tools: Vec<Tool>,
     #[serde(default)]
-    format: Value,
+    pub(super) format: Value,
     #[serde(default)]
-    options: Option<Map<String, Value>>,
+    pub(super) options: Option<Map<String, Value>>,
     #[serde(default)]
-    keep_alive: Value,
+    pub(super) keep_alive: Value,
     #[serde(default)]
-    stream: Option<bool>,
+    pub(super) stream: Option<bool>,
     #[serde(default)]
-    think: Value,
+    pub(super) think: Value,
     #[serde(default)]
-    truncate: Option<bool>,
+    pub(super) truncate: Option<bool>,
     #[serde(default)]
-    shift: Option<bool>,
+    pub(super) shift: Option<bool>,
     #[serde(default)]
-    top_logprobs: Option<i64>,
+    pub(super) top_logprobs: Option<i64>,
     #[serde(default, rename = "_debug_render_only")]
-    debug_render_only: bool,
+    pub(super) debug_render_only: bool,
 }
 
 /// Looks the model up; 404 with `not_found` text.
@@ -164,7 +165,7 @@ fn check_logprobs(n: Option<i64>) -> Result<(), ApiError> {
     }
 }
 
-fn runner_error(kind: ErrorKind, message: String) -> ApiError {
+pub(super) fn runner_error(kind: ErrorKind, message: String) -> ApiError {
     match kind {
         ErrorKind::BadRequest => ApiError::bad(message),
         ErrorKind::Internal => ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, message),
@@ -218,7 +219,7 @@ async fn load_or_unload(
 }
 
 /// What a completion produces, in order.
-enum Event {
+pub(super) enum Event {
     Text(String),
     Done {
         reason: DoneReason,
@@ -230,7 +231,7 @@ enum Event {
 
 /// A running completion: its events, and a guard that cancels it in the runner (and frees
 /// the slot) when dropped before the end, e.g. when the client disconnects.
-struct Running {
+pub(super) struct Running {
     rx: mpsc::UnboundedReceiver<FromRunner>,
     id: u64,
     lease: Option<Lease>,
@@ -248,7 +249,7 @@ impl Drop for Running {
 }
 
 impl Running {
-    async fn next(&mut self) -> Option<Event> {
+    pub(super) async fn next(&mut self) -> Option<Event> {
         if self.finished {
             return None;
         }
@@ -284,7 +285,7 @@ impl Running {
 }
 
 /// How to shape response lines.
-struct Shape {
+pub(super) struct Shape {
     model: String,
     chat: bool,
     raw: bool,
@@ -298,18 +299,18 @@ struct Shape {
 
 /// Output of the parsers for a piece of text.
 #[derive(Debug, Default)]
-struct Out {
-    thinking: String,
-    content: String,
-    calls: Vec<ToolCall>,
+pub(super) struct Out {
+    pub(super) thinking: String,
+    pub(super) content: String,
+    pub(super) calls: Vec<ToolCall>,
 }
 
 impl Out {
-    fn is_empty(&self) -> bool {
+    pub(super) fn is_empty(&self) -> bool {
         self.thinking.is_empty() && self.content.is_empty() && self.calls.is_empty()
     }
 
-    fn append(&mut self, o: Out) {
+    pub(super) fn append(&mut self, o: Out) {
         self.thinking.push_str(&o.thinking);
         self.content.push_str(&o.content);
         self.calls.extend(o.calls);
@@ -362,7 +363,7 @@ impl Shape {
     }
 
     /// What a piece of output contributes: thinking, content and completed tool calls.
-    fn split(&mut self, text: &str) -> Out {
+    pub(super) fn split(&mut self, text: &str) -> Out {
         let (thinking, content) = match &mut self.thinking {
             None => (String::new(), text.to_string()),
             Some((s, keep)) => {
@@ -374,7 +375,7 @@ impl Shape {
     }
 
     /// What the parsers held back, at the end.
-    fn flush(&mut self) -> Out {
+    pub(super) fn flush(&mut self) -> Out {
         let (thinking, content) = match &mut self.thinking {
             None => (String::new(), String::new()),
             Some((s, keep)) => {
@@ -700,7 +701,39 @@ pub(super) async fn generate(
 /// `POST /api/chat`.
 pub(super) async fn chat(State(st): State<ServerState>, body: Bytes) -> Result<Response, ApiError> {
     let started = Instant::now();
-    let mut req: ChatRequest = parse_body(&body)?;
+    let req: ChatRequest = parse_body(&body)?;
+    let stream = req.stream.unwrap_or(true);
+    let model = req.model.clone();
+    match start_chat(&st, req, started).await? {
+        ChatStart::Ready(reason) => Ok(Json(json!({"model": model, "created_at": now(),
+            "message": {"role": "assistant", "content": ""}, "done": true, "done_reason": reason}))
+        .into_response()),
+        ChatStart::Rendered(prompt) => Ok(Json(json!({"model": model, "created_at": now(),
+            "message": {"role": "assistant", "content": ""}, "done": true,
+            "_debug_info": {"rendered_template": prompt, "image_count": 0}}))
+        .into_response()),
+        ChatStart::Running(run, shape) => respond(run, *shape, stream).await,
+    }
+}
+
+/// How a chat request starts.
+pub(super) enum ChatStart {
+    /// Empty messages: the model was loaded (`load`) or unloaded (`unload`).
+    Ready(&'static str),
+    /// `_debug_render_only`: the prompt.
+    Rendered(String),
+    /// Generation is running.
+    Running(Running, Box<Shape>),
+}
+
+/// Everything of a chat request up to a running generation (shared by `/api/chat` and
+/// `/v1/chat/completions`).
+pub(super) async fn start_chat(
+    st: &ServerState,
+    mut req: ChatRequest,
+    started: Instant,
+) -> Result<ChatStart, ApiError> {
+    let st = st.clone();
     check_logprobs(req.top_logprobs)?;
     let info = model_info(&st, &req.model, |m| format!("model '{m}' not found")).await?;
     if !info.has("completion") {
@@ -721,9 +754,7 @@ pub(super) async fn chat(State(st): State<ServerState>, body: Bytes) -> Result<R
     opts.sampling.grammar = grammar_for(&req.format)?;
     if req.messages.is_empty() {
         let reason = load_or_unload(&st, &info, &opts, keep_alive).await?;
-        return Ok(Json(json!({"model": req.model, "created_at": now(),
-            "message": {"role": "assistant", "content": ""}, "done": true, "done_reason": reason}))
-        .into_response());
+        return Ok(ChatStart::Ready(reason));
     }
     for m in &mut req.messages {
         m.role = m.role.to_lowercase();
@@ -768,10 +799,7 @@ pub(super) async fn chat(State(st): State<ServerState>, body: Bytes) -> Result<R
     .await
     .map_err(|(k, m)| runner_error(k, m))?;
     if req.debug_render_only {
-        return Ok(Json(json!({"model": req.model, "created_at": now(),
-            "message": {"role": "assistant", "content": ""}, "done": true,
-            "_debug_info": {"rendered_template": prompt, "image_count": 0}}))
-        .into_response());
+        return Ok(ChatStart::Rendered(prompt));
     }
     let go = match &renderer {
         Renderer::Go(t) => Some(t),
@@ -797,7 +825,7 @@ pub(super) async fn chat(State(st): State<ServerState>, body: Bytes) -> Result<R
         thinking,
         tools,
     };
-    respond(run, shape, req.stream.unwrap_or(true)).await
+    Ok(ChatStart::Running(run, Box::new(shape)))
 }
 
 #[derive(Debug, Deserialize)]

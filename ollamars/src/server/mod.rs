@@ -191,6 +191,7 @@ pub fn router(state: ServerState) -> Router {
         .route("/v1/models", get(openai::models))
         .route("/v1/models/{*id}", get(openai::model))
         .route("/v1/embeddings", post(openai::embeddings))
+        .route("/v1/chat/completions", post(openai::chat_completions))
         .layer(DefaultBodyLimit::max(MAX_JSON_BODY))
         .layer(axum::middleware::from_fn_with_state(
             state.guard.clone(),

@@ -1,16 +1,21 @@
-//! The first OpenAI-compatible endpoints (spec §2.3–2.4): `GET /v1/models`,
+//! OpenAI-compatible endpoints (spec §2.1, §2.3–2.4): `POST /v1/chat/completions`, `GET /v1/models`,
 //! `GET /v1/models/{id}` (ids may contain `/`) and `POST /v1/embeddings` (float or base64),
 //! with OpenAI-shaped errors: `{"error": {"message", "type", "param", "code"}}`.
 
-use super::generate::{embed_vectors, model_info_for_embed};
+use super::generate::{
+    ChatRequest, ChatStart, Event, Out, embed_vectors, model_info_for_embed, runner_error,
+    start_chat,
+};
 use super::{ApiError, ServerState, join_error, parse_body};
 use crate::name::ModelName;
+use crate::template::Message;
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
+use futures::StreamExt;
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
@@ -149,5 +154,423 @@ pub(super) async fn embeddings(
     Ok(Json(
         json!({"object": "list", "data": data, "model": req.model,
         "usage": {"prompt_tokens": count, "total_tokens": count}}),
+    ))
+}
+
+/// `POST /v1/chat/completions` (spec §2.1): the request becomes an `/api/chat` request, and the
+/// output comes back as a `chat.completion`, or as SSE `chat.completion.chunk`s ending with
+/// `[DONE]`. Beyond Ollama (#5356): Ollama's options (`num_ctx`, `top_k`, `keep_alive`, ...)
+/// are accepted as extra body fields.
+pub(super) async fn chat_completions(
+    State(st): State<ServerState>,
+    body: Bytes,
+) -> Result<Response, OpenAiError> {
+    let started = std::time::Instant::now();
+    let raw: Map<String, Value> = parse_body(&body)?;
+    let (req, stream, usage) = chat_request(raw)?;
+    let model = req.model.clone();
+    let (mut run, mut shape) = match start_chat(&st, req, started).await? {
+        ChatStart::Running(run, shape) => (run, *shape),
+        ChatStart::Ready(_) | ChatStart::Rendered(_) => {
+            return Err(ApiError::bad("[] is too short - 'messages'").into());
+        }
+    };
+    let id = completion_id("chatcmpl");
+    let created = chrono::Utc::now().timestamp();
+    if !stream {
+        let mut all = Out::default();
+        loop {
+            match run.next().await {
+                Some(Event::Text(t)) => all.append(shape.split(&t)),
+                Some(Event::Done {
+                    reason, metrics, ..
+                }) => {
+                    all.append(shape.flush());
+                    let finish = finish_reason(reason.as_str(), &all);
+                    let mut message = json!({"role": "assistant", "content": all.content});
+                    if !all.thinking.is_empty() {
+                        message["reasoning"] = all.thinking.clone().into();
+                    }
+                    if !all.calls.is_empty() {
+                        message["tool_calls"] = openai_calls(&all.calls);
+                    }
+                    return Ok(Json(
+                        json!({"id": id, "object": "chat.completion", "created": created,
+                        "model": model, "system_fingerprint": "fp_ollama",
+                        "choices": [{"index": 0, "message": message, "finish_reason": finish}],
+                        "usage": usage_of(&metrics)}),
+                    )
+                    .into_response());
+                }
+                Some(Event::Error(k, e)) => return Err(runner_error(k, e).into()),
+                None => {
+                    return Err(ApiError::new(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        "generation ended early",
+                    )
+                    .into());
+                }
+            }
+        }
+    }
+    let head = json!({"id": id, "object": "chat.completion.chunk", "created": created,
+        "model": model, "system_fingerprint": "fp_ollama"});
+    let first = chunk(
+        &head,
+        json!({"role": "assistant", "content": ""}),
+        Value::Null,
+    );
+    let state = (run, shape, head, Out::default(), false);
+    let rest = futures::stream::unfold(
+        state,
+        move |(mut run, mut shape, head, mut seen, done)| async move {
+            if done {
+                return None;
+            }
+            let mut out = Vec::new();
+            let push = |o: &Out, out: &mut Vec<u8>| {
+                if !o.thinking.is_empty() {
+                    out.extend_from_slice(&chunk(
+                        &head,
+                        json!({"role": "assistant", "reasoning": o.thinking}),
+                        Value::Null,
+                    ));
+                }
+                if !o.content.is_empty() {
+                    out.extend_from_slice(&chunk(
+                        &head,
+                        json!({"role": "assistant", "content": o.content}),
+                        Value::Null,
+                    ));
+                }
+                if !o.calls.is_empty() {
+                    out.extend_from_slice(&chunk(
+                        &head,
+                        json!({"role": "assistant", "tool_calls": openai_calls(&o.calls)}),
+                        Value::Null,
+                    ));
+                }
+            };
+            let finished = match run.next().await {
+                Some(Event::Text(t)) => {
+                    let o = shape.split(&t);
+                    push(&o, &mut out);
+                    seen.append(o);
+                    false
+                }
+                Some(Event::Done {
+                    reason, metrics, ..
+                }) => {
+                    let o = shape.flush();
+                    push(&o, &mut out);
+                    seen.append(o);
+                    let finish = finish_reason(reason.as_str(), &seen);
+                    out.extend_from_slice(&chunk(&head, json!({}), finish.into()));
+                    if usage {
+                        let mut u = head.clone();
+                        u["choices"] = json!([]);
+                        u["usage"] = usage_of(&metrics);
+                        out.extend_from_slice(&sse(&u));
+                    }
+                    out.extend_from_slice(b"data: [DONE]\n\n");
+                    true
+                }
+                Some(Event::Error(_, e)) => {
+                    out.extend_from_slice(&sse(&json!({"error": {"message": e, "type": "api_error", "param": null, "code": null}})));
+                    true
+                }
+                None => return None,
+            };
+            Some((Bytes::from(out), (run, shape, head, seen, finished)))
+        },
+    );
+    let body = futures::stream::once(async move { first })
+        .chain(rest)
+        .filter(|b| futures::future::ready(!b.is_empty()))
+        .map(Ok::<Bytes, std::convert::Infallible>);
+    Ok((
+        [(axum::http::header::CONTENT_TYPE, "text/event-stream")],
+        axum::body::Body::from_stream(body),
+    )
+        .into_response())
+}
+
+/// One SSE chunk: `head` with one choice holding `delta` and `finish_reason`.
+fn chunk(head: &Value, delta: Value, finish: Value) -> Bytes {
+    let mut v = head.clone();
+    v["choices"] = json!([{"index": 0, "delta": delta, "finish_reason": finish}]);
+    sse(&v)
+}
+
+fn sse(v: &Value) -> Bytes {
+    let mut b = b"data: ".to_vec();
+    b.extend_from_slice(&serde_json::to_vec(v).unwrap_or_default());
+    b.extend_from_slice(b"\n\n");
+    Bytes::from(b)
+}
+
+fn completion_id(prefix: &str) -> String {
+    static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    format!(
+        "{prefix}-{}",
+        N.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % 999
+    )
+}
+
+fn finish_reason(reason: &str, out: &Out) -> &'static str {
+    if !out.calls.is_empty() {
+        "tool_calls"
+    } else if reason == "length" {
+        "length"
+    } else {
+        "stop"
+    }
+}
+
+fn usage_of(m: &crate::runner::proto::Metrics) -> Value {
+    json!({"prompt_tokens": m.prompt_tokens, "completion_tokens": m.eval_count,
+        "total_tokens": m.prompt_tokens + m.eval_count})
+}
+
+fn openai_calls(calls: &[crate::template::ToolCall]) -> Value {
+    Value::Array(
+        calls
+            .iter()
+            .map(|c| {
+                json!({"id": c.id, "index": c.function.index, "type": "function",
+                    "function": {"name": c.function.name,
+                        "arguments": serde_json::to_string(&c.function.arguments).unwrap_or_default()}})
+            })
+            .collect(),
+    )
+}
+
+/// Ollama option names accepted as extra body fields.
+const OLLAMA_OPTIONS: &[&str] = &[
+    "num_ctx",
+    "num_batch",
+    "num_gpu",
+    "main_gpu",
+    "use_mmap",
+    "num_thread",
+    "num_keep",
+    "top_k",
+    "min_p",
+    "typical_p",
+    "repeat_last_n",
+    "repeat_penalty",
+];
+
+/// An OpenAI chat request as an `/api/chat` request; also whether to stream and to report usage.
+fn chat_request(mut raw: Map<String, Value>) -> Result<(ChatRequest, bool, bool), ApiError> {
+    fn bad(m: impl Into<String>) -> ApiError {
+        ApiError::bad(m)
+    }
+    let model = raw
+        .get("model")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string();
+    let msgs = match raw.remove("messages") {
+        Some(Value::Array(a)) if !a.is_empty() => a,
+        Some(Value::Array(_)) | None | Some(Value::Null) => {
+            return Err(bad("[] is too short - 'messages'"));
+        }
+        Some(_) => return Err(bad("messages must be a list")),
+    };
+    let mut messages: Vec<Message> = Vec::new();
+    for m in msgs {
+        let obj = m
+            .as_object()
+            .ok_or_else(|| bad("each message must be an object"))?;
+        let role = obj
+            .get("role")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_lowercase();
+        let base = Message {
+            role: role.clone(),
+            thinking: obj
+                .get("reasoning")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string(),
+            tool_call_id: obj
+                .get("tool_call_id")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string(),
+            tool_name: obj
+                .get("name")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string(),
+            ..Message::default()
+        };
+        let mut parts: Vec<Message> = Vec::new();
+        match obj.get("content") {
+            None | Some(Value::Null) => parts.push(base.clone()),
+            Some(Value::String(s)) => parts.push(Message {
+                content: s.clone(),
+                ..base.clone()
+            }),
+            Some(Value::Array(items)) => {
+                for p in items {
+                    match p.get("type").and_then(Value::as_str) {
+                        Some("text") => parts.push(Message {
+                            content: p
+                                .get("text")
+                                .and_then(Value::as_str)
+                                .unwrap_or_default()
+                                .to_string(),
+                            ..base.clone()
+                        }),
+                        Some("image_url") => {
+                            let url = match p.get("image_url") {
+                                Some(Value::String(u)) => u.as_str(),
+                                Some(Value::Object(o)) => {
+                                    o.get("url").and_then(Value::as_str).unwrap_or_default()
+                                }
+                                _ => "",
+                            };
+                            let Some((_, data)) = url
+                                .strip_prefix("data:")
+                                .and_then(|r| r.split_once(";base64,"))
+                            else {
+                                return Err(bad(
+                                    "image URLs are not currently supported, please use base64 encoded data instead",
+                                ));
+                            };
+                            parts.push(Message {
+                                images: vec![data.to_string()],
+                                ..base.clone()
+                            });
+                        }
+                        _ => return Err(bad("invalid message content part")),
+                    }
+                }
+            }
+            Some(_) => return Err(bad("invalid message content")),
+        }
+        if let Some(Value::Array(calls)) = obj.get("tool_calls") {
+            let mut out = Vec::new();
+            for (i, c) in calls.iter().enumerate() {
+                let f = &c["function"];
+                let args = match &f["arguments"] {
+                    Value::String(s) => match serde_json::from_str::<Value>(s) {
+                        Ok(Value::Object(o)) => o,
+                        _ => return Err(bad(format!("invalid tool call arguments: {s}"))),
+                    },
+                    Value::Object(o) => o.clone(),
+                    Value::Null => Map::new(),
+                    _ => return Err(bad("invalid tool call arguments")),
+                };
+                out.push(crate::template::ToolCall {
+                    id: c["id"].as_str().unwrap_or_default().to_string(),
+                    function: crate::template::ToolCallFunction {
+                        index: i,
+                        name: f["name"].as_str().unwrap_or_default().to_string(),
+                        arguments: args,
+                    },
+                });
+            }
+            if let Some(last) = parts.last_mut() {
+                last.tool_calls = out;
+            }
+        }
+        // A tool result without `name` takes it from the call it answers.
+        for p in &mut parts {
+            if p.role == "tool" && p.tool_name.is_empty() && !p.tool_call_id.is_empty() {
+                p.tool_name = messages
+                    .iter()
+                    .flat_map(|m| &m.tool_calls)
+                    .find(|c| c.id == p.tool_call_id)
+                    .map(|c| c.function.name.clone())
+                    .unwrap_or_default();
+            }
+        }
+        messages.extend(parts);
+    }
+    let mut options = Map::new();
+    let num = |v: Option<&Value>| v.filter(|v| !v.is_null()).cloned();
+    options.insert(
+        "temperature".into(),
+        num(raw.get("temperature")).unwrap_or(json!(1.0)),
+    );
+    options.insert("top_p".into(), num(raw.get("top_p")).unwrap_or(json!(1.0)));
+    for (from, to) in [
+        ("max_tokens", "num_predict"),
+        ("max_completion_tokens", "num_predict"),
+        ("seed", "seed"),
+        ("frequency_penalty", "frequency_penalty"),
+        ("presence_penalty", "presence_penalty"),
+        ("stop", "stop"),
+    ] {
+        if let Some(v) = num(raw.get(from)) {
+            options.insert(to.into(), v);
+        }
+    }
+    for k in OLLAMA_OPTIONS {
+        if let Some(v) = num(raw.get(*k)) {
+            options.insert((*k).into(), v);
+        }
+    }
+    let format = match raw.get("response_format") {
+        Some(Value::Object(rf)) => match rf.get("type").and_then(Value::as_str) {
+            Some("json_object") => json!("json"),
+            Some("json_schema") => rf
+                .get("json_schema")
+                .and_then(|j| j.get("schema"))
+                .cloned()
+                .ok_or_else(|| bad("response_format json_schema needs json_schema.schema"))?,
+            Some("text") | None => Value::Null,
+            Some(other) => return Err(bad(format!("invalid response_format type {other:?}"))),
+        },
+        _ => Value::Null,
+    };
+    let effort = raw
+        .get("reasoning_effort")
+        .and_then(Value::as_str)
+        .or_else(|| {
+            raw.get("reasoning")
+                .and_then(|r| r.get("effort"))
+                .and_then(Value::as_str)
+        });
+    let think = match effort {
+        None => Value::Null,
+        Some("none") => json!(false),
+        Some("minimal") => json!("low"),
+        Some(l @ ("low" | "medium" | "high" | "max")) => json!(l),
+        Some("xhigh" | "ultra") => json!("max"),
+        Some(other) => return Err(bad(format!("invalid reasoning effort {other:?}"))),
+    };
+    let tools = match raw.remove("tools") {
+        Some(t @ Value::Array(_)) => {
+            serde_json::from_value(t).map_err(|e| bad(format!("invalid tools: {e}")))?
+        }
+        _ => Vec::new(),
+    };
+    let stream = raw.get("stream").and_then(Value::as_bool).unwrap_or(false);
+    let usage = raw
+        .get("stream_options")
+        .and_then(|o| o.get("include_usage"))
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
+    let top_logprobs = raw.get("top_logprobs").and_then(Value::as_i64);
+    Ok((
+        ChatRequest {
+            model,
+            messages,
+            tools,
+            format,
+            options: Some(options),
+            keep_alive: raw.get("keep_alive").cloned().unwrap_or(Value::Null),
+            stream: Some(stream),
+            think,
+            top_logprobs,
+            ..ChatRequest::default()
+        },
+        stream,
+        usage,
     ))
 }
