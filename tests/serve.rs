@@ -1349,3 +1349,50 @@ fn openai_chat_completions() {
     assert_eq!(st, 404, "{v}");
     assert_eq!(v["error"]["code"], "model_not_found");
 }
+
+#[test]
+fn openai_text_completions() {
+    let _g = serial();
+    let s = start(&[]);
+    // Whole and streamed: the same text.
+    let v = s.ok(
+        "/v1/completions",
+        &json!({"model": "smol", "prompt": "The capital of France is", "temperature": 0, "max_tokens": 8}),
+    );
+    assert_eq!(v["object"], "text_completion");
+    assert!(v["id"].as_str().unwrap().starts_with("cmpl-"));
+    let whole = v["choices"][0]["text"].as_str().unwrap().to_string();
+    assert!(!whole.is_empty());
+    assert_eq!(v["usage"]["completion_tokens"], 8);
+    let text = client()
+        .post(format!("{}/v1/completions", s.base()))
+        .json(&json!({"model": "smol", "prompt": "The capital of France is", "temperature": 0, "max_tokens": 8, "stream": true}))
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    let frames: Vec<&str> = text
+        .split("\n\n")
+        .filter(|f| !f.is_empty())
+        .map(|f| f.strip_prefix("data: ").unwrap())
+        .collect();
+    assert_eq!(*frames.last().unwrap(), "[DONE]");
+    let chunks: Vec<Value> = frames[..frames.len() - 1]
+        .iter()
+        .map(|f| serde_json::from_str(f).unwrap())
+        .collect();
+    let streamed: String = chunks
+        .iter()
+        .map(|c| c["choices"][0]["text"].as_str().unwrap_or_default())
+        .collect();
+    assert_eq!(streamed, whole);
+    assert_eq!(
+        chunks.last().unwrap()["choices"][0]["finish_reason"],
+        "length"
+    );
+    let (st, _) = s.post(
+        "/v1/completions",
+        &json!({"model": "smol", "prompt": ["a", "b"]}),
+    );
+    assert_eq!(st, 400);
+}

@@ -55,6 +55,11 @@ def main():
     out = json.loads(r.choices[0].message.content)
     check(isinstance(out.get("ok"), bool), f"schema output {out}")
 
+    c = client.completions.create(model="oai-smol", prompt="The capital of France is", temperature=0, max_tokens=8)
+    check(c.choices[0].text and c.usage.completion_tokens == 8, f"completion {c}")
+    parts = list(client.completions.create(model="oai-smol", prompt="The capital of France is", temperature=0, max_tokens=8, stream=True))
+    check("".join(p.choices[0].text for p in parts if p.choices) == c.choices[0].text, "streamed completion")
+
     e = client.embeddings.create(model="oai-smol", input=["one", "two"])
     check(len(e.data) == 2 and len(e.data[0].embedding) > 100, "embeddings")
     b = client.embeddings.create(model="oai-smol", input="one", encoding_format="base64")

@@ -23,42 +23,43 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 use tokio::sync::mpsc;
 
-#[derive(Debug, Deserialize)]
-struct GenerateRequest {
+/// The `/api/generate` request (also built from OpenAI completion requests).
+#[derive(Debug, Default, Deserialize)]
+pub(super) struct GenerateRequest {
     #[serde(default)]
-    model: String,
+    pub(super) model: String,
     #[serde(default)]
-    prompt: String,
+    pub(super) prompt: String,
     #[serde(default)]
-    suffix: String,
+    pub(super) suffix: String,
     #[serde(default)]
-    system: Option<String>,
+    pub(super) system: Option<String>,
     #[serde(default)]
-    template: Option<String>,
+    pub(super) template: Option<String>,
     #[serde(default)]
-    context: Option<Vec<i64>>,
+    pub(super) context: Option<Vec<i64>>,
     #[serde(default)]
-    raw: bool,
+    pub(super) raw: bool,
     #[serde(default)]
-    options: Option<Map<String, Value>>,
+    pub(super) options: Option<Map<String, Value>>,
     #[serde(default)]
-    keep_alive: Value,
+    pub(super) keep_alive: Value,
     #[serde(default)]
-    stream: Option<bool>,
+    pub(super) stream: Option<bool>,
     #[serde(default)]
-    think: Value,
+    pub(super) think: Value,
     #[serde(default)]
-    truncate: Option<bool>,
+    pub(super) truncate: Option<bool>,
     #[serde(default)]
-    shift: Option<bool>,
+    pub(super) shift: Option<bool>,
     #[serde(default)]
-    top_logprobs: Option<i64>,
+    pub(super) top_logprobs: Option<i64>,
     #[serde(default)]
-    images: Option<Vec<String>>,
+    pub(super) images: Option<Vec<String>>,
     #[serde(default)]
-    format: Value,
+    pub(super) format: Value,
     #[serde(default, rename = "_debug_render_only")]
-    debug_render_only: bool,
+    pub(super) debug_render_only: bool,
 }
 
 /// The `/api/chat` request (also built from OpenAI requests).
@@ -555,6 +556,28 @@ pub(super) async fn generate(
 ) -> Result<Response, ApiError> {
     let started = Instant::now();
     let req: GenerateRequest = parse_body(&body)?;
+    let stream = req.stream.unwrap_or(true);
+    let model = req.model.clone();
+    match start_generate(&st, req, started).await? {
+        Start::Ready(reason) => Ok(Json(json!({"model": model, "created_at": now(),
+            "response": "", "done": true, "done_reason": reason}))
+        .into_response()),
+        Start::Rendered(prompt) => Ok(Json(json!({"model": model, "created_at": now(),
+            "response": "", "done": true,
+            "_debug_info": {"rendered_template": prompt, "image_count": 0}}))
+        .into_response()),
+        Start::Running(run, shape) => respond(run, *shape, stream).await,
+    }
+}
+
+/// Everything of a generate request up to a running generation (shared by `/api/generate` and
+/// `/v1/completions`).
+pub(super) async fn start_generate(
+    st: &ServerState,
+    req: GenerateRequest,
+    started: Instant,
+) -> Result<Start, ApiError> {
+    let st = st.clone();
     if req.raw && (req.template.is_some() || req.system.is_some() || req.context.is_some()) {
         return Err(ApiError::bad(
             "raw mode does not support template, system, or context",
@@ -588,11 +611,7 @@ pub(super) async fn generate(
         && req.context.as_ref().is_none_or(Vec::is_empty)
     {
         let reason = load_or_unload(&st, &info, &opts, keep_alive).await?;
-        return Ok(Json(
-            json!({"model": req.model, "created_at": now(), "response": "",
-            "done": true, "done_reason": reason}),
-        )
-        .into_response());
+        return Ok(Start::Ready(reason));
     }
     if req.images.as_ref().is_some_and(|i| !i.is_empty()) {
         tracing::warn!(
@@ -672,11 +691,7 @@ pub(super) async fn generate(
         (prefix + &rendered, split)
     };
     if req.debug_render_only {
-        return Ok(Json(
-            json!({"model": req.model, "created_at": now(), "response": "", "done": true,
-            "_debug_info": {"rendered_template": prompt, "image_count": 0}}),
-        )
-        .into_response());
+        return Ok(Start::Rendered(prompt));
     }
     let c = completion(
         &opts,
@@ -695,7 +710,7 @@ pub(super) async fn generate(
         thinking,
         tools: None,
     };
-    respond(run, shape, req.stream.unwrap_or(true)).await
+    Ok(Start::Running(run, Box::new(shape)))
 }
 
 /// `POST /api/chat`.
@@ -705,19 +720,19 @@ pub(super) async fn chat(State(st): State<ServerState>, body: Bytes) -> Result<R
     let stream = req.stream.unwrap_or(true);
     let model = req.model.clone();
     match start_chat(&st, req, started).await? {
-        ChatStart::Ready(reason) => Ok(Json(json!({"model": model, "created_at": now(),
+        Start::Ready(reason) => Ok(Json(json!({"model": model, "created_at": now(),
             "message": {"role": "assistant", "content": ""}, "done": true, "done_reason": reason}))
         .into_response()),
-        ChatStart::Rendered(prompt) => Ok(Json(json!({"model": model, "created_at": now(),
+        Start::Rendered(prompt) => Ok(Json(json!({"model": model, "created_at": now(),
             "message": {"role": "assistant", "content": ""}, "done": true,
             "_debug_info": {"rendered_template": prompt, "image_count": 0}}))
         .into_response()),
-        ChatStart::Running(run, shape) => respond(run, *shape, stream).await,
+        Start::Running(run, shape) => respond(run, *shape, stream).await,
     }
 }
 
-/// How a chat request starts.
-pub(super) enum ChatStart {
+/// How a generate or chat request starts.
+pub(super) enum Start {
     /// Empty messages: the model was loaded (`load`) or unloaded (`unload`).
     Ready(&'static str),
     /// `_debug_render_only`: the prompt.
@@ -732,7 +747,7 @@ pub(super) async fn start_chat(
     st: &ServerState,
     mut req: ChatRequest,
     started: Instant,
-) -> Result<ChatStart, ApiError> {
+) -> Result<Start, ApiError> {
     let st = st.clone();
     check_logprobs(req.top_logprobs)?;
     let info = model_info(&st, &req.model, |m| format!("model '{m}' not found")).await?;
@@ -754,7 +769,7 @@ pub(super) async fn start_chat(
     opts.sampling.grammar = grammar_for(&req.format)?;
     if req.messages.is_empty() {
         let reason = load_or_unload(&st, &info, &opts, keep_alive).await?;
-        return Ok(ChatStart::Ready(reason));
+        return Ok(Start::Ready(reason));
     }
     for m in &mut req.messages {
         m.role = m.role.to_lowercase();
@@ -799,7 +814,7 @@ pub(super) async fn start_chat(
     .await
     .map_err(|(k, m)| runner_error(k, m))?;
     if req.debug_render_only {
-        return Ok(ChatStart::Rendered(prompt));
+        return Ok(Start::Rendered(prompt));
     }
     let go = match &renderer {
         Renderer::Go(t) => Some(t),
@@ -825,7 +840,7 @@ pub(super) async fn start_chat(
         thinking,
         tools,
     };
-    Ok(ChatStart::Running(run, Box::new(shape)))
+    Ok(Start::Running(run, Box::new(shape)))
 }
 
 #[derive(Debug, Deserialize)]

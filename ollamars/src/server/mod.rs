@@ -192,6 +192,7 @@ pub fn router(state: ServerState) -> Router {
         .route("/v1/models/{*id}", get(openai::model))
         .route("/v1/embeddings", post(openai::embeddings))
         .route("/v1/chat/completions", post(openai::chat_completions))
+        .route("/v1/completions", post(openai::completions))
         .layer(DefaultBodyLimit::max(MAX_JSON_BODY))
         .layer(axum::middleware::from_fn_with_state(
             state.guard.clone(),

@@ -3,8 +3,8 @@
 //! with OpenAI-shaped errors: `{"error": {"message", "type", "param", "code"}}`.
 
 use super::generate::{
-    ChatRequest, ChatStart, Event, Out, embed_vectors, model_info_for_embed, runner_error,
-    start_chat,
+    ChatRequest, Event, GenerateRequest, Out, Running, Shape, Start, embed_vectors,
+    model_info_for_embed, runner_error, start_chat, start_generate,
 };
 use super::{ApiError, ServerState, join_error, parse_body};
 use crate::name::ModelName;
@@ -169,14 +169,115 @@ pub(super) async fn chat_completions(
     let raw: Map<String, Value> = parse_body(&body)?;
     let (req, stream, usage) = chat_request(raw)?;
     let model = req.model.clone();
-    let (mut run, mut shape) = match start_chat(&st, req, started).await? {
-        ChatStart::Running(run, shape) => (run, *shape),
-        ChatStart::Ready(_) | ChatStart::Rendered(_) => {
-            return Err(ApiError::bad("[] is too short - 'messages'").into());
+    match start_chat(&st, req, started).await? {
+        Start::Running(run, shape) => {
+            openai_response(run, *shape, Kind::Chat, &model, stream, usage).await
         }
+        Start::Ready(_) | Start::Rendered(_) => {
+            Err(ApiError::bad("[] is too short - 'messages'").into())
+        }
+    }
+}
+
+/// `POST /v1/completions` (spec §2.2): a string `prompt` (with `suffix`) through `/api/generate`.
+pub(super) async fn completions(
+    State(st): State<ServerState>,
+    body: Bytes,
+) -> Result<Response, OpenAiError> {
+    let started = std::time::Instant::now();
+    let raw: Map<String, Value> = parse_body(&body)?;
+    let prompt = match raw.get("prompt") {
+        Some(Value::String(p)) => p.clone(),
+        _ => return Err(ApiError::bad("prompt must be a string").into()),
     };
-    let id = completion_id("chatcmpl");
-    let created = chrono::Utc::now().timestamp();
+    let mut options = sampling_options(&raw);
+    if options.get("top_p").and_then(Value::as_f64) == Some(0.0) {
+        options.insert("top_p".into(), json!(1.0));
+    }
+    let stream = raw.get("stream").and_then(Value::as_bool).unwrap_or(false);
+    let req = GenerateRequest {
+        model: raw
+            .get("model")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string(),
+        prompt,
+        suffix: raw
+            .get("suffix")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string(),
+        options: Some(options),
+        keep_alive: raw.get("keep_alive").cloned().unwrap_or(Value::Null),
+        stream: Some(stream),
+        ..GenerateRequest::default()
+    };
+    let model = req.model.clone();
+    match start_generate(&st, req, started).await? {
+        Start::Running(run, shape) => {
+            openai_response(run, *shape, Kind::Text, &model, stream, include_usage(&raw)).await
+        }
+        Start::Ready(_) | Start::Rendered(_) => Err(ApiError::bad("prompt is required").into()),
+    }
+}
+
+/// Chat completions or text completions.
+#[derive(Clone, Copy)]
+enum Kind {
+    Chat,
+    Text,
+}
+
+impl Kind {
+    fn prefix(self) -> &'static str {
+        match self {
+            Kind::Chat => "chatcmpl",
+            Kind::Text => "cmpl",
+        }
+    }
+
+    fn object(self, stream: bool) -> &'static str {
+        match (self, stream) {
+            (Kind::Chat, false) => "chat.completion",
+            (Kind::Chat, true) => "chat.completion.chunk",
+            (Kind::Text, _) => "text_completion",
+        }
+    }
+
+    /// One choice: the whole message (`delta` false) or a delta of a stream.
+    fn choice(self, o: &Out, finish: Value, delta: bool) -> Value {
+        match self {
+            Kind::Text => {
+                json!({"index": 0, "text": o.content, "logprobs": null, "finish_reason": finish})
+            }
+            Kind::Chat => {
+                let mut m = json!({"role": "assistant"});
+                if !o.content.is_empty() || !delta {
+                    m["content"] = o.content.clone().into();
+                }
+                if !o.thinking.is_empty() {
+                    m["reasoning"] = o.thinking.clone().into();
+                }
+                if !o.calls.is_empty() {
+                    m["tool_calls"] = openai_calls(&o.calls);
+                }
+                let key = if delta { "delta" } else { "message" };
+                json!({"index": 0, key: m, "finish_reason": finish})
+            }
+        }
+    }
+}
+
+async fn openai_response(
+    mut run: Running,
+    mut shape: Shape,
+    kind: Kind,
+    model: &str,
+    stream: bool,
+    usage: bool,
+) -> Result<Response, OpenAiError> {
+    let head = json!({"id": completion_id(kind.prefix()), "object": kind.object(stream),
+        "created": chrono::Utc::now().timestamp(), "model": model, "system_fingerprint": "fp_ollama"});
     if !stream {
         let mut all = Out::default();
         loop {
@@ -187,20 +288,10 @@ pub(super) async fn chat_completions(
                 }) => {
                     all.append(shape.flush());
                     let finish = finish_reason(reason.as_str(), &all);
-                    let mut message = json!({"role": "assistant", "content": all.content});
-                    if !all.thinking.is_empty() {
-                        message["reasoning"] = all.thinking.clone().into();
-                    }
-                    if !all.calls.is_empty() {
-                        message["tool_calls"] = openai_calls(&all.calls);
-                    }
-                    return Ok(Json(
-                        json!({"id": id, "object": "chat.completion", "created": created,
-                        "model": model, "system_fingerprint": "fp_ollama",
-                        "choices": [{"index": 0, "message": message, "finish_reason": finish}],
-                        "usage": usage_of(&metrics)}),
-                    )
-                    .into_response());
+                    let mut v = head;
+                    v["choices"] = json!([kind.choice(&all, finish.into(), false)]);
+                    v["usage"] = usage_of(&metrics);
+                    return Ok(Json(v).into_response());
                 }
                 Some(Event::Error(k, e)) => return Err(runner_error(k, e).into()),
                 None => {
@@ -213,13 +304,18 @@ pub(super) async fn chat_completions(
             }
         }
     }
-    let head = json!({"id": id, "object": "chat.completion.chunk", "created": created,
-        "model": model, "system_fingerprint": "fp_ollama"});
-    let first = chunk(
-        &head,
-        json!({"role": "assistant", "content": ""}),
-        Value::Null,
-    );
+    let with_choice = |head: &Value, choice: Value| -> Bytes {
+        let mut v = head.clone();
+        v["choices"] = json!([choice]);
+        sse(&v)
+    };
+    let first = match kind {
+        Kind::Chat => with_choice(
+            &head,
+            json!({"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": null}),
+        ),
+        Kind::Text => Bytes::new(),
+    };
     let state = (run, shape, head, Out::default(), false);
     let rest = futures::stream::unfold(
         state,
@@ -228,44 +324,45 @@ pub(super) async fn chat_completions(
                 return None;
             }
             let mut out = Vec::new();
-            let push = |o: &Out, out: &mut Vec<u8>| {
-                if !o.thinking.is_empty() {
-                    out.extend_from_slice(&chunk(
-                        &head,
-                        json!({"role": "assistant", "reasoning": o.thinking}),
-                        Value::Null,
-                    ));
-                }
-                if !o.content.is_empty() {
-                    out.extend_from_slice(&chunk(
-                        &head,
-                        json!({"role": "assistant", "content": o.content}),
-                        Value::Null,
-                    ));
-                }
-                if !o.calls.is_empty() {
-                    out.extend_from_slice(&chunk(
-                        &head,
-                        json!({"role": "assistant", "tool_calls": openai_calls(&o.calls)}),
-                        Value::Null,
-                    ));
+            // A piece with both reasoning and content becomes two chunks, as Ollama sends them.
+            let push = |o: Out, out: &mut Vec<u8>| {
+                let parts = [
+                    Out {
+                        thinking: o.thinking,
+                        ..Out::default()
+                    },
+                    Out {
+                        content: o.content,
+                        ..Out::default()
+                    },
+                    Out {
+                        calls: o.calls,
+                        ..Out::default()
+                    },
+                ];
+                for p in parts.iter().filter(|p| !p.is_empty()) {
+                    out.extend_from_slice(&with_choice(&head, kind.choice(p, Value::Null, true)));
                 }
             };
             let finished = match run.next().await {
                 Some(Event::Text(t)) => {
                     let o = shape.split(&t);
-                    push(&o, &mut out);
-                    seen.append(o);
+                    seen.calls.extend(o.calls.iter().cloned());
+                    push(o, &mut out);
                     false
                 }
                 Some(Event::Done {
                     reason, metrics, ..
                 }) => {
                     let o = shape.flush();
-                    push(&o, &mut out);
-                    seen.append(o);
+                    seen.calls.extend(o.calls.iter().cloned());
+                    push(o, &mut out);
                     let finish = finish_reason(reason.as_str(), &seen);
-                    out.extend_from_slice(&chunk(&head, json!({}), finish.into()));
+                    let last = match kind {
+                        Kind::Chat => json!({"index": 0, "delta": {}, "finish_reason": finish}),
+                        Kind::Text => kind.choice(&Out::default(), finish.into(), true),
+                    };
+                    out.extend_from_slice(&with_choice(&head, last));
                     if usage {
                         let mut u = head.clone();
                         u["choices"] = json!([]);
@@ -293,13 +390,6 @@ pub(super) async fn chat_completions(
         axum::body::Body::from_stream(body),
     )
         .into_response())
-}
-
-/// One SSE chunk: `head` with one choice holding `delta` and `finish_reason`.
-fn chunk(head: &Value, delta: Value, finish: Value) -> Bytes {
-    let mut v = head.clone();
-    v["choices"] = json!([{"index": 0, "delta": delta, "finish_reason": finish}]);
-    sse(&v)
 }
 
 fn sse(v: &Value) -> Bytes {
@@ -343,6 +433,44 @@ fn openai_calls(calls: &[crate::template::ToolCall]) -> Value {
             })
             .collect(),
     )
+}
+
+fn include_usage(raw: &Map<String, Value>) -> bool {
+    raw.get("stream_options")
+        .and_then(|o| o.get("include_usage"))
+        .and_then(Value::as_bool)
+        .unwrap_or(false)
+}
+
+/// Ollama options from an OpenAI request: `temperature` and `top_p` (1.0 when omitted, as
+/// Ollama sends), `max_tokens`, `seed`, penalties, `stop`, and Ollama's own option names given
+/// as extra fields.
+fn sampling_options(raw: &Map<String, Value>) -> Map<String, Value> {
+    let mut options = Map::new();
+    let num = |v: Option<&Value>| v.filter(|v| !v.is_null()).cloned();
+    options.insert(
+        "temperature".into(),
+        num(raw.get("temperature")).unwrap_or(json!(1.0)),
+    );
+    options.insert("top_p".into(), num(raw.get("top_p")).unwrap_or(json!(1.0)));
+    for (from, to) in [
+        ("max_tokens", "num_predict"),
+        ("max_completion_tokens", "num_predict"),
+        ("seed", "seed"),
+        ("frequency_penalty", "frequency_penalty"),
+        ("presence_penalty", "presence_penalty"),
+        ("stop", "stop"),
+    ] {
+        if let Some(v) = num(raw.get(from)) {
+            options.insert(to.into(), v);
+        }
+    }
+    for k in OLLAMA_OPTIONS {
+        if let Some(v) = num(raw.get(*k)) {
+            options.insert((*k).into(), v);
+        }
+    }
+    options
 }
 
 /// Ollama option names accepted as extra body fields.
@@ -491,30 +619,7 @@ fn chat_request(mut raw: Map<String, Value>) -> Result<(ChatRequest, bool, bool)
         }
         messages.extend(parts);
     }
-    let mut options = Map::new();
-    let num = |v: Option<&Value>| v.filter(|v| !v.is_null()).cloned();
-    options.insert(
-        "temperature".into(),
-        num(raw.get("temperature")).unwrap_or(json!(1.0)),
-    );
-    options.insert("top_p".into(), num(raw.get("top_p")).unwrap_or(json!(1.0)));
-    for (from, to) in [
-        ("max_tokens", "num_predict"),
-        ("max_completion_tokens", "num_predict"),
-        ("seed", "seed"),
-        ("frequency_penalty", "frequency_penalty"),
-        ("presence_penalty", "presence_penalty"),
-        ("stop", "stop"),
-    ] {
-        if let Some(v) = num(raw.get(from)) {
-            options.insert(to.into(), v);
-        }
-    }
-    for k in OLLAMA_OPTIONS {
-        if let Some(v) = num(raw.get(*k)) {
-            options.insert((*k).into(), v);
-        }
-    }
+    let options = sampling_options(&raw);
     let format = match raw.get("response_format") {
         Some(Value::Object(rf)) => match rf.get("type").and_then(Value::as_str) {
             Some("json_object") => json!("json"),
@@ -551,11 +656,7 @@ fn chat_request(mut raw: Map<String, Value>) -> Result<(ChatRequest, bool, bool)
         _ => Vec::new(),
     };
     let stream = raw.get("stream").and_then(Value::as_bool).unwrap_or(false);
-    let usage = raw
-        .get("stream_options")
-        .and_then(|o| o.get("include_usage"))
-        .and_then(Value::as_bool)
-        .unwrap_or(false);
+    let usage = include_usage(&raw);
     let top_logprobs = raw.get("top_logprobs").and_then(Value::as_i64);
     Ok((
         ChatRequest {
