@@ -1396,3 +1396,99 @@ fn openai_text_completions() {
     );
     assert_eq!(st, 400);
 }
+
+#[test]
+fn tool_choice_forces_a_call_and_the_round_trip_completes() {
+    let _g = serial();
+    let s = start(&[]);
+    let gguf = testkit::model_path(testkit::SMOLLM2);
+    let tmpl = r#"{{- if .Tools }}<|im_start|>system
+Tools: {{ json .Tools }}
+Call one as <tool_call>{"name": NAME, "arguments": ARGS}</tool_call><|im_end|>
+{{ end }}{{- range .Messages }}<|im_start|>{{ .Role }}
+{{ if .ToolCalls }}{{ range .ToolCalls }}<tool_call>{"name": "{{ .Function.Name }}", "arguments": {{ json .Function.Arguments }}}</tool_call>{{ end }}{{ else }}{{ .Content }}{{ end }}<|im_end|>
+{{ end }}<|im_start|>assistant
+"#;
+    s.create(
+        "tooly",
+        &format!("FROM {}\nTEMPLATE \"\"\"{tmpl}\"\"\"\n", gguf.display()),
+    );
+    let tools = json!([{"type": "function", "function": {"name": "get_weather", "description": "Weather of a city",
+        "parameters": {"type": "object", "properties": {"city": {"type": "string", "maxLength": 30}}, "required": ["city"]}}}]);
+    let mut msgs = vec![json!({"role": "user", "content": "What is the weather in Paris?"})];
+    let v = s.ok(
+        "/api/chat",
+        &json!({"model": "tooly", "messages": msgs, "tools": tools, "tool_choice": "required", "stream": false, "options": greedy(60)}),
+    );
+    let calls = v["message"]["tool_calls"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{v}"))
+        .clone();
+    assert_eq!(calls.len(), 1, "{v}");
+    assert_eq!(calls[0]["function"]["name"], "get_weather");
+    assert_eq!(calls[0]["function"]["index"], 0);
+    assert!(calls[0]["function"]["arguments"]["city"].is_string(), "{v}");
+    let id = calls[0]["id"].as_str().unwrap();
+    assert!(id.starts_with("call_") && id.len() == 13);
+    assert_eq!(v["message"]["content"], "");
+    // Streamed, the call arrives whole in one chunk.
+    let (_, lines) = s.stream(
+        "/api/chat",
+        &json!({"model": "tooly", "messages": msgs, "tools": tools, "tool_choice": "required", "options": greedy(60)}),
+    );
+    let with_calls: Vec<&Value> = lines
+        .iter()
+        .filter(|l| l["message"].get("tool_calls").is_some())
+        .collect();
+    assert_eq!(with_calls.len(), 1);
+    assert_eq!(
+        with_calls[0]["message"]["tool_calls"][0]["function"]["arguments"],
+        calls[0]["function"]["arguments"]
+    );
+    // The tool's result goes back, and the final answer streams as text.
+    msgs.push(v["message"].clone());
+    msgs.push(json!({"role": "tool", "tool_name": "get_weather", "content": "Sunny, 22 degrees."}));
+    let (_, lines) = s.stream(
+        "/api/chat",
+        &json!({"model": "tooly", "messages": msgs, "tools": tools, "options": greedy(20)}),
+    );
+    assert_eq!(lines.last().unwrap()["done"], true);
+    assert!(!text_of(&lines, true).is_empty());
+    // OpenAI: a named function; arguments come as a JSON string; finish_reason tool_calls.
+    let v = s.ok(
+        "/v1/chat/completions",
+        &json!({"model": "tooly", "messages": [{"role": "user", "content": "Weather in Rome?"}], "tools": tools,
+            "tool_choice": {"type": "function", "function": {"name": "get_weather"}}, "temperature": 0, "max_tokens": 60}),
+    );
+    let c = &v["choices"][0];
+    assert_eq!(c["finish_reason"], "tool_calls", "{v}");
+    let args: Value = serde_json::from_str(
+        c["message"]["tool_calls"][0]["function"]["arguments"]
+            .as_str()
+            .unwrap(),
+    )
+    .unwrap();
+    assert!(args["city"].is_string());
+    // Unknown names and bad values are 400s; "none" hides the tools.
+    let (st, _) = s.post(
+        "/api/chat",
+        &json!({"model": "tooly", "messages": msgs, "tools": tools, "tool_choice": "nope"}),
+    );
+    assert_eq!(st, 400);
+    let (st, _) = s.post(
+        "/api/chat",
+        &json!({"model": "tooly", "messages": msgs, "tools": tools, "tool_choice": 5}),
+    );
+    assert_eq!(st, 400);
+    let v = s.ok(
+        "/api/chat",
+        &json!({"model": "tooly", "messages": [{"role": "user", "content": "Hi"}], "tools": tools, "tool_choice": "none",
+            "_debug_render_only": true}),
+    );
+    assert!(
+        !v["_debug_info"]["rendered_template"]
+            .as_str()
+            .unwrap()
+            .contains("Tools:")
+    );
+}

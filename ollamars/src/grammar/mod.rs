@@ -136,6 +136,49 @@ pub fn json_grammar() -> String {
     g.finish(object)
 }
 
+/// A grammar for the literal `prefix` (e.g. a tool-call tag such as `<tool_call>`), a little
+/// whitespace, then a JSON value of `schema`. With an empty prefix, just [`from_schema`].
+///
+/// # Errors
+/// As [`from_schema`]; also [`SchemaError::Unsupported`] when the schema refers to its own
+/// root (`"$ref": "#"`), which the prefix would change.
+pub fn prefixed(prefix: &str, schema: &Value) -> Result<String, SchemaError> {
+    let g = from_schema(schema)?;
+    if prefix.is_empty() {
+        return Ok(g);
+    }
+    let self_ref = || SchemaError::Unsupported {
+        what: "a reference to the root schema after a prefix".into(),
+        path: "#".into(),
+    };
+    // Rename the `root` rule; no other rule may refer to it.
+    let mut out = format!(
+        "root ::= {} [ \\t\\n]{{0,4}} prefixed-value\n",
+        literal(prefix)
+    );
+    let mut renamed = false;
+    for line in g.lines() {
+        let (name, body) = line.split_once(" ::= ").unwrap_or((line, ""));
+        let refers_to_root = body
+            .split(|c: char| !(c.is_ascii_alphanumeric() || c == '-'))
+            .any(|w| w == "root");
+        if refers_to_root {
+            return Err(self_ref());
+        }
+        if name == "root" && !renamed {
+            renamed = true;
+            out.push_str(&format!("prefixed-value ::= {body}\n"));
+        } else {
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    if !renamed {
+        return Err(self_ref());
+    }
+    Ok(out)
+}
+
 /// A JSON Schema (an object, or `true`) as GBNF with rule `root`.
 pub fn from_schema(schema: &Value) -> Result<String, SchemaError> {
     if serde_json::to_vec(schema).map_or(true, |v| v.len() > MAX_SCHEMA_BYTES) {

@@ -89,6 +89,9 @@ pub(super) struct ChatRequest {
     pub(super) top_logprobs: Option<i64>,
     #[serde(default, rename = "_debug_render_only")]
     pub(super) debug_render_only: bool,
+    /// Beyond Ollama (#11171): `auto`, `none`, `required`, or a tool name.
+    #[serde(default)]
+    pub(super) tool_choice: Value,
 }
 
 /// Looks the model up; 404 with `not_found` text.
@@ -767,6 +770,10 @@ pub(super) async fn start_chat(
     let keep_alive = keep_alive_of(&req.keep_alive)?;
     let mut opts = options_for(&st, &info, req.options.as_ref())?;
     opts.sampling.grammar = grammar_for(&req.format)?;
+    let choice = tools::ToolChoice::from_json(&req.tool_choice).map_err(ApiError::bad)?;
+    if choice == tools::ToolChoice::None {
+        req.tools.clear();
+    }
     if req.messages.is_empty() {
         let reason = load_or_unload(&st, &info, &opts, keep_alive).await?;
         return Ok(Start::Ready(reason));
@@ -821,11 +828,14 @@ pub(super) async fn start_chat(
         Renderer::Native => None,
     };
     let thinking = splitter(go, &info, &think, &prompt);
+    let tag = match go {
+        Some(t) => t.tool_call_tag_or_default(),
+        None => tools::native_tag(&info.native_template).to_string(),
+    };
+    if let Some(g) = tools::choice_grammar(&req.tools, &choice, &tag).map_err(ApiError::bad)? {
+        opts.sampling.grammar = Some(g);
+    }
     let tools = (!req.tools.is_empty()).then(|| {
-        let tag = match go {
-            Some(t) => t.tool_call_tag_or_default(),
-            None => tools::native_tag(&info.native_template).to_string(),
-        };
         let names = req.tools.iter().map(|t| t.function.name.clone()).collect();
         ToolParser::new(&tag, names)
     });

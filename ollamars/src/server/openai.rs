@@ -658,6 +658,7 @@ fn chat_request(mut raw: Map<String, Value>) -> Result<(ChatRequest, bool, bool)
     let stream = raw.get("stream").and_then(Value::as_bool).unwrap_or(false);
     let usage = include_usage(&raw);
     let top_logprobs = raw.get("top_logprobs").and_then(Value::as_i64);
+    let tool_choice = raw.get("tool_choice").cloned().unwrap_or(Value::Null);
     Ok((
         ChatRequest {
             model,
@@ -669,6 +670,7 @@ fn chat_request(mut raw: Map<String, Value>) -> Result<(ChatRequest, bool, bool)
             stream: Some(stream),
             think,
             top_logprobs,
+            tool_choice,
             ..ChatRequest::default()
         },
         stream,

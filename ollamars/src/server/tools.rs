@@ -18,6 +18,8 @@ pub struct ToolParser {
     /// After the tag: collecting JSON.
     in_call: bool,
     index: usize,
+    /// Whitespace after a call, held back.
+    ws_hold: String,
 }
 
 /// Output of one step: content to emit and the calls completed.
@@ -102,6 +104,7 @@ impl ToolParser {
             buf: String::new(),
             in_call: false,
             index: 0,
+            ws_hold: String::new(),
         }
     }
 
@@ -163,8 +166,15 @@ impl ToolParser {
                             })
                             .unwrap_or(0);
                         let emit = self.buf.len() - keep;
-                        content.push_str(&self.buf[..emit]);
-                        self.buf.drain(..emit);
+                        let text: String = self.buf.drain(..emit).collect();
+                        // After a call, whitespace is held back: it only counts as content if
+                        // text follows.
+                        if self.index > 0 && text.trim().is_empty() {
+                            self.ws_hold.push_str(&text);
+                        } else {
+                            content.push_str(&std::mem::take(&mut self.ws_hold));
+                            content.push_str(&text);
+                        }
                         return (content, calls);
                     }
                 }
@@ -353,4 +363,103 @@ mod tests {
         assert_eq!(native_tag("... <tool_call> ..."), "<tool_call>");
         assert_eq!(native_tag("plain"), "{");
     }
+}
+
+/// What `tool_choice` asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ToolChoice {
+    /// The model decides (the default).
+    Auto,
+    /// No tools: they are not shown to the model.
+    None,
+    /// A call of one of the tools is forced.
+    Required,
+    /// A call of this tool is forced.
+    Function(String),
+}
+
+impl ToolChoice {
+    /// Parses `"auto"`, `"none"`, `"required"` (or `"any"`), a tool name, or OpenAI's
+    /// `{"type": "function", "function": {"name": ...}}`; null is `auto`.
+    ///
+    /// # Errors
+    /// A message for anything else.
+    pub fn from_json(v: &Value) -> Result<ToolChoice, String> {
+        match v {
+            Value::Null => Ok(ToolChoice::Auto),
+            Value::String(s) => Ok(match s.as_str() {
+                "auto" => ToolChoice::Auto,
+                "none" => ToolChoice::None,
+                "required" | "any" => ToolChoice::Required,
+                name => ToolChoice::Function(name.to_string()),
+            }),
+            Value::Object(o) => o
+                .get("function")
+                .and_then(|f| f.get("name"))
+                .or_else(|| o.get("name"))
+                .and_then(Value::as_str)
+                .map(|n| ToolChoice::Function(n.to_string()))
+                .ok_or_else(|| format!("invalid tool_choice: {v}")),
+            _ => Err(format!("invalid tool_choice: {v}")),
+        }
+    }
+}
+
+/// The grammar that forces a call (`Required` or `Function`): the tool tag, then
+/// `{"name": ..., "arguments": ...}` with the arguments constrained by the tool's parameter
+/// schema. `None` for `Auto` and `None`.
+///
+/// # Errors
+/// A message for an unknown tool name or a parameter schema the grammar cannot express.
+pub fn choice_grammar(
+    tools: &[crate::template::Tool],
+    choice: &ToolChoice,
+    tag: &str,
+) -> Result<Option<String>, String> {
+    let chosen: Vec<&crate::template::Tool> = match choice {
+        ToolChoice::Auto | ToolChoice::None => return Ok(None),
+        ToolChoice::Required => tools.iter().collect(),
+        ToolChoice::Function(name) => {
+            let t: Vec<_> = tools.iter().filter(|t| &t.function.name == name).collect();
+            if t.is_empty() {
+                return Err(format!("tool_choice names {name:?}, which is not in tools"));
+            }
+            t
+        }
+    };
+    if chosen.is_empty() {
+        return Err("tool_choice requires tools".into());
+    }
+    let alternatives: Vec<Value> = chosen
+        .iter()
+        .map(|t| {
+            let params = serde_json::to_value(&t.function.parameters).unwrap_or(Value::Bool(true));
+            let params = match params {
+                Value::Object(mut o) => {
+                    o.retain(|_, v| !v.is_null());
+                    if o.get("properties")
+                        .is_none_or(|p| p.as_object().is_some_and(Map::is_empty))
+                    {
+                        serde_json::json!({"type": "object"})
+                    } else {
+                        Value::Object(o)
+                    }
+                }
+                other => other,
+            };
+            serde_json::json!({"type": "object",
+                "properties": {"name": {"const": t.function.name}, "arguments": params},
+                "required": ["name", "arguments"], "additionalProperties": false})
+        })
+        .collect();
+    let schema = if alternatives.len() == 1 {
+        alternatives.into_iter().next().unwrap_or_default()
+    } else {
+        serde_json::json!({ "anyOf": alternatives })
+    };
+    // A bare-JSON tag (`{`) is part of the call itself.
+    let prefix = tag.trim().trim_end_matches(['{', '[']).trim_end();
+    crate::grammar::prefixed(prefix, &schema)
+        .map(Some)
+        .map_err(|e| format!("tool parameters: {e}"))
 }
