@@ -1269,16 +1269,7 @@ fn openai_chat_completions() {
         .unwrap();
     assert_eq!(r.headers()["content-type"], "text/event-stream");
     let text = r.text().unwrap();
-    let frames: Vec<&str> = text
-        .split("\n\n")
-        .filter(|f| !f.is_empty())
-        .map(|f| f.strip_prefix("data: ").unwrap())
-        .collect();
-    assert_eq!(*frames.last().unwrap(), "[DONE]");
-    let chunks: Vec<Value> = frames[..frames.len() - 1]
-        .iter()
-        .map(|f| serde_json::from_str(f).unwrap())
-        .collect();
+    let chunks = sse_chunks(&text);
     assert_eq!(chunks[0]["choices"][0]["delta"]["role"], "assistant");
     let n = chunks.len();
     assert_eq!(chunks[n - 1]["choices"], json!([]));
@@ -1371,16 +1362,7 @@ fn openai_text_completions() {
         .unwrap()
         .text()
         .unwrap();
-    let frames: Vec<&str> = text
-        .split("\n\n")
-        .filter(|f| !f.is_empty())
-        .map(|f| f.strip_prefix("data: ").unwrap())
-        .collect();
-    assert_eq!(*frames.last().unwrap(), "[DONE]");
-    let chunks: Vec<Value> = frames[..frames.len() - 1]
-        .iter()
-        .map(|f| serde_json::from_str(f).unwrap())
-        .collect();
+    let chunks = sse_chunks(&text);
     let streamed: String = chunks
         .iter()
         .map(|c| c["choices"][0]["text"].as_str().unwrap_or_default())
@@ -1491,4 +1473,18 @@ Call one as <tool_call>{"name": NAME, "arguments": ARGS}</tool_call><|im_end|>
             .unwrap()
             .contains("Tools:")
     );
+}
+
+/// The JSON chunks of an SSE body, which must end with `data: [DONE]`.
+fn sse_chunks(text: &str) -> Vec<Value> {
+    let frames: Vec<&str> = text
+        .split("\n\n")
+        .filter(|f| !f.is_empty())
+        .map(|f| f.strip_prefix("data: ").unwrap())
+        .collect();
+    assert_eq!(*frames.last().unwrap(), "[DONE]");
+    frames[..frames.len() - 1]
+        .iter()
+        .map(|f| serde_json::from_str(f).unwrap())
+        .collect()
 }
