@@ -1162,6 +1162,14 @@ impl SamplerHandle {
     /// Applies the chain to `logits` and returns (chosen token, its logit after the chain),
     /// without accepting it. `None` when no candidate survives.
     pub(crate) fn select(&mut self, logits: &[f32]) -> Option<(RawToken, f32)> {
+        self.select_with(None, logits)
+    }
+
+    fn select_with(
+        &mut self,
+        first: Option<&mut SamplerHandle>,
+        logits: &[f32],
+    ) -> Option<(RawToken, f32)> {
         self.candidates.clear();
         self.candidates.extend(
             logits
@@ -1179,6 +1187,10 @@ impl SamplerHandle {
             selected: -1,
             sorted: false,
         };
+        if let Some(first) = first {
+            // SAFETY: as below; `first` is a distinct live chain (it is `&mut`, so not `self`).
+            unsafe { sys::llama_sampler_apply(first.ptr.as_ptr(), &mut arr) };
+        }
         // SAFETY: `arr` describes the live `candidates` buffer; samplers may shrink `size`,
         // reorder entries or point `data` into the same buffer, all within its bounds.
         unsafe { sys::llama_sampler_apply(self.ptr.as_ptr(), &mut arr) };
@@ -1190,10 +1202,42 @@ impl SamplerHandle {
         Some((chosen.id, chosen.logit))
     }
 
+    /// Applies this chain to a single candidate, `token` with `logit`, and says whether it
+    /// survives (a grammar chain leaves an allowed token's logit finite and sets a ruled-out
+    /// one to -inf). Used to check a token chosen without the grammar.
+    pub(crate) fn allows(&mut self, token: RawToken, logit: f32) -> bool {
+        let mut one = [sys::llama_token_data {
+            id: token,
+            logit,
+            p: 0.0,
+        }];
+        let mut arr = sys::llama_token_data_array {
+            data: one.as_mut_ptr(),
+            size: 1,
+            selected: -1,
+            sorted: false,
+        };
+        // SAFETY: `arr` describes the one-entry local array; stages may only rewrite entries
+        // within its bounds.
+        unsafe { sys::llama_sampler_apply(self.ptr.as_ptr(), &mut arr) };
+        arr.size == 1 && one[0].logit != f32::NEG_INFINITY && !one[0].logit.is_nan()
+    }
+
+    /// Like [`select`](Self::select), but `first` (a grammar chain) is applied to the full
+    /// candidate array before this chain: the slow path when the token this chain chose
+    /// alone was ruled out by the grammar.
+    pub(crate) fn select_after(
+        &mut self,
+        first: &mut SamplerHandle,
+        logits: &[f32],
+    ) -> Option<(RawToken, f32)> {
+        self.select_with(Some(first), logits)
+    }
+
     /// Tells every stage which token was chosen (grammar state, penalties history).
     pub(crate) fn accept(&mut self, token: RawToken) {
-        // SAFETY: the chain is live and exclusive; callers pass a token that `select` chose
-        // with a finite logit, which the grammar stage (first in the chain) allowed.
+        // SAFETY: the chain is live and exclusive; callers pass a token that was chosen with a
+        // finite logit and, on a grammar chain, that the grammar allowed.
         unsafe { sys::llama_sampler_accept(self.ptr.as_ptr(), token) };
     }
 

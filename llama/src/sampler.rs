@@ -244,6 +244,12 @@ impl SamplerParams {
 /// A sampler chain built for one model. `Send`; reuse it for a whole generation.
 pub struct Sampler {
     handle: SamplerHandle,
+    /// The grammar, in a chain of its own. A token is chosen by `handle` alone first and then
+    /// checked against the grammar; only when the grammar rules it out is the full candidate
+    /// array filtered by the grammar and the choice made again (what llama.cpp's own
+    /// `common_sampler` does). Checking one token is far cheaper than matching the whole
+    /// vocabulary against the grammar at every step.
+    grammar: Option<SamplerHandle>,
     n_vocab: i32,
     has_grammar: bool,
     /// The chain is plain greedy: sample by argmax without building llama.cpp's candidate array
@@ -272,8 +278,9 @@ impl Sampler {
                 .check(t)
                 .map_err(|e| SamplerError::InvalidParam(e.to_string()))?;
         }
-        let mut h = SamplerHandle::chain();
+        let mut grammar = None;
         if let Some(g) = &params.grammar {
+            let mut h = SamplerHandle::chain();
             g.check()?;
             for &t in &g.lazy_tokens {
                 vocab
@@ -311,7 +318,9 @@ impl Sampler {
                         .into(),
                 ));
             }
+            grammar = Some(h);
         }
+        let mut h = SamplerHandle::chain();
         if !params.logit_bias.is_empty() {
             h.add(Stage::LogitBias {
                 n_vocab,
@@ -366,13 +375,13 @@ impl Sampler {
         }
         // Plain greedy: sample by argmax without building llama.cpp's candidate array.
         let greedy_only = params.temperature <= 0.0
-            && params.grammar.is_none()
             && params.logit_bias.is_empty()
             && params.repeat_penalty == 1.0
             && params.frequency_penalty == 0.0
             && params.presence_penalty == 0.0;
         Ok(Sampler {
             handle: h,
+            grammar,
             n_vocab,
             has_grammar: params.grammar.is_some(),
             greedy_only,
@@ -395,6 +404,56 @@ impl Sampler {
     /// # Errors
     /// As [`sample`](Self::sample); also when `logits` has the wrong length.
     pub fn sample_logits(&mut self, logits: &[f32]) -> Result<Token, SamplerError> {
+        let token = self.choose(logits)?;
+        self.commit(token);
+        Ok(token)
+    }
+
+    /// Samples from the logits of batch entry `idx` like [`sample`](Self::sample), but only a
+    /// token for which `ok` holds: a refused token is ruled out and the choice made again, at
+    /// most `tries` times (then [`SamplerError::NoCandidates`]). Only the final token is
+    /// accepted. Use it for constraints a grammar cannot express, e.g. "no text after a tag".
+    ///
+    /// # Errors
+    /// As [`sample`](Self::sample).
+    pub fn sample_where(
+        &mut self,
+        ctx: &Context,
+        idx: i32,
+        tries: usize,
+        mut ok: impl FnMut(Token) -> bool,
+    ) -> Result<Token, SamplerError> {
+        let logits = ctx.logits(idx).ok_or(SamplerError::NoLogits(idx))?;
+        let first = self.choose(logits)?;
+        if ok(first) {
+            self.commit(first);
+            return Ok(first);
+        }
+        let mut banned = logits.to_vec();
+        banned[first as usize] = f32::NEG_INFINITY;
+        for _ in 1..tries {
+            let t = self.choose(&banned)?;
+            if ok(t) {
+                self.commit(t);
+                return Ok(t);
+            }
+            banned[t as usize] = f32::NEG_INFINITY;
+        }
+        Err(SamplerError::NoCandidates)
+    }
+
+    /// Accepts a token chosen by [`choose`](Self::choose) into the grammar and the chain.
+    fn commit(&mut self, token: Token) {
+        if let Some(g) = &mut self.grammar {
+            g.accept(token);
+        }
+        if !self.greedy_only {
+            self.handle.accept(token);
+        }
+    }
+
+    /// Chooses a token without accepting it.
+    fn choose(&mut self, logits: &[f32]) -> Result<Token, SamplerError> {
         if logits.len() != self.n_vocab as usize {
             return Err(SamplerError::InvalidParam(format!(
                 "{} logits for a vocabulary of {}",
@@ -402,7 +461,8 @@ impl Sampler {
                 self.n_vocab
             )));
         }
-        if self.greedy_only {
+        // First choice: the chain alone (or plain argmax), without the grammar.
+        let first = if self.greedy_only {
             // llama.cpp's greedy sampler: the first index of the largest logit.
             let mut best: Option<(usize, f32)> = None;
             for (i, &l) in logits.iter().enumerate() {
@@ -410,21 +470,40 @@ impl Sampler {
                     best = Some((i, l));
                 }
             }
-            return match best {
-                Some((i, l)) if l != f32::NEG_INFINITY => Ok(i as Token),
-                _ => Err(SamplerError::NoCandidates),
-            };
-        }
-        let (token, logit) = self
-            .handle
-            .select(logits)
-            .ok_or(SamplerError::NoCandidates)?;
-        // A token the grammar ruled out keeps a logit of -inf: accepting it would make
-        // llama.cpp's grammar throw across the C boundary (an abort). Refuse it instead.
-        if !(0..self.n_vocab).contains(&token) || logit == f32::NEG_INFINITY || logit.is_nan() {
-            return Err(SamplerError::NoCandidates);
-        }
-        self.handle.accept(token);
+            best.map(|(i, l)| (i as Token, l))
+        } else {
+            self.handle.select(logits)
+        };
+        let usable = |t: Token, l: f32| {
+            (0..self.n_vocab).contains(&t) && l != f32::NEG_INFINITY && !l.is_nan()
+        };
+        let token = match (self.grammar.as_mut(), first) {
+            (None, Some((t, l))) if usable(t, l) => t,
+            (None, _) => return Err(SamplerError::NoCandidates),
+            (Some(g), first) => {
+                let allowed = first
+                    .filter(|&(t, _)| usable(t, logits[t as usize]))
+                    .filter(|&(t, _)| g.allows(t, logits[t as usize]));
+                match allowed {
+                    Some((t, _)) => t,
+                    None => {
+                        // The grammar ruled the first choice out: filter every candidate by the
+                        // grammar, then let the chain choose among what is left.
+                        let (t, l) = self
+                            .handle
+                            .select_after(g, logits)
+                            .ok_or(SamplerError::NoCandidates)?;
+                        // A token the grammar ruled out keeps a logit of -inf: accepting it
+                        // would make llama.cpp's grammar throw across the C boundary (an
+                        // abort). Refuse it instead.
+                        if !usable(t, l) {
+                            return Err(SamplerError::NoCandidates);
+                        }
+                        t
+                    }
+                }
+            }
+        };
         Ok(token)
     }
 
@@ -452,5 +531,8 @@ impl Sampler {
     /// Resets the chain's state (grammar, penalties, mirostat).
     pub fn reset(&mut self) {
         self.handle.reset();
+        if let Some(g) = &mut self.grammar {
+            g.reset();
+        }
     }
 }

@@ -1,6 +1,9 @@
 //! The `format` field of `/api/generate` and `/api/chat` as a llama.cpp GBNF grammar:
 //! `"json"` (any JSON object, as Ollama's JSON mode) or a JSON Schema.
 //!
+//! Numbers have at most 16 integral and 16 fractional digits and a 3-digit exponent, so that a
+//! small model cannot spin on digits forever.
+//!
 //! Every generated rule consumes the whitespace that may follow its token (rule `ws`, at most
 //! one space or one newline and 20 blanks), so a model can format its output but cannot loop
 //! on whitespace forever.
@@ -16,7 +19,8 @@
 //!   `additionalProperties`, extra keys are refused too (as llama.cpp does: models otherwise
 //!   wander off into keys nobody asked for). `true` or a schema allows extra keys after the
 //!   listed ones (any key string, not checked against the listed names). Without
-//!   `properties`, absent or `true` allows any keys and values.
+//!   `properties`, absent or `true` allows any keys and values, and such a map honours
+//!   `minProperties` and `maxProperties` (key uniqueness is not enforced).
 //! - `enum` and `const` (the exact compact JSON text of each value), `anyOf` and `oneOf`
 //!   (an alternation; `oneOf`'s exclusivity is not enforced), `allOf` with one item, or with
 //!   several object schemas (their properties merged).
@@ -25,6 +29,9 @@
 //!   treated as unbounded).
 //! - `$ref` to `#`, `#/$defs/Name`, `#/definitions/Name` or any JSON pointer in the schema;
 //!   recursive references become recursive rules.
+//! - `minimum`, `maximum`, `exclusiveMinimum` and `exclusiveMaximum` on `integer` (exact) and
+//!   `number` (exact for integral bounds; a fractional bound is tightened inward, see
+//!   `numeric.rs`, so the grammar may allow fewer values than the schema, never more).
 //! - Strings: `minLength`, `maxLength` (above 1024, `maxLength` is unbounded; a `minLength`
 //!   above 1024 is refused), and `format` `date`, `time`, `date-time` and `uuid`, which decide
 //!   alone. Other formats allow any string.
@@ -37,8 +44,8 @@
 //!
 //! Keywords that would narrow the language but that this converter does not express are
 //! ignored, so the grammar allows more than the schema: patterns outside the subset, `not`,
-//! `if`/`then`/`else`, `patternProperties`, `propertyNames`, `minProperties`/`maxProperties`,
-//! `minimum`/`maximum` and the other numeric bounds, `uniqueItems`, `contains`, and the
+//! `if`/`then`/`else`, `patternProperties`, `propertyNames`, `minProperties`/`maxProperties` beside `properties`,
+//! `uniqueItems`, `contains`, and the
 //! keywords beside `$ref`, `const`, `enum`, `anyOf`, `oneOf` and a one-item `allOf` (each of
 //! these, in that order of precedence, decides the schema alone).
 //!
@@ -54,6 +61,7 @@ use std::collections::HashMap;
 
 use serde_json::{Map, Value};
 
+mod numeric;
 mod pattern;
 #[cfg(test)]
 mod tests;
@@ -203,7 +211,7 @@ const PRIMITIVES: &[(&str, &str, &[&str])] = &[
     ("integer", r#""-"? integral ws"#, &["integral", "ws"]),
     (
         "number",
-        r#""-"? integral ("." [0-9]+)? ([eE] [-+]? [0-9]+)? ws"#,
+        r#""-"? integral ("." [0-9]{1,16})? ([eE] [-+]? [0-9]{1,3})? ws"#,
         &["integral", "ws"],
     ),
     ("boolean", r#"("true" | "false") ws"#, &["ws"]),
@@ -511,12 +519,76 @@ impl<'a> Gen<'a> {
             "object" => self.object(obj, hint, path, depth),
             "array" => self.array(obj, hint, path, depth),
             "string" => self.string(obj, path),
-            "number" | "integer" | "boolean" | "null" => Ok(self.prim(t)),
+            "number" | "integer" => self.numeric(t, obj, path),
+            "boolean" | "null" => Ok(self.prim(t)),
             _ => Err(SchemaError::UnknownType {
                 ty: Value::String(t.into()).to_string(),
                 path: show_path(path),
             }),
         }
+    }
+
+    /// `integer` or `number`, with `minimum`/`maximum`/`exclusiveMinimum`/`exclusiveMaximum`
+    /// (a number, or draft 4's boolean beside `minimum`/`maximum`) as grammar.
+    fn numeric(
+        &mut self,
+        t: &str,
+        obj: &Map<String, Value>,
+        path: &str,
+    ) -> Result<String, SchemaError> {
+        let num = |key: &str| -> Result<Option<f64>, SchemaError> {
+            match obj.get(key) {
+                None | Some(Value::Bool(_)) => Ok(None),
+                Some(v) => v
+                    .as_f64()
+                    .map(Some)
+                    .ok_or_else(|| Self::invalid(format!("{key} must be a number"), path)),
+            }
+        };
+        let draft4 = |key: &str| obj.get(key) == Some(&Value::Bool(true));
+        let pick = |incl: Option<f64>, excl: Option<f64>, lower: bool| {
+            let a = incl.map(|value| numeric::Bound {
+                value,
+                exclusive: draft4(if lower {
+                    "exclusiveMinimum"
+                } else {
+                    "exclusiveMaximum"
+                }),
+            });
+            let b = excl.map(|value| numeric::Bound {
+                value,
+                exclusive: true,
+            });
+            match (a, b) {
+                (Some(a), Some(b)) => {
+                    let b_tighter = if lower {
+                        b.value >= a.value
+                    } else {
+                        b.value <= a.value
+                    };
+                    Some(if b_tighter { b } else { a })
+                }
+                (a, b) => a.or(b),
+            }
+        };
+        let lo = pick(num("minimum")?, num("exclusiveMinimum")?, true);
+        let hi = pick(num("maximum")?, num("exclusiveMaximum")?, false);
+        if lo.is_none() && hi.is_none() {
+            return Ok(self.prim(t));
+        }
+        let expr = if t == "integer" {
+            numeric::integers(lo, hi)
+        } else {
+            numeric::numbers(lo, hi)
+        };
+        let Some(expr) = expr else {
+            return Err(Self::invalid(
+                format!("no {t} lies within the bounds"),
+                path,
+            ));
+        };
+        let ws = self.prim("ws");
+        self.rule(&format!("{t}-range"), format!("{expr} {ws}"))
     }
 
     fn bound(obj: &Map<String, Value>, key: &str, path: &str) -> Result<Option<u64>, SchemaError> {
@@ -776,8 +848,17 @@ impl<'a> Gen<'a> {
                 Some(group(&e))
             }
         };
+        // A pure map (no listed properties) honours minProperties/maxProperties.
+        let (min_props, max_props) = if props.is_none() {
+            Self::bounds(obj, "minProperties", "maxProperties", path)?
+        } else {
+            (0, None)
+        };
+        let counted = min_props > 0 || max_props.is_some();
         let extra_kv = match extra {
-            Some(v) if v == "value" && props.is_none() => return Ok(self.prim("object")),
+            Some(v) if v == "value" && props.is_none() && !counted => {
+                return Ok(self.prim("object"));
+            }
             Some(v) => {
                 let s = self.prim("string");
                 Some(self.rule(
@@ -849,6 +930,23 @@ impl<'a> Gen<'a> {
                 });
             }
             if let Some(e) = &extra_kv {
+                if counted && props.is_none() {
+                    if max_props == Some(0) {
+                        return self.rule(hint, format!(r#""{{" {ws} "}}" {ws}"#));
+                    }
+                    let more = repeat(min_props.saturating_sub(1), max_props.map(|m| m - 1));
+                    let list = if max_props == Some(1) {
+                        e.clone()
+                    } else {
+                        format!(r#"{e} ("," {ws} {e}){more}"#)
+                    };
+                    let body = if min_props == 0 {
+                        format!(r#""{{" {ws} ({list})? "}}" {ws}"#)
+                    } else {
+                        format!(r#""{{" {ws} {list} "}}" {ws}"#)
+                    };
+                    return self.rule(hint, body);
+                }
                 alts.push(format!(r#"{e} ("," {ws} {e})*"#));
             }
             if alts.is_empty() {

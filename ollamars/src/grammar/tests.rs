@@ -335,6 +335,12 @@ fn accepts(g: &Gbnf, text: &str) -> bool {
     m.rule("root", 0).contains(&n)
 }
 
+/// Whether the GBNF `text` (with a `root` rule) accepts `input`, by the test matcher.
+pub(super) fn gbnf_accepts(text: &str, input: &str) -> bool {
+    let g = parse_gbnf(text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+    accepts(&g, input)
+}
+
 /// Builds the grammar for `schema` and checks that it accepts every `good` text and
 /// rejects every `bad` one.
 fn check(schema: Value, good: &[&str], bad: &[&str]) -> String {
@@ -597,7 +603,7 @@ fn type_lists_with_null() {
         &["1", "true"],
     );
     check(
-        json!({"type": ["integer", "boolean"], "minimum": 3}),
+        json!({"type": ["integer", "boolean"], "multipleOf": 3}),
         &["1", "false"],
         &["1.5", "null"],
     );
@@ -1017,7 +1023,7 @@ fn other_errors() {
 #[test]
 fn ignored_keywords_loosen() {
     check(
-        json!({"type": "object", "properties": {"n": {"type": "integer", "minimum": 5, "not": {"const": 1}}}, "required": ["n"], "patternProperties": {"^x": {}}}),
+        json!({"type": "object", "properties": {"n": {"type": "integer", "multipleOf": 5, "not": {"const": 1}}}, "required": ["n"], "patternProperties": {"^x": {}}}),
         &[r#"{"n": 1}"#],
         &[r#"{"x": 1}"#],
     );
@@ -1251,4 +1257,57 @@ fn llama_cpp_parses_the_grammars() {
     }
     assert!(llama_parses("root ::= undefined-rule\n").is_err());
     assert!(llama_parses("root ::= (\"x\"\n").is_err());
+}
+
+#[test]
+fn numeric_bounds() {
+    check(
+        json!({"type": "integer", "minimum": 1, "maximum": 9}),
+        &["1", "5", "9"],
+        &["0", "10", "-1", "5.0"],
+    );
+    check(
+        json!({"type": "integer", "exclusiveMinimum": -3, "exclusiveMaximum": 120}),
+        &["-2", "0", "119"],
+        &["-3", "120", "-0x"],
+    );
+    check(
+        json!({"type": "number", "minimum": 0, "maximum": 1}),
+        &["0", "0.25", "1", "1.0"],
+        &["1.5", "-0.1", "2", "1e0"],
+    );
+    check(
+        json!({"type": "number", "minimum": 0, "exclusiveMinimum": true, "maximum": 10}),
+        &["0.5", "10", "3"],
+        &["0", "0.0", "11"],
+    );
+    check(
+        json!({"type": "object", "properties": {"p": {"type": "number", "exclusiveMaximum": 0}}, "required": ["p"]}),
+        &[r#"{"p": -1.5}"#, r#"{"p": -0.001}"#],
+        &[r#"{"p": 0}"#, r#"{"p": 2}"#, r#"{"p": -0.0}"#],
+    );
+    let e = from_schema(&json!({"type": "integer", "minimum": 5, "maximum": 4})).unwrap_err();
+    assert!(
+        e.to_string().contains("no integer lies within the bounds"),
+        "{e}"
+    );
+}
+
+#[test]
+fn map_property_counts() {
+    check(
+        json!({"type": "object", "additionalProperties": {"type": "integer"}, "maxProperties": 2}),
+        &["{}", r#"{"a": 1}"#, r#"{"a": 1, "b": 2}"#],
+        &[r#"{"a": 1, "b": 2, "c": 3}"#, r#"{"a": "x"}"#],
+    );
+    check(
+        json!({"type": "object", "minProperties": 1, "maxProperties": 1}),
+        &[r#"{"a": [1]}"#],
+        &["{}", r#"{"a": 1, "b": 2}"#],
+    );
+    check(
+        json!({"type": "object", "additionalProperties": true, "minProperties": 2}),
+        &[r#"{"a": 1, "b": null, "c": 3}"#],
+        &["{}", r#"{"a": 1}"#],
+    );
 }

@@ -60,6 +60,8 @@ struct Active {
     shift: bool,
     return_tokens: bool,
     sampler: Sampler,
+    /// A grammar that applies only once the output contains a tag (see [`Deferred`]).
+    deferred: Option<Deferred>,
     generated: Vec<Token>,
     /// A sampled token not yet decoded.
     next: Option<Token>,
@@ -70,6 +72,47 @@ struct Active {
     started: Instant,
     first_token: Option<Instant>,
     evaluated: u64,
+}
+
+/// A grammar held back until the output contains `after` (e.g. `</think>`): until then the
+/// slot samples without it; from the token after the tag on, `constrained` (the same options
+/// with the grammar) takes over. The token that completes the tag may carry nothing but
+/// whitespace after it, or the grammar would start from text it never saw.
+struct Deferred {
+    after: String,
+    constrained: Sampler,
+    /// The output so far, as text (only its tail matters).
+    seen: String,
+}
+
+impl Deferred {
+    /// Whether the output with `piece` appended would be acceptable: either still before the
+    /// tag, or the tag followed by whitespace only.
+    fn accepts(&self, piece: &str) -> bool {
+        let text = format!("{}{piece}", self.seen);
+        match text.find(self.after.as_str()) {
+            None => true,
+            Some(at) => text[at + self.after.len()..].trim().is_empty(),
+        }
+    }
+
+    /// Appends `piece`; true once the tag has appeared.
+    fn push(&mut self, piece: &str) -> bool {
+        self.seen.push_str(piece);
+        if self.seen.contains(self.after.as_str()) {
+            return true;
+        }
+        // Keep only a tail long enough to hold a tag split across pieces.
+        let keep = self.after.len() * 4 + 64;
+        if self.seen.len() > keep * 2 {
+            let mut cut = self.seen.len() - keep;
+            while !self.seen.is_char_boundary(cut) {
+                cut += 1;
+            }
+            self.seen.drain(..cut);
+        }
+        false
+    }
 }
 
 /// Loading the model or creating its context failed.
@@ -400,8 +443,24 @@ impl Engine {
             p.extend_from_slice(&prompt[cut_from..]);
             prompt = p;
         }
-        let sampler = Sampler::new(&self.model, &sampler_params(&c.sampling, n_ctx))
-            .map_err(|e| bad(e.to_string()))?;
+        let params = sampler_params(&c.sampling, n_ctx);
+        let sampler = Sampler::new(&self.model, &params).map_err(|e| bad(e.to_string()))?;
+        let (sampler, deferred) = match c.sampling.grammar_after.as_deref() {
+            Some(after) if !after.is_empty() && params.grammar.is_some() => {
+                let free = SamplerParams {
+                    grammar: None,
+                    ..params.clone()
+                };
+                let free = Sampler::new(&self.model, &free).map_err(|e| bad(e.to_string()))?;
+                let d = Deferred {
+                    after: after.to_string(),
+                    constrained: sampler,
+                    seen: String::new(),
+                };
+                (free, Some(d))
+            }
+            _ => (sampler, None),
+        };
         // The free slot whose cache shares the longest prefix with this prompt.
         let (slot_i, lcp) = self
             .slots
@@ -430,6 +489,7 @@ impl Engine {
             shift: c.shift,
             return_tokens: c.return_tokens,
             sampler,
+            deferred,
             generated: Vec::new(),
             next: None,
             out: None,
@@ -534,7 +594,23 @@ impl Engine {
         let Some(idx) = a.out.take() else {
             return Ok(());
         };
-        let token = match a.sampler.sample(&self.ctx, idx) {
+        let sampled = match a.deferred.as_ref() {
+            None => a.sampler.sample(&self.ctx, idx),
+            Some(d) => a.sampler.sample_where(&self.ctx, idx, 16, |t| {
+                let bytes = vocab.token_bytes(t, false).unwrap_or_default();
+                d.accepts(&String::from_utf8_lossy(&bytes))
+            }),
+        };
+        if let Some(d) = a.deferred.as_mut()
+            && let Ok(t) = sampled
+        {
+            let bytes = vocab.token_bytes(t, false).unwrap_or_default();
+            if d.push(&String::from_utf8_lossy(&bytes)) {
+                let d = a.deferred.take().expect("deferred grammar");
+                a.sampler = d.constrained;
+            }
+        }
+        let token = match sampled {
             Ok(t) => t,
             Err(e) => {
                 let id = a.id;

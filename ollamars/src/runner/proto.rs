@@ -70,6 +70,10 @@ pub struct SamplingOptions {
     pub stop: Vec<String>,
     /// A GBNF grammar constraining the output.
     pub grammar: Option<String>,
+    /// Apply `grammar` only after the output contains this text (e.g. a thinking block's
+    /// `</think>`): the grammar constrains what follows it, leading whitespace skipped.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grammar_after: Option<String>,
 }
 
 /// One completion request.

@@ -828,6 +828,12 @@ pub(super) async fn start_chat(
         Renderer::Native => None,
     };
     let thinking = splitter(go, &info, &think, &prompt);
+    // Thinking first, then the format or forced tool call: when the prompt leaves the model
+    // inside a thinking block, the grammar applies only after it closes.
+    let grammar_after = match &thinking {
+        Some((s, true)) if s.in_thinking() => Some(s.close_tag().to_string()),
+        _ => None,
+    };
     let tag = match go {
         Some(t) => t.tool_call_tag_or_default(),
         None => tools::native_tag(&info.native_template).to_string(),
@@ -839,6 +845,9 @@ pub(super) async fn start_chat(
         let names = req.tools.iter().map(|t| t.function.name.clone()).collect();
         ToolParser::new(&tag, names)
     });
+    if opts.sampling.grammar.is_some() {
+        opts.sampling.grammar_after = grammar_after;
+    }
     let c = completion(&opts, prompt, truncate, req.shift.unwrap_or(true), false);
     let run = start(lease, c)?;
     let shape = Shape {

@@ -138,6 +138,7 @@ impl Options {
                 frequency_penalty: 0.0,
                 stop: Vec::new(),
                 grammar: None,
+                grammar_after: None,
             },
         }
     }

@@ -37,6 +37,17 @@ fn partial_suffix(text: &str, tag: &str) -> usize {
 }
 
 impl ThinkingSplitter {
+    /// Whether the text so far ends inside a thinking block (before any output: whether the
+    /// prompt left the model inside one).
+    pub fn in_thinking(&self) -> bool {
+        matches!(self.state, State::Thinking)
+    }
+
+    /// The closing tag.
+    pub fn close_tag(&self) -> &str {
+        &self.close
+    }
+
     /// A splitter for `open`/`close`; `in_thinking` when the prompt already ends with the
     /// opening tag (the model starts inside the block).
     pub fn new(open: &str, close: &str, in_thinking: bool) -> ThinkingSplitter {
