@@ -166,7 +166,7 @@ fn key_error(msg: impl std::fmt::Display) -> RegistryError {
 impl Key {
     /// Loads an unencrypted ed25519 private key in OpenSSH format.
     pub(crate) fn load(path: &Path) -> Result<Key, RegistryError> {
-        let text = std::fs::read_to_string(path).map_err(|e| key_error(e))?;
+        let text = std::fs::read_to_string(path).map_err(key_error)?;
         Key::parse(&text)
     }
 
@@ -318,7 +318,7 @@ mod tests {
     #[test]
     fn query_is_sorted_and_escaped_like_go() {
         let q = token_query(Some("my reg"), Some("repository:a/b:pull b"), false);
-        assert_eq!(q, "service=my+reg&scope=repository%3Aa%2Fb%3Apull&scope=b");
+        assert_eq!(q, "scope=repository%3Aa%2Fb%3Apull&scope=b&service=my+reg");
         let q = token_query(None, None, true);
         assert!(q.starts_with("nonce=") && q.contains("&ts="), "{q}");
     }

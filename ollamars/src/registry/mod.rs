@@ -243,6 +243,12 @@ fn check_manifest(raw: &[u8], config: &RegistryConfig) -> Result<Manifest, Regis
         StoreError::InvalidManifest(s) => RegistryError::InvalidManifest(s),
         e => RegistryError::Store(e),
     })?;
+    // The store also accepts the file form `sha256-…`; a manifest must use `sha256:`.
+    if m.digests().any(|d| !d.starts_with("sha256:")) {
+        return Err(RegistryError::InvalidManifest(
+            "a layer has an invalid digest".into(),
+        ));
+    }
     if !m.media_type.is_empty()
         && m.media_type != MANIFEST_MEDIA_TYPE
         && m.media_type != OCI_MANIFEST_MEDIA_TYPE
