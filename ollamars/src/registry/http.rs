@@ -408,6 +408,33 @@ mod tests {
         assert!(parse_token(b"<html>").is_err());
     }
 
+    #[tokio::test]
+    async fn realms_that_would_leak_are_refused_before_any_request() {
+        let config = Arc::new(RegistryConfig::default());
+        let s = Session::new(
+            client(&config).unwrap(),
+            config,
+            Url::parse("https://127.0.0.1:9/").unwrap(),
+            "127.0.0.1:9",
+        );
+        for realm in ["http://127.0.0.1:9/token", "file:///etc/passwd", "ftp://x/"] {
+            let e = s
+                .answer(Challenge::Bearer {
+                    realm: realm.into(),
+                    service: None,
+                    scope: None,
+                })
+                .await
+                .unwrap_err();
+            assert!(matches!(e, RegistryError::Auth(_)), "{realm}: {e}");
+        }
+        // Basic without credentials for the host: nothing to send.
+        assert!(matches!(
+            s.answer(Challenge::Basic).await,
+            Err(RegistryError::Unauthorized)
+        ));
+    }
+
     #[test]
     fn backoff_doubles() {
         let c = RegistryConfig::default();
