@@ -940,3 +940,68 @@ async fn push_uploads_in_parts_mounts_and_sends_the_manifest_last() {
         "couldn't retrieve manifest"
     );
 }
+
+/// A 1 MiB tmpfs mounted for one test, unmounted on drop.
+struct SmallFs {
+    path: PathBuf,
+}
+
+impl SmallFs {
+    fn mount(path: &Path) -> SmallFs {
+        std::fs::create_dir_all(path).unwrap();
+        let out = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", "size=1m", "tmpfs"])
+            .arg(path)
+            .output()
+            .expect("mount(8)");
+        assert!(
+            out.status.success(),
+            "this test mounts a small tmpfs and needs root (CAP_SYS_ADMIN): {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        SmallFs {
+            path: path.to_path_buf(),
+        }
+    }
+}
+
+impl Drop for SmallFs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg(&self.path)
+            .status();
+    }
+}
+
+#[tokio::test]
+async fn a_full_disk_stops_the_pull_and_frees_the_partial_files() {
+    let (l, m) = serving(Faults::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("small");
+    let fs = SmallFs::mount(&root);
+    let reg = Registry::new(Store::new(&root), test_config()).unwrap();
+    let (p, _) = recorder();
+    let e = reg
+        .pull(&l.name(REPO), &TransferOptions { insecure: true }, p)
+        .await
+        .unwrap_err();
+    assert_eq!(e.to_string(), "no space left on device");
+    assert_eq!(e.http_status(), 507);
+    let left: Vec<String> = std::fs::read_dir(root.join("blobs"))
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+    assert!(Store::new(&root).read_manifest(&l.name(REPO)).is_err());
+    drop(fs);
+
+    // The same client pulls fine once there is room (nothing stale in its download table).
+    let (p, _) = recorder();
+    reg.pull(&l.name(REPO), &TransferOptions { insecure: true }, p)
+        .await
+        .unwrap();
+    let store = Store::new(&root);
+    for (d, bytes) in &m.blobs {
+        assert_eq!(&store.read_blob(d).unwrap(), bytes);
+    }
+}
