@@ -1005,3 +1005,32 @@ async fn a_full_disk_stops_the_pull_and_frees_the_partial_files() {
         assert_eq!(&store.read_blob(d).unwrap(), bytes);
     }
 }
+
+#[tokio::test]
+async fn re_pull_over_a_manifest_with_traversal_digests_deletes_nothing_outside() {
+    let (l, m) = serving(Faults::default()).await;
+    let env = Env::new(test_config());
+    let canary = env.dir.path().join("canary");
+    std::fs::write(&canary, b"alive").unwrap();
+    let name = l.name(REPO);
+    let [h, n, md, t] = name.manifest_components();
+    let mdir = env
+        .dir
+        .path()
+        .join("models/manifests")
+        .join(h)
+        .join(n)
+        .join(md);
+    std::fs::create_dir_all(&mdir).unwrap();
+    let evil = serde_json::json!({
+        "schemaVersion": 2,
+        "config": {"mediaType": "x", "digest": "sha256:../../../canary", "size": 1},
+        "layers": [{"mediaType": "x", "digest": "sha256:../../../../canary", "size": 1}],
+    });
+    std::fs::write(mdir.join(t), serde_json::to_vec(&evil).unwrap()).unwrap();
+    let (r, lines) = env.pull(&l).await;
+    r.unwrap();
+    assert_eq!(std::fs::read(&canary).unwrap(), b"alive");
+    assert!(!lines.iter().any(|p| p.status == "removing unused layers"));
+    assert_pulled(&env, &l, &m);
+}

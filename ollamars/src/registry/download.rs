@@ -372,8 +372,22 @@ async fn blocking<T: Send + 'static>(
         .map_err(|_| RegistryError::Protocol("a file task failed".into()))?
 }
 
-/// Downloads, verifies and publishes one blob (see the module docs).
+/// Downloads, verifies and publishes one blob (see the module docs). A full disk removes the
+/// partial files, whichever step hit it.
 async fn download(job: &Job, shared: &Shared) -> Result<(), RegistryError> {
+    let r = download_steps(job, shared).await;
+    if matches!(r, Err(RegistryError::NoSpace)) {
+        let partial = with_suffix(&job.store.blob_path(job.digest.as_ref())?, "-partial");
+        let _ = blocking(move || {
+            remove_partial(&partial);
+            Ok(())
+        })
+        .await;
+    }
+    r
+}
+
+async fn download_steps(job: &Job, shared: &Shared) -> Result<(), RegistryError> {
     let blob = job.store.blob_path(job.digest.as_ref())?;
     let dir = blob.parent().map(Path::to_path_buf).unwrap_or_default();
     let partial = with_suffix(&blob, "-partial");
@@ -391,23 +405,8 @@ async fn download(job: &Job, shared: &Shared) -> Result<(), RegistryError> {
     let resumed: u64 = parts.iter().map(|p| p.completed).sum();
     shared.completed.store(resumed, Ordering::Relaxed);
 
-    let fetched = if parts.iter().all(|p| p.completed == p.size) {
-        Ok(())
-    } else {
-        fetch_parts(job, shared, &partial, parts).await
-    };
-    match fetched {
-        Ok(()) => {}
-        Err(RegistryError::NoSpace) => {
-            let p = partial.clone();
-            let _ = blocking(move || {
-                remove_partial(&p);
-                Ok(())
-            })
-            .await;
-            return Err(RegistryError::NoSpace);
-        }
-        Err(e) => return Err(e),
+    if parts.iter().any(|p| p.completed < p.size) {
+        fetch_parts(job, shared, &partial, parts).await?;
     }
 
     let want = job.digest.clone();
