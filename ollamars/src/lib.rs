@@ -42,6 +42,7 @@ pub mod grammar;
 pub mod modelfile;
 pub mod models;
 pub mod name;
+pub mod registry;
 pub mod runner;
 pub mod server;
 pub mod store;

@@ -2,6 +2,8 @@
 //! verified by `scripts/fetch-models` into a cache outside the repository when missing. A test
 //! that needs a model fails (never skips) when the model cannot be had.
 
+pub mod registry;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 

@@ -708,6 +708,31 @@ impl Store {
         Ok(())
     }
 
+    /// Deletes those of `candidates` that no manifest references (after a pull replaced a
+    /// manifest). Nothing is deleted if any manifest cannot be read. Returns how many blobs went.
+    pub fn remove_unreferenced(&self, candidates: &[Digest]) -> Result<usize, StoreError> {
+        let (manifests, bad) = self.scan()?;
+        if bad > 0 {
+            return Ok(0);
+        }
+        let used: std::collections::HashSet<&str> = manifests
+            .iter()
+            .flat_map(|s| s.manifest.digests())
+            .collect();
+        let mut removed = 0;
+        for d in candidates {
+            if used.contains(d.as_ref()) {
+                continue;
+            }
+            let p = self.blob_path(d.as_ref())?;
+            if is_regular(&p)? {
+                fs::remove_file(&p)?;
+                removed += 1;
+            }
+        }
+        Ok(removed)
+    }
+
     /// Removes `dir` and its parents while they are empty, stopping at `manifests/`.
     fn remove_empty_manifest_dirs(&self, mut dir: Option<&Path>) {
         let top = self.manifests_dir();
