@@ -10,7 +10,7 @@
 //! cache): the second turn of a chat re-uses the first.
 
 use super::proto::{
-    Completion, DoneReason, ErrorKind, FromRunner, LoadOptions, Metrics, RunnerInfo,
+    Completion, DoneReason, ErrorKind, FromRunner, LoadOptions, Logprob, Metrics, RunnerInfo,
     SamplingOptions,
 };
 use llama::{
@@ -60,6 +60,8 @@ struct Active {
     shift: bool,
     return_tokens: bool,
     sampler: Sampler,
+    /// Report log-probabilities with this many alternatives.
+    logprobs: Option<u32>,
     /// A grammar that applies only once the output contains a tag (see [`Deferred`]).
     deferred: Option<Deferred>,
     generated: Vec<Token>,
@@ -489,6 +491,7 @@ impl Engine {
             shift: c.shift,
             return_tokens: c.return_tokens,
             sampler,
+            logprobs: c.logprobs.map(|n| n.min(20)),
             deferred,
             generated: Vec::new(),
             next: None,
@@ -628,6 +631,12 @@ impl Engine {
         if vocab.is_eog(token) {
             return self.finish(i, DoneReason::Stop, sink);
         }
+        let logprobs = match (a.logprobs, self.ctx.logits(idx)) {
+            (Some(n), Some(row)) => vec![token_logprob(row, token, n as usize, |t| {
+                vocab.token_bytes(t, false).unwrap_or_default()
+            })],
+            _ => Vec::new(),
+        };
         a.generated.push(token);
         let bytes = vocab.token_bytes(token, false).unwrap_or_default();
         let text = a.decoder.push(&bytes);
@@ -636,8 +645,12 @@ impl Engine {
             StopScan::Stopped(t) => (t, true),
         };
         let id = a.id;
-        if !emit.is_empty() {
-            sink.send(FromRunner::Piece { id, text: emit })?;
+        if !emit.is_empty() || !logprobs.is_empty() {
+            sink.send(FromRunner::Piece {
+                id,
+                text: emit,
+                logprobs,
+            })?;
         }
         if stopped {
             if let Some(a) = self.slots[i].active.as_mut() {
@@ -696,6 +709,7 @@ impl Engine {
             sink.send(FromRunner::Piece {
                 id: a.id,
                 text: rest,
+                logprobs: Vec::new(),
             })?;
         }
         let now = Instant::now();
@@ -752,9 +766,79 @@ pub fn sampler_params(o: &SamplingOptions, n_ctx: usize) -> SamplerParams {
     }
 }
 
+/// `token`'s log-probability under the softmax of `logits`, with the `top` most likely
+/// alternatives (ties to the lower id), as Ollama reports them.
+fn token_logprob(
+    logits: &[f32],
+    token: Token,
+    top: usize,
+    bytes_of: impl Fn(Token) -> Vec<u8>,
+) -> Logprob {
+    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let sum: f64 = logits
+        .iter()
+        .map(|&l| f64::from(l - max).exp())
+        .sum::<f64>();
+    let log_z = f64::from(max) + sum.ln();
+    let lp = |t: Token| (f64::from(logits[t as usize]) - log_z) as f32;
+    let item = |t: Token| {
+        let bytes = bytes_of(t);
+        Logprob {
+            token: String::from_utf8_lossy(&bytes).into_owned(),
+            logprob: lp(t),
+            bytes: Some(bytes),
+            top_logprobs: None,
+        }
+    };
+    let mut best: Vec<(f32, Token)> = Vec::with_capacity(top + 1);
+    if top > 0 {
+        for (i, &l) in logits.iter().enumerate() {
+            if best.len() < top || l > best[best.len() - 1].0 {
+                let at = best.partition_point(|&(b, _)| b >= l);
+                best.insert(at, (l, i as Token));
+                best.truncate(top);
+            }
+        }
+    }
+    Logprob {
+        top_logprobs: (top > 0).then(|| best.iter().map(|&(_, t)| item(t)).collect()),
+        ..item(token)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn logprobs_are_a_log_softmax_with_sorted_alternatives() {
+        let logits = [1.0f32, 3.0, 2.0, 3.0, -1.0];
+        let lp = token_logprob(&logits, 2, 3, |t| vec![b'a' + t as u8]);
+        let z: f64 = logits.iter().map(|&l| f64::from(l).exp()).sum();
+        assert!(
+            (f64::from(lp.logprob) - (2.0 - z.ln())).abs() < 1e-5,
+            "{lp:?}"
+        );
+        assert_eq!(lp.token, "c");
+        assert_eq!(lp.bytes.as_deref(), Some(&b"c"[..]));
+        let top: Vec<&str> = lp
+            .top_logprobs
+            .as_ref()
+            .unwrap()
+            .iter()
+            .map(|t| t.token.as_str())
+            .collect();
+        assert_eq!(top, ["b", "d", "c"]);
+        let total: f64 = (0..5)
+            .map(|t| f64::from(token_logprob(&logits, t, 0, |_| vec![]).logprob).exp())
+            .sum();
+        assert!((total - 1.0).abs() < 1e-5);
+        assert!(
+            token_logprob(&logits, 0, 0, |_| vec![])
+                .top_logprobs
+                .is_none()
+        );
+    }
 
     #[test]
     fn common_prefix_counts_equal_leading_tokens() {

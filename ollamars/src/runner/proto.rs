@@ -94,6 +94,24 @@ pub struct Completion {
     pub shift: bool,
     /// Return the prompt and response tokens at the end (the legacy `context` field).
     pub return_tokens: bool,
+    /// Report each generated token's log-probability, with this many alternatives (0..=20).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub logprobs: Option<u32>,
+}
+
+/// A token's log-probability under the model's raw distribution (Ollama's `logprobs` item).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Logprob {
+    /// The token's text (invalid UTF-8 replaced).
+    pub token: String,
+    /// Natural log of its probability.
+    pub logprob: f32,
+    /// The token's bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bytes: Option<Vec<u8>>,
+    /// The most likely tokens at this position, most likely first (when asked for).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub top_logprobs: Option<Vec<Logprob>>,
 }
 
 /// A request from the server to the runner.
@@ -231,6 +249,9 @@ pub enum FromRunner {
         id: u64,
         /// The text (may be empty when only tokens were produced).
         text: String,
+        /// Log-probabilities of the tokens behind this piece, when asked for.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        logprobs: Vec<Logprob>,
     },
     /// A completion ended.
     Done {

@@ -9,7 +9,9 @@ use super::thinking::ThinkingSplitter;
 use super::tools::{self, ToolParser};
 use super::{ApiError, ServerState, join_error, ndjson_line, parse_body, parse_name};
 use crate::models::rfc3339;
-use crate::runner::proto::{Completion, DoneReason, ErrorKind, FromRunner, Metrics, ToRunner};
+use crate::runner::proto::{
+    Completion, DoneReason, ErrorKind, FromRunner, Logprob, Metrics, ToRunner,
+};
 use crate::template::{Message, Template, Tool, ToolCall};
 use axum::Json;
 use axum::body::{Body, Bytes};
@@ -53,6 +55,8 @@ pub(super) struct GenerateRequest {
     #[serde(default)]
     pub(super) shift: Option<bool>,
     #[serde(default)]
+    pub(super) logprobs: Option<bool>,
+    #[serde(default)]
     pub(super) top_logprobs: Option<i64>,
     #[serde(default)]
     pub(super) images: Option<Vec<String>>,
@@ -85,6 +89,8 @@ pub(super) struct ChatRequest {
     pub(super) truncate: Option<bool>,
     #[serde(default)]
     pub(super) shift: Option<bool>,
+    #[serde(default)]
+    pub(super) logprobs: Option<bool>,
     #[serde(default)]
     pub(super) top_logprobs: Option<i64>,
     #[serde(default, rename = "_debug_render_only")]
@@ -224,7 +230,7 @@ async fn load_or_unload(
 
 /// What a completion produces, in order.
 pub(super) enum Event {
-    Text(String),
+    Text(String, Vec<Logprob>),
     Done {
         reason: DoneReason,
         metrics: Metrics,
@@ -258,7 +264,7 @@ impl Running {
             return None;
         }
         let ev = match self.rx.recv().await {
-            Some(FromRunner::Piece { text, .. }) => Event::Text(text),
+            Some(FromRunner::Piece { text, logprobs, .. }) => Event::Text(text, logprobs),
             Some(FromRunner::Done {
                 reason,
                 metrics,
@@ -279,7 +285,7 @@ impl Running {
                 super::runner_client::RUNNER_DIED.into(),
             ),
         };
-        if !matches!(ev, Event::Text(_)) {
+        if !matches!(ev, Event::Text(..)) {
             self.finished = true;
             // Free the slot now, before the last line is written.
             self.lease = None;
@@ -299,6 +305,8 @@ pub(super) struct Shape {
     thinking: Option<(ThinkingSplitter, bool)>,
     /// Parses tool calls out of the content (chat with `tools`).
     tools: Option<ToolParser>,
+    /// Log-probabilities not yet sent (their text is held back by a parser).
+    pending: Vec<Logprob>,
 }
 
 /// Output of the parsers for a piece of text.
@@ -307,22 +315,35 @@ pub(super) struct Out {
     pub(super) thinking: String,
     pub(super) content: String,
     pub(super) calls: Vec<ToolCall>,
+    pub(super) logprobs: Vec<Logprob>,
 }
 
 impl Out {
     pub(super) fn is_empty(&self) -> bool {
-        self.thinking.is_empty() && self.content.is_empty() && self.calls.is_empty()
+        self.thinking.is_empty()
+            && self.content.is_empty()
+            && self.calls.is_empty()
+            && self.logprobs.is_empty()
     }
 
     pub(super) fn append(&mut self, o: Out) {
         self.thinking.push_str(&o.thinking);
         self.content.push_str(&o.content);
         self.calls.extend(o.calls);
+        self.logprobs.extend(o.logprobs);
     }
 }
 
 impl Shape {
     fn chunk(&self, o: &Out) -> Value {
+        let mut v = self.chunk_text(o);
+        if !o.logprobs.is_empty() {
+            v["logprobs"] = json!(o.logprobs);
+        }
+        v
+    }
+
+    fn chunk_text(&self, o: &Out) -> Value {
         if self.chat {
             let mut m = json!({"role": "assistant", "content": o.content});
             if !o.thinking.is_empty() {
@@ -367,7 +388,10 @@ impl Shape {
     }
 
     /// What a piece of output contributes: thinking, content and completed tool calls.
-    pub(super) fn split(&mut self, text: &str) -> Out {
+    /// Log-probabilities ride with the next output that has text (a parser may hold the
+    /// text of their tokens back), or with the end.
+    pub(super) fn split(&mut self, text: &str, logprobs: Vec<Logprob>) -> Out {
+        self.pending.extend(logprobs);
         let (thinking, content) = match &mut self.thinking {
             None => (String::new(), text.to_string()),
             Some((s, keep)) => {
@@ -375,7 +399,11 @@ impl Shape {
                 (if *keep { t } else { String::new() }, c)
             }
         };
-        self.parse_tools(thinking, &content)
+        let mut o = self.parse_tools(thinking, &content);
+        if !o.is_empty() {
+            o.logprobs = std::mem::take(&mut self.pending);
+        }
+        o
     }
 
     /// What the parsers held back, at the end.
@@ -393,6 +421,7 @@ impl Shape {
             out.content.push_str(&c);
             out.calls.extend(calls);
         }
+        out.logprobs.extend(std::mem::take(&mut self.pending));
         out
     }
 
@@ -402,6 +431,7 @@ impl Shape {
                 thinking,
                 content: content.to_string(),
                 calls: Vec::new(),
+                logprobs: Vec::new(),
             },
             Some(p) => {
                 let (content, calls) = p.push(content);
@@ -409,6 +439,7 @@ impl Shape {
                     thinking,
                     content,
                     calls,
+                    logprobs: Vec::new(),
                 }
             }
         }
@@ -417,8 +448,8 @@ impl Shape {
     /// The NDJSON bytes for one event (nothing for a piece that is all held back).
     fn line(&mut self, ev: Event) -> Bytes {
         match ev {
-            Event::Text(t) => {
-                let o = self.split(&t);
+            Event::Text(t, lp) => {
+                let o = self.split(&t, lp);
                 if o.is_empty() {
                     return Bytes::new();
                 }
@@ -468,8 +499,8 @@ async fn respond(mut run: Running, mut shape: Shape, stream: bool) -> Result<Res
         let mut all = Out::default();
         loop {
             match run.next().await {
-                Some(Event::Text(t)) => {
-                    let o = shape.split(&t);
+                Some(Event::Text(t, lp)) => {
+                    let o = shape.split(&t, lp);
                     all.append(o);
                 }
                 Some(Event::Done {
@@ -549,7 +580,14 @@ fn completion(
         truncate,
         shift,
         return_tokens,
+        logprobs: None,
     }
+}
+
+/// `logprobs` (on/off) and `top_logprobs` (checked to be 0..=20) as the runner's setting.
+fn logprobs_of(on: Option<bool>, top: Option<i64>) -> Option<u32> {
+    on.unwrap_or(false)
+        .then(|| top.unwrap_or(0).clamp(0, 20) as u32)
 }
 
 /// `POST /api/generate`.
@@ -696,13 +734,14 @@ pub(super) async fn start_generate(
     if req.debug_render_only {
         return Ok(Start::Rendered(prompt));
     }
-    let c = completion(
+    let mut c = completion(
         &opts,
         prompt,
         req.truncate.unwrap_or(true),
         req.shift.unwrap_or(true),
         !req.raw,
     );
+    c.logprobs = logprobs_of(req.logprobs, req.top_logprobs);
     let run = start(lease, c)?;
     let shape = Shape {
         model: req.model.clone(),
@@ -712,6 +751,7 @@ pub(super) async fn start_generate(
         load_duration,
         thinking,
         tools: None,
+        pending: Vec::new(),
     };
     Ok(Start::Running(run, Box::new(shape)))
 }
@@ -848,7 +888,8 @@ pub(super) async fn start_chat(
     if opts.sampling.grammar.is_some() {
         opts.sampling.grammar_after = grammar_after;
     }
-    let c = completion(&opts, prompt, truncate, req.shift.unwrap_or(true), false);
+    let mut c = completion(&opts, prompt, truncate, req.shift.unwrap_or(true), false);
+    c.logprobs = logprobs_of(req.logprobs, req.top_logprobs);
     let run = start(lease, c)?;
     let shape = Shape {
         model: req.model.clone(),
@@ -858,6 +899,7 @@ pub(super) async fn start_chat(
         load_duration,
         thinking,
         tools,
+        pending: Vec::new(),
     };
     Ok(Start::Running(run, Box::new(shape)))
 }

@@ -8,6 +8,7 @@ use super::generate::{
 };
 use super::{ApiError, ServerState, join_error, parse_body};
 use crate::name::ModelName;
+use crate::runner::proto::Logprob;
 use crate::template::Message;
 use axum::Json;
 use axum::body::Bytes;
@@ -210,6 +211,9 @@ pub(super) async fn completions(
         options: Some(options),
         keep_alive: raw.get("keep_alive").cloned().unwrap_or(Value::Null),
         stream: Some(stream),
+        // Legacy completions: `logprobs: n` asks for n alternatives (0 for none).
+        logprobs: raw.get("logprobs").and_then(Value::as_i64).map(|_| true),
+        top_logprobs: raw.get("logprobs").and_then(Value::as_i64),
         ..GenerateRequest::default()
     };
     let model = req.model.clone();
@@ -248,7 +252,8 @@ impl Kind {
     fn choice(self, o: &Out, finish: Value, delta: bool) -> Value {
         match self {
             Kind::Text => {
-                json!({"index": 0, "text": o.content, "logprobs": null, "finish_reason": finish})
+                json!({"index": 0, "text": o.content, "logprobs": legacy_logprobs(&o.logprobs),
+                    "finish_reason": finish})
             }
             Kind::Chat => {
                 let mut m = json!({"role": "assistant"});
@@ -262,10 +267,60 @@ impl Kind {
                     m["tool_calls"] = openai_calls(&o.calls);
                 }
                 let key = if delta { "delta" } else { "message" };
-                json!({"index": 0, key: m, "finish_reason": finish})
+                let lp = if o.logprobs.is_empty() {
+                    Value::Null
+                } else {
+                    let item = |l: &Logprob| {
+                        json!({"token": l.token, "logprob": l.logprob,
+                            "bytes": l.bytes.clone().unwrap_or_default()})
+                    };
+                    let content: Vec<Value> = o
+                        .logprobs
+                        .iter()
+                        .map(|l| {
+                            let mut v = item(l);
+                            v["top_logprobs"] = l.top_logprobs.iter().flatten().map(item).collect();
+                            v
+                        })
+                        .collect();
+                    json!({"content": content})
+                };
+                json!({"index": 0, key: m, "logprobs": lp, "finish_reason": finish})
             }
         }
     }
+}
+
+/// The legacy completions shape: `tokens`, `token_logprobs`, `top_logprobs` (token → logprob
+/// maps) and `text_offset`; `null` when none were asked for.
+fn legacy_logprobs(lps: &[Logprob]) -> Value {
+    if lps.is_empty() {
+        return Value::Null;
+    }
+    let mut offset = 0;
+    let mut offsets = Vec::new();
+    for l in lps {
+        offsets.push(offset);
+        offset += l.token.len();
+    }
+    let top: Vec<Value> = lps
+        .iter()
+        .map(|l| {
+            let m: serde_json::Map<String, Value> = l
+                .top_logprobs
+                .iter()
+                .flatten()
+                .map(|t| (t.token.clone(), json!(t.logprob)))
+                .collect();
+            Value::Object(m)
+        })
+        .collect();
+    json!({
+        "tokens": lps.iter().map(|l| l.token.as_str()).collect::<Vec<_>>(),
+        "token_logprobs": lps.iter().map(|l| l.logprob).collect::<Vec<_>>(),
+        "top_logprobs": top,
+        "text_offset": offsets,
+    })
 }
 
 async fn openai_response(
@@ -282,7 +337,7 @@ async fn openai_response(
         let mut all = Out::default();
         loop {
             match run.next().await {
-                Some(Event::Text(t)) => all.append(shape.split(&t)),
+                Some(Event::Text(t, lp)) => all.append(shape.split(&t, lp)),
                 Some(Event::Done {
                     reason, metrics, ..
                 }) => {
@@ -333,6 +388,7 @@ async fn openai_response(
                     },
                     Out {
                         content: o.content,
+                        logprobs: o.logprobs,
                         ..Out::default()
                     },
                     Out {
@@ -345,8 +401,8 @@ async fn openai_response(
                 }
             };
             let finished = match run.next().await {
-                Some(Event::Text(t)) => {
-                    let o = shape.split(&t);
+                Some(Event::Text(t, lp)) => {
+                    let o = shape.split(&t, lp);
                     seen.calls.extend(o.calls.iter().cloned());
                     push(o, &mut out);
                     false
@@ -658,6 +714,7 @@ fn chat_request(mut raw: Map<String, Value>) -> Result<(ChatRequest, bool, bool)
     let stream = raw.get("stream").and_then(Value::as_bool).unwrap_or(false);
     let usage = include_usage(&raw);
     let top_logprobs = raw.get("top_logprobs").and_then(Value::as_i64);
+    let logprobs = raw.get("logprobs").and_then(Value::as_bool);
     let tool_choice = raw.get("tool_choice").cloned().unwrap_or(Value::Null);
     Ok((
         ChatRequest {
@@ -669,6 +726,7 @@ fn chat_request(mut raw: Map<String, Value>) -> Result<(ChatRequest, bool, bool)
             keep_alive: raw.get("keep_alive").cloned().unwrap_or(Value::Null),
             stream: Some(stream),
             think,
+            logprobs,
             top_logprobs,
             tool_choice,
             ..ChatRequest::default()

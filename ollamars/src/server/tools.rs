@@ -20,6 +20,9 @@ pub struct ToolParser {
     index: usize,
     /// Whitespace after a call, held back.
     ws_hold: String,
+    /// Just after a call: a closing tag (`</tool_call>`) or separator may follow, possibly
+    /// arriving in later pieces.
+    after_call: bool,
 }
 
 /// Output of one step: content to emit and the calls completed.
@@ -105,6 +108,7 @@ impl ToolParser {
             in_call: false,
             index: 0,
             ws_hold: String::new(),
+            after_call: false,
         }
     }
 
@@ -145,10 +149,43 @@ impl ToolParser {
         let mut content = String::new();
         let mut calls = Vec::new();
         loop {
+            if self.after_call {
+                // Drop separators and a closing tag after a call; hold back what may still
+                // become one.
+                let t = self
+                    .buf
+                    .trim_start()
+                    .trim_start_matches([',', ';'])
+                    .trim_start();
+                if t.is_empty() {
+                    return (content, calls);
+                }
+                if t.starts_with("</") {
+                    match t.find('>') {
+                        Some(i) => {
+                            self.buf = t[i + 1..].to_string();
+                            self.after_call = false;
+                            continue;
+                        }
+                        None if t.len() < 32 => return (content, calls),
+                        None => {}
+                    }
+                } else if t == "<" {
+                    return (content, calls);
+                }
+                self.after_call = false;
+            }
             if !self.in_call {
                 match self.buf.find(self.tag.as_str()) {
                     Some(at) => {
-                        content.push_str(&self.buf[..at]);
+                        // Blanks between two calls are dropped; text before a call is content.
+                        let pre = &self.buf[..at];
+                        if self.index > 0 && pre.trim().is_empty() {
+                            self.ws_hold.clear();
+                        } else {
+                            content.push_str(&std::mem::take(&mut self.ws_hold));
+                            content.push_str(pre);
+                        }
                         // A bare-JSON tag (`{`, `[`) is part of the call itself.
                         let skip = if self.tag.ends_with(['{', '[']) {
                             self.tag.len() - 1
@@ -204,16 +241,9 @@ impl ToolParser {
             {
                 Some(found) => {
                     calls.extend(found);
-                    // Drop a closing tag (`</tool_call>`) and separators after the call.
-                    let mut rest = after
-                        .trim_start()
-                        .trim_start_matches([',', ';'])
-                        .trim_start();
-                    if rest.starts_with("</") {
-                        rest = rest.find('>').map_or("", |i| &rest[i + 1..]);
-                    }
-                    self.buf = rest.to_string();
+                    self.buf = after;
                     self.in_call = false;
+                    self.after_call = true;
                 }
                 None => {
                     content.push_str(&json);
@@ -226,7 +256,15 @@ impl ToolParser {
 
     /// Ends the response: held-back text that never became a call is content.
     pub fn finish(&mut self) -> Parsed {
-        let rest = std::mem::take(&mut self.buf);
+        let mut rest = std::mem::take(&mut self.buf);
+        if self.after_call {
+            // Whatever was held back after the last call (a partial closing tag, blanks).
+            self.after_call = false;
+            let t = rest.trim_start();
+            if t.is_empty() || t.starts_with("</") || t == "<" {
+                rest.clear();
+            }
+        }
         if self.in_call && !rest.trim().is_empty() {
             // An unfinished call: give it back as text.
             let tag = if self.tag.ends_with(['{', '[']) {
@@ -312,6 +350,39 @@ mod tests {
             );
         }
         assert_ne!(calls[0].id, calls[1].id);
+    }
+
+    #[test]
+    fn a_closing_tag_in_later_pieces_is_dropped() {
+        let mut p = ToolParser::new("<tool_call>", names());
+        let (content, calls) = run(
+            &mut p,
+            &[
+                "<tool_call>",
+                r#"{"name": "get_weather", "arguments": {"city": "Paris"}}"#,
+                "</",
+                "tool",
+                "_call",
+                ">",
+            ],
+        );
+        assert_eq!(calls.len(), 1);
+        assert_eq!(content, "");
+        let mut p = ToolParser::new("<tool_call>", names());
+        let (content, calls) = run(
+            &mut p,
+            &[
+                "<tool_call>",
+                r#"{"name": "get_weather", "arguments": {}}"#,
+                "\n</tool",
+                "_call>\n",
+                "<tool_call>",
+                r#"{"name": "add", "arguments": {}}"#,
+                "</tool_call> done",
+            ],
+        );
+        assert_eq!(calls.len(), 2);
+        assert_eq!(content, " done");
     }
 
     #[test]
