@@ -339,7 +339,9 @@ async fn serve() -> Result<(), CliError> {
             let dir = std::path::PathBuf::from(home).join(".ollama");
             match crate::registry::ensure_key(&dir) {
                 Ok(public) => tracing::debug!("registry key {}: {public}", dir.display()),
-                Err(e) => tracing::warn!("cannot create the registry key in {}: {e}", dir.display()),
+                Err(e) => {
+                    tracing::warn!("cannot create the registry key in {}: {e}", dir.display())
+                }
             }
         }
         None => tracing::warn!("HOME is not set: no registry key"),

@@ -73,25 +73,34 @@ fn bar_style() -> ProgressStyle {
     ProgressStyle::with_template("{msg}: {percent:>3}% ▕{bar:16}▏ {size:>15} {speed:>10} {eta:>6}")
         .unwrap_or_else(|_| ProgressStyle::default_bar())
         .progress_chars("█ ")
-        .with_key("size", |state: &ProgressState, w: &mut dyn std::fmt::Write| {
-            let len = state.len().unwrap_or(0);
-            let _ = if running(state) {
-                write!(w, "{}/{}", human_bytes(state.pos()), human_bytes(len))
-            } else {
-                write!(w, "{}", human_bytes(len))
-            };
-        })
-        .with_key("speed", |state: &ProgressState, w: &mut dyn std::fmt::Write| {
-            let rate = state.per_sec();
-            if running(state) && rate.is_finite() && rate >= 1.0 {
-                let _ = write!(w, "{}/s", human_bytes(rate as u64));
-            }
-        })
-        .with_key("eta", |state: &ProgressState, w: &mut dyn std::fmt::Write| {
-            if running(state) && state.per_sec() >= 1.0 {
-                let _ = write!(w, "{}", go_seconds(state.eta()));
-            }
-        })
+        .with_key(
+            "size",
+            |state: &ProgressState, w: &mut dyn std::fmt::Write| {
+                let len = state.len().unwrap_or(0);
+                let _ = if running(state) {
+                    write!(w, "{}/{}", human_bytes(state.pos()), human_bytes(len))
+                } else {
+                    write!(w, "{}", human_bytes(len))
+                };
+            },
+        )
+        .with_key(
+            "speed",
+            |state: &ProgressState, w: &mut dyn std::fmt::Write| {
+                let rate = state.per_sec();
+                if running(state) && rate.is_finite() && rate >= 1.0 {
+                    let _ = write!(w, "{}/s", human_bytes(rate as u64));
+                }
+            },
+        )
+        .with_key(
+            "eta",
+            |state: &ProgressState, w: &mut dyn std::fmt::Write| {
+                if running(state) && state.per_sec() >= 1.0 {
+                    let _ = write!(w, "{}", go_seconds(state.eta()));
+                }
+            },
+        )
 }
 
 /// The style of a running status spinner, and of a stopped one (the text stays).
@@ -209,8 +218,12 @@ mod tests {
     fn plain_view_takes_every_line_shape() {
         let mut v = ProgressView::new(false);
         v.update(&json!({"status": "pulling manifest"}));
-        v.update(&json!({"status": "pulling abc", "digest": "sha256:abc", "total": 10, "completed": 3}));
-        v.update(&json!({"status": "pulling abc", "digest": "sha256:abc", "total": 10, "completed": 10}));
+        v.update(
+            &json!({"status": "pulling abc", "digest": "sha256:abc", "total": 10, "completed": 3}),
+        );
+        v.update(
+            &json!({"status": "pulling abc", "digest": "sha256:abc", "total": 10, "completed": 10}),
+        );
         assert_eq!(v.status, "pulling abc");
         v.finish();
     }
@@ -223,7 +236,9 @@ mod tests {
         for c in [0, 5, 10] {
             v.update(&json!({"status": "pulling abc", "digest": "sha256:abc", "total": 10, "completed": c}));
         }
-        v.update(&json!({"status": "pulling def", "digest": "sha256:def", "total": 4, "completed": 4}));
+        v.update(
+            &json!({"status": "pulling def", "digest": "sha256:def", "total": 4, "completed": 4}),
+        );
         v.update(&json!({"status": "success"}));
         assert_eq!(v.bars.len(), 2);
         assert!(v.bars.values().all(ProgressBar::is_finished));

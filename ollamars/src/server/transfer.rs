@@ -12,11 +12,11 @@
 
 use super::{ApiError, ServerState, ndjson_line, parse_body, parse_name};
 use crate::registry::{Progress, ProgressFn, Registry, RegistryError, TransferOptions};
+use axum::Json;
 use axum::body::{Body, Bytes};
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::Json;
 use futures::StreamExt as _;
 use serde::Deserialize;
 use serde_json::json;
@@ -82,8 +82,7 @@ pub(super) async fn push(State(st): State<ServerState>, body: Bytes) -> Result<R
 }
 
 fn registry_error(e: &RegistryError) -> ApiError {
-    let status =
-        StatusCode::from_u16(e.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let status = StatusCode::from_u16(e.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     ApiError::new(status, e.to_string())
 }
 
