@@ -202,6 +202,8 @@ struct Stats {
     bytes: AtomicU64,
     /// Serve the watched blob at [`THROTTLE_RATE`].
     throttle: AtomicBool,
+    /// Watched GETs being served right now.
+    active: AtomicUsize,
     /// Bumped by each reset: a request counts only toward the generation it started in (a
     /// connection of a killed server may still be draining).
     generation: AtomicU64,
@@ -300,9 +302,31 @@ fn forward(mut conn: TcpStream, upstream: SocketAddr, stats: &Stats) -> std::io:
         (watched, stats.generation.load(Ordering::SeqCst))
     };
 
+    if watched {
+        stats.active.fetch_add(1, Ordering::SeqCst);
+    }
+    let r = relay(
+        &mut conn, upstream, &head, &body, stats, watched, generation,
+    );
+    if watched {
+        stats.active.fetch_sub(1, Ordering::SeqCst);
+    }
+    r
+}
+
+/// Sends the request upstream and copies the answer back (see [`Proxy`]).
+fn relay(
+    conn: &mut TcpStream,
+    upstream: SocketAddr,
+    head: &str,
+    body: &[u8],
+    stats: &Stats,
+    watched: bool,
+    generation: u64,
+) -> std::io::Result<()> {
     let mut up = TcpStream::connect(upstream)?;
     up.write_all(head.as_bytes())?;
-    up.write_all(&body)?;
+    up.write_all(body)?;
     let mut buf = vec![0u8; 64 << 10];
     let (t0, mut sent) = (Instant::now(), 0u64);
     loop {
@@ -478,7 +502,9 @@ fn run_pulls_a_missing_model() {
     let (code, _) = s.post("/api/show", &json!({"model": bare}));
     assert_eq!(code, 404);
 
+    eprintln!("run_pulls_a_missing_model: pushed after {:?}", t0.elapsed());
     let (ok, out, err) = s.cli(&["run", bare, "--insecure", "Say hello."]);
+    eprintln!("run_pulls_a_missing_model: ran after {:?}", t0.elapsed());
     assert!(ok, "run failed:\n{err}");
     assert!(err.starts_with("pulling manifest\n"), "{err}");
     assert!(err.contains("\nsuccess\n"), "{err}");
@@ -542,6 +568,62 @@ fn concurrent_pulls_share_one_download() {
     assert_eq!(format!("sha256:{}", sha256_file(&s.blob(&digest))), digest);
     assert_eq!(s.manifest_bytes(&name).unwrap(), fx.manifest);
     eprintln!("concurrent_pulls_share_one_download: {:?}", t0.elapsed());
+}
+
+#[test]
+fn disconnect_stops_an_unshared_download() {
+    let t0 = Instant::now();
+    let fx = Fixture::new("reg-disc-seed");
+    let proxy = Proxy::start(fx.registry.addr);
+    let (digest, size) = model_layer(&fx.manifest);
+    proxy.watch(&digest);
+    proxy.stats.throttle.store(true, Ordering::SeqCst);
+    let name = format!("{}/library/smol:latest", proxy.host());
+    let s = Server::start("reg-disc", &[]);
+
+    // Read the stream until the model blob is downloading, then hang up.
+    let r = client()
+        .post(format!("{}/api/pull", s.base()))
+        .json(&json!({"model": name, "insecure": true}))
+        .send()
+        .unwrap();
+    let mut lines = BufReader::new(r).lines();
+    loop {
+        let line: Value = serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap();
+        if line["digest"] == json!(digest) && line["completed"].as_u64() > Some(1_000_000) {
+            break;
+        }
+    }
+    drop(lines);
+
+    // The server stops the download (no other pull waits for it): the registry connection
+    // closes long before the throttled blob could have been served, and the part state stays.
+    let waited = Instant::now();
+    while proxy.stats.active.load(Ordering::SeqCst) > 0 {
+        assert!(waited.elapsed() < TIMEOUT, "the download never stopped");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let blob = s.blob(&digest);
+    let served = proxy.stats.bytes.load(Ordering::SeqCst);
+    assert!(
+        !blob.exists(),
+        "the download ran to the end after the client left"
+    );
+    assert!(served < size, "{served} of {size} bytes served");
+    assert!(PathBuf::from(format!("{}-partial", blob.display())).is_file());
+    assert!(PathBuf::from(format!("{}-partial-0", blob.display())).is_file());
+
+    // The next pull resumes and completes.
+    proxy.watch(&digest);
+    proxy.stats.throttle.store(false, Ordering::SeqCst);
+    let (code, v) = s.post(
+        "/api/pull",
+        &json!({"model": name, "insecure": true, "stream": false}),
+    );
+    assert_eq!((code, v), (200, json!({"status": "success"})));
+    assert!(proxy.stats.bytes.load(Ordering::SeqCst) < size);
+    assert_eq!(format!("sha256:{}", sha256_file(&blob)), digest);
+    eprintln!("disconnect_stops_an_unshared_download: {:?}", t0.elapsed());
 }
 
 /// The `Completed` of a part state file, if it exists and parses.

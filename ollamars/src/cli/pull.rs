@@ -70,7 +70,7 @@ fn running(state: &ProgressState) -> bool {
 
 /// The style of a blob's bar: `<status>: NN% ▕bar▏ size speed eta`.
 fn bar_style() -> ProgressStyle {
-    ProgressStyle::with_template("{msg}: {percent:>3}% ▕{bar:16}▏ {size:>15} {speed:>10} {eta:>6}")
+    ProgressStyle::with_template("{msg}: {percent:>3}% ▕{bar:16}▏ {size:<13} {speed:>10} {eta:>6}")
         .unwrap_or_else(|_| ProgressStyle::default_bar())
         .progress_chars("█ ")
         .with_key(
