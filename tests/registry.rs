@@ -502,9 +502,7 @@ fn run_pulls_a_missing_model() {
     let (code, _) = s.post("/api/show", &json!({"model": bare}));
     assert_eq!(code, 404);
 
-    eprintln!("run_pulls_a_missing_model: pushed after {:?}", t0.elapsed());
     let (ok, out, err) = s.cli(&["run", bare, "--insecure", "Say hello."]);
-    eprintln!("run_pulls_a_missing_model: ran after {:?}", t0.elapsed());
     assert!(ok, "run failed:\n{err}");
     assert!(err.starts_with("pulling manifest\n"), "{err}");
     assert!(err.contains("\nsuccess\n"), "{err}");
