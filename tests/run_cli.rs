@@ -156,11 +156,17 @@ fn one_shot_prompts() {
 #[test]
 fn run_errors() {
     let server = start_with_model();
-    let out = run(&server, &["run", "nope", "Hi"], None);
+    // A model the server lacks is pulled first, as by Ollama; one the registry lacks fails
+    // with Ollama's error.
+    let registry = testkit::registry::DockerRegistry::start();
+    let nope = format!("{}/library/nope", registry.host());
+    let out = run(&server, &["run", &nope, "--insecure", "Hi"], None);
     assert!(!out.status.success());
     let err = stderr(&out);
-    assert!(err.starts_with("Error: model 'nope' not found\n"), "{err}");
-    assert!(err.contains("ollamars create nope"), "{err}");
+    assert_eq!(
+        err, "pulling manifest\nError: pull model manifest: file does not exist\n",
+        "{err}"
+    );
 
     // No server: say so, and how to start one; never start one.
     let out = Command::new(BIN)

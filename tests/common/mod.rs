@@ -45,6 +45,8 @@ impl Server {
         cmd.arg("serve")
             .env("OLLAMA_HOST", &host)
             .env("OLLAMA_MODELS", dir.join("models"))
+            // `serve` writes its registry key to ~/.ollama: keep it in the test's directory.
+            .env("HOME", dir.join("home"))
             .stdout(Stdio::null())
             .stderr(Stdio::null());
         for (k, v) in env {

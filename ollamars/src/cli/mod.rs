@@ -6,6 +6,7 @@ mod display;
 mod history;
 mod input;
 mod ps;
+mod pull;
 mod repl;
 mod run;
 mod show;
@@ -101,7 +102,7 @@ pub enum Command {
         /// Show timings for the response.
         #[arg(long)]
         verbose: bool,
-        /// Use an insecure registry (accepted for compatibility; nothing is pulled).
+        /// Use an insecure registry (plain http) when the model has to be pulled.
         #[arg(long)]
         insecure: bool,
         /// Don't wrap words to the next line automatically.
@@ -135,6 +136,22 @@ pub enum Command {
         /// Embedding models: cut the vectors to this many dimensions.
         #[arg(long, value_name = "N")]
         dimensions: Option<u32>,
+    },
+    /// Pull a model from a registry.
+    Pull {
+        /// The model (`[host/][namespace/]model[:tag]`).
+        model: String,
+        /// Use an insecure registry (plain http).
+        #[arg(long)]
+        insecure: bool,
+    },
+    /// Push a model to a registry.
+    Push {
+        /// The model (`[host/][namespace/]model[:tag]`).
+        model: String,
+        /// Use an insecure registry (plain http).
+        #[arg(long)]
+        insecure: bool,
     },
     /// Stop a running model (unload it now).
     Stop {
@@ -238,7 +255,7 @@ pub async fn run(cli: Cli, build: crate::version::BuildMeta) -> Result<(), CliEr
             prompt,
             keepalive,
             verbose,
-            insecure: _,
+            insecure,
             nowordwrap,
             format,
             think,
@@ -253,6 +270,7 @@ pub async fn run(cli: Cli, build: crate::version::BuildMeta) -> Result<(), CliEr
                     prompt,
                     keepalive,
                     verbose,
+                    insecure,
                     nowordwrap,
                     format,
                     think,
@@ -262,6 +280,12 @@ pub async fn run(cli: Cli, build: crate::version::BuildMeta) -> Result<(), CliEr
                 },
             )
             .await
+        }
+        Some(Command::Pull { model, insecure }) => {
+            pull::transfer(&client, pull::Direction::Pull, &model, insecure).await
+        }
+        Some(Command::Push { model, insecure }) => {
+            pull::transfer(&client, pull::Direction::Push, &model, insecure).await
         }
         Some(Command::Stop { model }) => ps::stop(&client, &model).await,
         Some(Command::Ps { prefix }) => ps::ps(&client, prefix.as_deref()).await,
@@ -308,6 +332,19 @@ async fn serve() -> Result<(), CliError> {
                 dir.display()
             ))
         })?;
+    }
+    // Ollama's key, for the registry's token challenge: created on first run.
+    match crate::env::var("HOME") {
+        Some(home) => {
+            let dir = std::path::PathBuf::from(home).join(".ollama");
+            match crate::registry::ensure_key(&dir) {
+                Ok(public) => tracing::debug!("registry key {}: {public}", dir.display()),
+                Err(e) => {
+                    tracing::warn!("cannot create the registry key in {}: {e}", dir.display())
+                }
+            }
+        }
+        None => tracing::warn!("HOME is not set: no registry key"),
     }
     let store = crate::store::Store::new(&root);
     let prune = crate::store::prune_enabled_from_env();

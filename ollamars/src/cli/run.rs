@@ -24,6 +24,8 @@ pub struct RunArgs {
     pub keepalive: Option<String>,
     /// `--verbose`: timings after each reply.
     pub verbose: bool,
+    /// `--insecure`: pull a missing model over plain http.
+    pub insecure: bool,
     /// `--nowordwrap`.
     pub nowordwrap: bool,
     /// `--format`: `json` or a JSON schema.
@@ -95,8 +97,8 @@ pub(crate) fn capabilities(info: &Value) -> Vec<String> {
 pub(crate) fn not_found(model: &str) -> CliError {
     CliError::Message(format!(
         "model '{model}' not found\n\
-         Create it from a GGUF file with 'ollamars create {model} -f Modelfile' \
-         (downloading models with 'ollamars pull' is not available yet)"
+         Pull it with 'ollamars pull {model}', or create it from a GGUF file with \
+         'ollamars create {model} -f Modelfile'"
     ))
 }
 
@@ -358,7 +360,20 @@ pub(crate) async fn run(client: &Client, args: RunArgs) -> Result<(), CliError> 
     let prompt = join_prompt(piped.as_deref(), &args.prompt);
     let interactive = stdin_tty && stdout_tty && args.prompt.is_empty();
 
-    let info = show_model(client, &args.model).await?;
+    // Like Ollama, a model the server does not have is pulled first.
+    let info = match client.show(&args.model, false).await {
+        Err(e) if e.status() == Some(404) => {
+            super::pull::transfer(
+                client,
+                super::pull::Direction::Pull,
+                &args.model,
+                args.insecure,
+            )
+            .await?;
+            show_model(client, &args.model).await?
+        }
+        other => other?,
+    };
     let mut session = Session {
         model: args.model.clone(),
         capabilities: Vec::new(),
@@ -556,5 +571,6 @@ mod tests {
         let text = not_found("nope").to_string();
         assert!(text.starts_with("model 'nope' not found\n"), "{text}");
         assert!(text.contains("ollamars create nope"), "{text}");
+        assert!(text.contains("ollamars pull nope"), "{text}");
     }
 }

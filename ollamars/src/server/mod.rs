@@ -17,6 +17,7 @@ pub mod runner_client;
 pub mod sched;
 pub mod thinking;
 pub mod tools;
+mod transfer;
 
 use crate::create::{self, CreateError, CreateRequest, Progress};
 use crate::models::{self, ShowError};
@@ -48,6 +49,9 @@ pub struct ServerState {
     sched: Arc<sched::Scheduler>,
     models: Arc<model::ModelCache>,
     guard: Arc<guard::Guard>,
+    /// The registry client for `/api/pull` and `/api/push` (one per server, so concurrent pulls
+    /// of a blob share one download), or why it could not be built.
+    registry: Result<crate::registry::Registry, Arc<str>>,
 }
 
 impl ServerState {
@@ -69,14 +73,49 @@ impl ServerState {
     }
 
     /// State with explicit scheduler settings (e.g. another runner executable).
+    /// The registry client is configured from the environment
+    /// ([`crate::registry::RegistryConfig::from_env`]).
     pub fn with_scheduler(store: Store, prune: bool, cfg: sched::SchedConfig) -> ServerState {
+        let mut rc = crate::registry::RegistryConfig::from_env();
+        rc.prune = prune;
+        let registry = crate::registry::Registry::new(store.clone(), rc).map_err(|e| {
+            tracing::warn!("the registry client is unavailable: {e}");
+            Arc::<str>::from(format!("the registry client is unavailable: {e}"))
+        });
         ServerState {
             store: Arc::new(store),
             prune,
             sched: sched::Scheduler::new(cfg),
             models: Arc::default(),
             guard: Arc::new(guard::Guard::from_env()),
+            registry,
         }
+    }
+
+    /// Replaces the registry client with one over this state's store and `config` (e.g. smaller
+    /// parts or timeouts in tests).
+    ///
+    /// # Errors
+    /// When the HTTP client cannot be built.
+    pub fn with_registry_config(
+        mut self,
+        config: crate::registry::RegistryConfig,
+    ) -> Result<ServerState, crate::registry::RegistryError> {
+        self.registry = Ok(crate::registry::Registry::new(
+            (*self.store).clone(),
+            config,
+        )?);
+        Ok(self)
+    }
+
+    /// The registry client.
+    ///
+    /// # Errors
+    /// A 500 when it could not be built at startup.
+    pub fn registry(&self) -> Result<&crate::registry::Registry, ApiError> {
+        self.registry
+            .as_ref()
+            .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
     }
 
     /// The scheduler.
@@ -171,8 +210,10 @@ pub(crate) fn parse_name(s: &str) -> Result<ModelName, ApiError> {
     ModelName::parse(s).map_err(|_| ApiError::bad("invalid model name"))
 }
 
-/// The model-management routes: `/`, `/api/version`, `/api/create`, `/api/blobs/{digest}`,
-/// `/api/tags`, `/api/show`, `/api/copy`, `/api/delete`.
+/// The routes: model management (`/`, `/api/version`, `/api/create`, `/api/blobs/{digest}`,
+/// `/api/tags`, `/api/show`, `/api/copy`, `/api/delete`, `/api/pull`, `/api/push`), generation
+/// (`/api/generate`, `/api/chat`, `/api/embed`, `/api/embeddings`, `/api/ps`) and the OpenAI
+/// routes under `/v1`.
 pub fn router(state: ServerState) -> Router {
     Router::new()
         .route("/", get(root))
@@ -183,6 +224,8 @@ pub fn router(state: ServerState) -> Router {
         .route("/api/show", post(show))
         .route("/api/copy", post(copy))
         .route("/api/delete", axum::routing::delete(delete))
+        .route("/api/pull", post(transfer::pull))
+        .route("/api/push", post(transfer::push))
         .route("/api/generate", post(generate::generate))
         .route("/api/chat", post(generate::chat))
         .route("/api/embed", post(generate::embed))
