@@ -173,6 +173,21 @@ impl Downloads {
                         };
                     }
                     Some(slot) => slot.shared.done.subscribe(),
+                    // Another pull may have finished this blob since the caller looked: the
+                    // table entry goes only after the blob is published, so checking under
+                    // the lock cannot miss one that is on its way.
+                    None if job.store.has_blob(job.digest.as_ref()).unwrap_or(false) => {
+                        return Waiter {
+                            downloads: self.clone(),
+                            digest: job.digest.clone(),
+                            shared: Arc::new(Shared {
+                                total: job.size,
+                                completed: AtomicU64::new(job.size),
+                                cancel: CancellationToken::new(),
+                                done: watch::channel(Some(Ok(()))).0,
+                            }),
+                        };
+                    }
                     None => return self.start(job, &mut table),
                 }
             };

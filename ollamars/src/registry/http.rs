@@ -47,7 +47,17 @@ pub(crate) fn same_origin(a: &Url, b: &Url) -> bool {
 
 /// Maps a reqwest error to a (retryable) transport error.
 pub(crate) fn transport(e: &reqwest::Error) -> RegistryError {
-    RegistryError::Transport(e.to_string())
+    // reqwest's own text is terse ("error sending request"); the cause chain says what failed.
+    let mut text = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        text = format!("{text}: {s}");
+        source = s.source();
+    }
+    if e.is_connect() && text.contains("dns error") {
+        return RegistryError::Unreachable(text);
+    }
+    RegistryError::Transport(text)
 }
 
 /// Rejects a response whose body is encoded (`gzip`, …): it is never decoded, so a compressed

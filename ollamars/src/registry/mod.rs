@@ -149,6 +149,10 @@ pub enum RegistryError {
     /// A connection or transport failure.
     #[error("{0}")]
     Transport(String),
+    /// The registry's host name does not resolve (offline, or a typo in the name): retrying
+    /// would only delay the error.
+    #[error("{0}")]
+    Unreachable(String),
     /// Push: the local model's manifest cannot be read.
     #[error("couldn't retrieve manifest")]
     LocalManifest(#[source] StoreError),
