@@ -62,7 +62,9 @@ pub fn paired_diff(cand: &[f64], base: &[f64]) -> Option<f64> {
 /// A number with about three significant digits.
 pub fn num(x: f64) -> String {
     let a = x.abs();
-    if a >= 100.0 {
+    if a == 0.0 {
+        "0".into()
+    } else if a >= 100.0 {
         format!("{x:.0}")
     } else if a >= 10.0 {
         format!("{x:.1}")
