@@ -2,8 +2,10 @@
 //! prompt processing (one decode of `-p` random tokens) and generation (`-n` single-token
 //! decodes), at context depth `-d`, with `-t` threads, flash attention `--fa`.
 //! `--sample` also runs the greedy sampler on every generated token (the full generation path).
+//! `--no-warmup` skips the warm-up runs (as llama-bench's flag of that name), so that an
+//! instruction count (`valgrind --tool=callgrind`) covers exactly `-r` runs.
 //!
-//! `cargo run --release -p llama --example bench -- -m MODEL.gguf [-p 512] [-n 128] [-d 0] [-t 2] [-r 5] [--fa 1] [--sample]`
+//! `cargo run --release -p llama --example bench -- -m MODEL.gguf [-p 512] [-n 128] [-d 0] [-t 2] [-r 5] [--fa 1] [--sample] [--no-warmup]`
 //!
 //! Prints one JSON object per test: {"test":"pp512","depth":0,"samples_ts":[...],"avg_ts":...}.
 
@@ -23,6 +25,7 @@ struct Args {
     r: usize,
     fa: bool,
     sample: bool,
+    warmup: bool,
 }
 
 fn parse() -> Result<Args, String> {
@@ -35,6 +38,7 @@ fn parse() -> Result<Args, String> {
         r: 5,
         fa: true,
         sample: false,
+        warmup: true,
     };
     let mut it = std::env::args().skip(1);
     while let Some(k) = it.next() {
@@ -48,12 +52,13 @@ fn parse() -> Result<Args, String> {
             "-r" => a.r = val()?.parse().map_err(|e| format!("-r: {e}"))?,
             "--fa" => a.fa = val()? != "0",
             "--sample" => a.sample = true,
+            "--no-warmup" => a.warmup = false,
             other => return Err(format!("unknown argument {other}")),
         }
     }
     if a.model.is_empty() {
         return Err(
-            "usage: bench -m MODEL.gguf [-p 512] [-n 128] [-d 0] [-t 2] [-r 5] [--fa 1] [--sample]"
+            "usage: bench -m MODEL.gguf [-p 512] [-n 128] [-d 0] [-t 2] [-r 5] [--fa 1] [--sample] [--no-warmup]"
                 .into(),
         );
     }
@@ -151,10 +156,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     };
 
     // Warm-up, as llama-bench does.
-    if a.p > 0 {
+    if a.warmup && a.p > 0 {
         pp(&mut ctx, &mut rng)?;
     }
-    if a.n > 0 {
+    if a.warmup && a.n > 0 {
         tg(&mut ctx, &mut rng)?;
     }
     for (name, n) in [("pp", a.p), ("tg", a.n)] {
