@@ -21,6 +21,11 @@ pub struct Grammar {
     pub root: String,
     /// Lazy grammars apply only once the output matches one of these regex patterns
     /// (from the start of the output; the grammar sees the text from the first match group).
+    ///
+    /// **Caution:** when the token that completes a trigger carries text the grammar refuses,
+    /// llama.cpp throws a C++ exception, which aborts the process (it cannot cross into Rust).
+    /// Make the grammar accept anything the group can capture, or hold the grammar back
+    /// yourself and keep the trigger clean with [`Sampler::sample_where`].
     pub lazy_patterns: Vec<String>,
     /// Lazy grammars also apply once one of these tokens is sampled.
     pub lazy_tokens: Vec<Token>,
