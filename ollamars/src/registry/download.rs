@@ -19,7 +19,10 @@
 //!    `checkpoint_interval` and after every try. A part idle for `stall_timeout` restarts without
 //!    using a try if it had received bytes since its last start; transport errors and `5xx`/`408`
 //!    /`429` use a try with exponential backoff; anything else fails the download.
-//! 4. **Verify.** fsync `-partial`, hash it; a mismatch deletes `-partial` and the states.
+//! 4. **Verify.** fsync `-partial`, hash it; a mismatch deletes `-partial` and the states. When
+//!    the first part starts from byte 0 in this download, its bytes are hashed as they are
+//!    written, on a thread of their own ([`InlineHash`]); only the rest of the file is read back
+//!    and hashed after the transfer.
 //! 5. **Publish.** Rename `-partial` to the blob name, sync the directory, delete the states.
 //!
 //! Cancellation (the last waiter gone) stops every part after it saved its state: `-partial` and
@@ -362,9 +365,15 @@ fn plan_fresh(partial: &Path, size: u64, part_size: u64) -> Result<Vec<PartState
 
 /// Hashes a file.
 fn hash_file(path: &Path) -> std::io::Result<Digest> {
+    hash_file_from(path, sha2::Sha256::default(), 0)
+}
+
+/// Continues `h` (which has hashed the file's first `from` bytes) over the rest of the file.
+fn hash_file_from(path: &Path, mut h: sha2::Sha256, from: u64) -> std::io::Result<Digest> {
     use sha2::Digest as _;
+    use std::io::Seek as _;
     let mut f = std::fs::File::open(path)?;
-    let mut h = sha2::Sha256::new();
+    f.seek(std::io::SeekFrom::Start(from))?;
     let mut buf = vec![0u8; 1 << 20];
     loop {
         let n = f.read(&mut buf)?;
@@ -376,6 +385,37 @@ fn hash_file(path: &Path) -> std::io::Result<Digest> {
     let hex: String = h.finalize().iter().map(|b| format!("{b:02x}")).collect();
     Digest::parse(&format!("sha256:{hex}"))
         .map_err(|_| std::io::Error::other("cannot format a digest"))
+}
+
+/// The first part's bytes, hashed in order as they are written, on a thread of its own so that
+/// hashing overlaps the transfer. The channel is bounded: a slow hasher slows the part down
+/// instead of buffering it in memory.
+struct InlineHash {
+    feed: tokio::sync::mpsc::Sender<axum::body::Bytes>,
+    thread: std::thread::JoinHandle<(sha2::Sha256, u64)>,
+}
+
+impl InlineHash {
+    fn start() -> InlineHash {
+        let (feed, mut rx) = tokio::sync::mpsc::channel::<axum::body::Bytes>(32);
+        let thread = std::thread::spawn(move || {
+            use sha2::Digest as _;
+            let mut h = sha2::Sha256::new();
+            let mut n = 0u64;
+            while let Some(chunk) = rx.blocking_recv() {
+                h.update(&chunk);
+                n += chunk.len() as u64;
+            }
+            (h, n)
+        });
+        InlineHash { feed, thread }
+    }
+
+    /// Closes the feed and returns the state and how many bytes it hashed.
+    fn finish(self) -> Option<(sha2::Sha256, u64)> {
+        drop(self.feed);
+        self.thread.join().ok()
+    }
 }
 
 /// Runs a blocking closure off the async runtime.
@@ -420,9 +460,24 @@ async fn download_steps(job: &Job, shared: &Shared) -> Result<(), RegistryError>
     let resumed: u64 = parts.iter().map(|p| p.completed).sum();
     shared.completed.store(resumed, Ordering::Relaxed);
 
+    // Only a first part fetched whole in this download can be hashed as it arrives.
+    let first_size = parts
+        .first()
+        .filter(|p| p.offset == 0 && p.completed == 0 && p.size > 0)
+        .map(|p| p.size);
+    let mut inline = first_size.map(|_| InlineHash::start());
     if parts.iter().any(|p| p.completed < p.size) {
-        fetch_parts(job, shared, &partial, parts).await?;
+        let feed = inline.as_ref().map(|h| &h.feed);
+        fetch_parts(job, shared, &partial, parts, feed).await?;
     }
+    // The hashed prefix, if the first part really went through the feed from byte 0 to its end.
+    let prefix = match (inline.take(), first_size) {
+        (Some(h), Some(size)) => {
+            let r = blocking(move || Ok(h.finish())).await?;
+            r.filter(|&(_, n)| n == size)
+        }
+        _ => None,
+    };
 
     let want = job.digest.clone();
     blocking(move || {
@@ -431,7 +486,11 @@ async fn download_steps(job: &Job, shared: &Shared) -> Result<(), RegistryError>
             .open(&partial)
             .map_err(io_error)?;
         f.sync_all().map_err(io_error)?;
-        let got = hash_file(&partial).map_err(io_error)?;
+        let got = match prefix {
+            Some((h, n)) => hash_file_from(&partial, h, n),
+            None => hash_file(&partial),
+        }
+        .map_err(io_error)?;
         if got != want {
             remove_partial(&partial);
             return Err(RegistryError::DigestMismatch {
@@ -491,6 +550,7 @@ async fn fetch_parts(
     shared: &Shared,
     partial: &Path,
     parts: Vec<PartState>,
+    feed: Option<&tokio::sync::mpsc::Sender<axum::body::Bytes>>,
 ) -> Result<(), RegistryError> {
     let direct = tokio::select! {
         () = shared.cancel.cancelled() => return Err(RegistryError::Cancelled),
@@ -499,7 +559,11 @@ async fn fetch_parts(
     let stop = shared.cancel.child_token();
     let parallel = job.session.config().max_parallel_parts.max(1);
     let mut results = futures::stream::iter(parts.into_iter().filter(|p| p.completed < p.size))
-        .map(|p| fetch_part(job, shared, partial, &direct, p, &stop))
+        .map(|p| {
+            // The inline hash follows the first part only.
+            let feed = feed.filter(|_| p.n == 0 && p.offset == 0);
+            fetch_part(job, shared, partial, &direct, p, &stop, feed)
+        })
         .buffer_unordered(parallel);
     let mut first: Option<RegistryError> = None;
     while let Some(r) = results.next().await {
@@ -539,11 +603,12 @@ async fn fetch_part(
     direct: &Url,
     mut part: PartState,
     stop: &CancellationToken,
+    feed: Option<&tokio::sync::mpsc::Sender<axum::body::Bytes>>,
 ) -> Result<(), RegistryError> {
     let config = job.session.config();
     let mut tries = 0u32;
     loop {
-        let end = fetch_try(job, shared, partial, direct, &mut part, stop).await;
+        let end = fetch_try(job, shared, partial, direct, &mut part, stop, feed).await;
         let saved = part;
         let path = partial.to_path_buf();
         blocking(move || save_state(&path, &saved).map_err(io_error)).await?;
@@ -597,6 +662,7 @@ async fn fetch_try(
     direct: &Url,
     part: &mut PartState,
     stop: &CancellationToken,
+    feed: Option<&tokio::sync::mpsc::Sender<axum::body::Bytes>>,
 ) -> Result<(), TryEnd> {
     let config = job.session.config();
     if part.completed >= part.size {
@@ -694,6 +760,10 @@ async fn fetch_try(
         }
         if let Err(e) = file.write_all(&chunk).await {
             break Err(TryEnd::Fatal(io_error(e)));
+        }
+        // In write order; a hasher that went away only means the file is hashed instead.
+        if let Some(f) = feed {
+            let _ = f.send(chunk.clone()).await;
         }
         received |= !chunk.is_empty();
         part.completed += chunk.len() as u64;
