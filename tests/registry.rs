@@ -19,20 +19,13 @@ use testkit::registry::DockerRegistry;
 
 mod common;
 
-use common::Server;
+use common::{Server, client};
 
 /// How long any single wait in these tests may take before it fails.
 const TIMEOUT: Duration = Duration::from_secs(120);
 
 /// The rate at which a throttled blob is served (bytes per second): the 98 MB model takes ~4 s.
 const THROTTLE_RATE: u64 = 25_000_000;
-
-fn client() -> reqwest::blocking::Client {
-    reqwest::blocking::Client::builder()
-        .timeout(TIMEOUT)
-        .build()
-        .unwrap()
-}
 
 fn sha256_file(path: &Path) -> String {
     let mut f = std::fs::File::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
@@ -51,35 +44,6 @@ fn sha256_file(path: &Path) -> String {
 impl Server {
     fn models(&self) -> PathBuf {
         self.dir.join("models")
-    }
-
-    fn post(&self, path: &str, body: &Value) -> (u16, Value) {
-        let r = client()
-            .post(format!("{}{path}", self.base()))
-            .json(body)
-            .send()
-            .unwrap();
-        let status = r.status().as_u16();
-        let text = r.text().unwrap();
-        (
-            status,
-            serde_json::from_str(&text).unwrap_or(Value::String(text)),
-        )
-    }
-
-    /// Streams NDJSON lines.
-    fn stream(&self, path: &str, body: &Value) -> (u16, Vec<Value>) {
-        let r = client()
-            .post(format!("{}{path}", self.base()))
-            .json(body)
-            .send()
-            .unwrap();
-        let status = r.status().as_u16();
-        let lines = BufReader::new(r)
-            .lines()
-            .map(|l| serde_json::from_str(&l.unwrap()).unwrap())
-            .collect();
-        (status, lines)
     }
 
     /// Runs `ollamars ARGS` with an empty stdin; returns (success, stdout, stderr).

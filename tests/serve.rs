@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 mod common;
 
-use common::{BIN, Server};
+use common::{BIN, Server, client};
 
 static SERIAL: Mutex<()> = Mutex::new(());
 
@@ -30,28 +30,7 @@ fn start(env: &[(&str, &str)]) -> Server {
     s
 }
 
-fn client() -> reqwest::blocking::Client {
-    reqwest::blocking::Client::builder()
-        .timeout(Duration::from_secs(300))
-        .build()
-        .unwrap()
-}
-
 impl Server {
-    fn post(&self, path: &str, body: &Value) -> (u16, Value) {
-        let r = client()
-            .post(format!("{}{path}", self.base()))
-            .json(body)
-            .send()
-            .unwrap();
-        let status = r.status().as_u16();
-        let text = r.text().unwrap();
-        (
-            status,
-            serde_json::from_str(&text).unwrap_or(Value::String(text)),
-        )
-    }
-
     fn post_raw(&self, path: &str, body: &str) -> (u16, Value) {
         let r = client()
             .post(format!("{}{path}", self.base()))
@@ -64,21 +43,6 @@ impl Server {
             status,
             serde_json::from_str(&text).unwrap_or(Value::String(text)),
         )
-    }
-
-    /// Streams NDJSON lines.
-    fn stream(&self, path: &str, body: &Value) -> (u16, Vec<Value>) {
-        let r = client()
-            .post(format!("{}{path}", self.base()))
-            .json(body)
-            .send()
-            .unwrap();
-        let status = r.status().as_u16();
-        let lines = BufReader::new(r)
-            .lines()
-            .map(|l| serde_json::from_str(&l.unwrap()).unwrap())
-            .collect();
-        (status, lines)
     }
 
     fn get(&self, path: &str) -> Value {

@@ -2,6 +2,8 @@
 //! fresh store in a temporary directory, and the binary run against it.
 #![allow(dead_code)]
 
+use serde_json::Value;
+use std::io::{BufRead as _, BufReader};
 use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -97,5 +99,45 @@ impl Server {
             "create {name} failed: {}",
             String::from_utf8_lossy(&out.stderr)
         );
+    }
+}
+
+/// A blocking HTTP client for the tests (5-minute timeout: a debug runner on 2 cores is slow).
+pub fn client() -> reqwest::blocking::Client {
+    reqwest::blocking::Client::builder()
+        .timeout(Duration::from_secs(300))
+        .build()
+        .unwrap()
+}
+
+impl Server {
+    /// POSTs JSON; returns the status and the body as JSON (or as a JSON string if it is not).
+    pub fn post(&self, path: &str, body: &Value) -> (u16, Value) {
+        let r = client()
+            .post(format!("{}{path}", self.base()))
+            .json(body)
+            .send()
+            .unwrap();
+        let status = r.status().as_u16();
+        let text = r.text().unwrap();
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
+    }
+
+    /// POSTs JSON and reads the NDJSON lines of the answer.
+    pub fn stream(&self, path: &str, body: &Value) -> (u16, Vec<Value>) {
+        let r = client()
+            .post(format!("{}{path}", self.base()))
+            .json(body)
+            .send()
+            .unwrap();
+        let status = r.status().as_u16();
+        let lines = BufReader::new(r)
+            .lines()
+            .map(|l| serde_json::from_str(&l.unwrap()).unwrap())
+            .collect();
+        (status, lines)
     }
 }
