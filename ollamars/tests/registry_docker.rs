@@ -3,13 +3,15 @@
 //! Ollama's error.
 
 use ollamars::name::ModelName;
-use ollamars::registry::{Progress, Registry, RegistryConfig, TransferOptions};
+use ollamars::registry::{Registry, RegistryConfig, TransferOptions};
 use ollamars::store::{
     CONFIG_MEDIA_TYPE, Digest, Layer, MEDIA_MODEL, MEDIA_TEMPLATE, Manifest, Store,
 };
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use testkit::registry::DockerRegistry;
+
+mod registry_support;
+use registry_support::recorder;
 
 fn noise(len: usize) -> Vec<u8> {
     let mut x: u32 = 0x1234_5678;
@@ -43,12 +45,6 @@ fn config() -> RegistryConfig {
         retry_base: Duration::from_millis(20),
         ..RegistryConfig::default()
     }
-}
-
-fn recorder() -> (ollamars::registry::ProgressFn, Arc<Mutex<Vec<Progress>>>) {
-    let lines = Arc::new(Mutex::new(Vec::new()));
-    let l = lines.clone();
-    (Arc::new(move |p| l.lock().unwrap().push(p)), lines)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -100,14 +100,7 @@ pub(crate) async fn push_blob(
     let repo = format!("/v2/{}/{}", name.namespace(), name.model());
 
     let blob_url = session.url(&format!("{repo}/blobs/{digest}"))?;
-    let head = retrying(config, || async {
-        let r = session.send(Method::HEAD, &blob_url, &|rb| rb).await?;
-        if r.status().is_server_error() {
-            return Err(status_error(r, config).await);
-        }
-        Ok(r)
-    })
-    .await?;
+    let head = bodiless(session, Method::HEAD, &blob_url).await?;
     if head.status().is_success() {
         emit(total);
         return Ok(());
@@ -127,18 +120,7 @@ pub(crate) async fn push_blob(
             ),
         )?;
     }
-    let started = retrying(config, || async {
-        let r = session
-            .send(Method::POST, &start_url, &|rb| {
-                rb.header(header::CONTENT_LENGTH, "0")
-            })
-            .await?;
-        if r.status().is_server_error() {
-            return Err(status_error(r, config).await);
-        }
-        Ok(r)
-    })
-    .await?;
+    let started = bodiless(session, Method::POST, &start_url).await?;
     if started.status() == StatusCode::CREATED {
         emit(total);
         return Ok(());
@@ -192,18 +174,7 @@ pub(crate) async fn push_blob(
             md5s.len()
         ),
     )?;
-    let done = retrying(config, || async {
-        let r = session
-            .send(Method::PUT, &finish, &|rb| {
-                rb.header(header::CONTENT_LENGTH, "0")
-            })
-            .await?;
-        if r.status().is_server_error() {
-            return Err(status_error(r, config).await);
-        }
-        Ok(r)
-    })
-    .await?;
+    let done = bodiless(session, Method::PUT, &finish).await?;
     if !done.status().is_success() {
         return Err(status_error(done, config).await);
     }
@@ -276,6 +247,33 @@ async fn upload_part(
         }
         location(&resp, &[DOCKER_UPLOAD_LOCATION, header::LOCATION])
             .ok_or_else(|| RegistryError::Protocol("the upload has no Location".into()))
+    })
+    .await
+}
+
+/// `method` on `url` without a body (`Content-Length: 0` unless HEAD), retried on transport
+/// errors and `5xx`; any other answer is returned for the caller to judge.
+async fn bodiless(
+    session: &Session,
+    method: Method,
+    url: &Url,
+) -> Result<reqwest::Response, RegistryError> {
+    let config = session.config();
+    let head = method == Method::HEAD;
+    retrying(config, || async {
+        let r = session
+            .send(method.clone(), url, &|rb| {
+                if head {
+                    rb
+                } else {
+                    rb.header(header::CONTENT_LENGTH, "0")
+                }
+            })
+            .await?;
+        if r.status().is_server_error() {
+            return Err(status_error(r, config).await);
+        }
+        Ok(r)
     })
     .await
 }
