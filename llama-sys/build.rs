@@ -336,7 +336,9 @@ fn run() -> Result<()> {
 
     // 5. Linking.
     let lib_dir = install_dir.join("lib");
-    if !dry_run {
+    let link_args = if dry_run {
+        Vec::new()
+    } else {
         emit_link(
             &features,
             &lib_dir,
@@ -344,8 +346,8 @@ fn run() -> Result<()> {
             &target_env,
             &cxx,
             cuda.as_ref(),
-        )?;
-    }
+        )?
+    };
 
     // 6. Bindings.
     let bindings = out_dir.join("bindings.rs");
@@ -394,6 +396,18 @@ fn run() -> Result<()> {
     );
     println!("cargo:rustc-env=LLAMA_SYS_PATCHES={}", patches.join(","));
     println!("cargo:rustc-env=LLAMA_SYS_CXX={}", cxx.path);
+    // Tab-separated: paths may contain spaces, never tabs in practice (and never newlines,
+    // which a cargo directive cannot carry).
+    println!(
+        "cargo:rustc-env=LLAMA_SYS_LINK_ARGS={}",
+        link_args.join("\t")
+    );
+    println!("cargo:rustc-env=LLAMA_SYS_LIB_DIR={}", lib_dir.display());
+    println!(
+        "cargo:rustc-env=LLAMA_SYS_INCLUDE_DIRS={}\t{}",
+        src_dir.join("include").display(),
+        src_dir.join("ggml/include").display()
+    );
     if features.rpc {
         println!("cargo:rustc-cfg=llama_sys_rpc");
     }
@@ -1147,6 +1161,38 @@ fn tail(text: &str, lines: usize) -> String {
 // ---------------------------------------------------------------------------------------------
 // Linking
 
+/// The link line, kept twice: as cargo directives (for this crate's dependents) and as the
+/// arguments a C++ compiler driver needs to link a program against the same libraries (exported
+/// as `build_info::LINK_ARGS`, so that tests can build upstream's own programs against exactly
+/// this build).
+#[derive(Default)]
+struct LinkLine {
+    cc_args: Vec<String>,
+}
+
+impl LinkLine {
+    fn search(&mut self, dir: &Path) {
+        println!("cargo:rustc-link-search=native={}", dir.display());
+        self.cc_args.push(format!("-L{}", dir.display()));
+    }
+
+    fn lib(&mut self, kind: &str, name: &str) {
+        println!("cargo:rustc-link-lib={kind}={name}");
+        self.cc_args.push(format!("-l{name}"));
+    }
+
+    fn framework(&mut self, name: &str) {
+        println!("cargo:rustc-link-lib=framework={name}");
+        self.cc_args.push("-framework".into());
+        self.cc_args.push(name.into());
+    }
+
+    fn arg(&mut self, arg: String) {
+        println!("cargo:rustc-link-arg={arg}");
+        self.cc_args.push(arg);
+    }
+}
+
 fn emit_link(
     f: &Features,
     lib_dir: &Path,
@@ -1154,8 +1200,9 @@ fn emit_link(
     target_env: &str,
     cxx: &Cxx,
     cuda: Option<&Cuda>,
-) -> Result<()> {
-    println!("cargo:rustc-link-search=native={}", lib_dir.display());
+) -> Result<Vec<String>> {
+    let mut link = LinkLine::default();
+    link.search(lib_dir);
     let kind = if f.dynamic { "dylib" } else { "static" };
     // Libraries present, in link order: llama, ggml, the backends, ggml-base last.
     let mut names: Vec<String> = fs::read_dir(lib_dir)
@@ -1193,57 +1240,54 @@ fn emit_link(
         ));
     }
     for n in &names {
-        println!("cargo:rustc-link-lib={kind}={n}");
+        link.lib(kind, n);
     }
     if f.dynamic {
         // For this crate's own tests and examples; dependents add their own rpath (see README).
-        println!("cargo:rustc-link-arg=-Wl,-rpath,{}", lib_dir.display());
+        link.arg(format!("-Wl,-rpath,{}", lib_dir.display()));
     }
 
     // C++ runtime and system libraries.
     if target_env != "msvc" {
         let apple = matches!(os, "macos" | "ios" | "tvos" | "visionos");
         if apple || (cxx.is_clang && os == "freebsd") {
-            println!("cargo:rustc-link-lib=dylib=c++");
+            link.lib("dylib", "c++");
         } else {
-            println!("cargo:rustc-link-lib=dylib=stdc++");
+            link.lib("dylib", "stdc++");
         }
         if f.openmp {
             let omp = if cxx.is_clang || apple { "omp" } else { "gomp" };
-            println!("cargo:rustc-link-lib=dylib={omp}");
+            link.lib("dylib", omp);
         }
         if os == "linux" {
-            println!("cargo:rustc-link-lib=dylib=m");
-            println!("cargo:rustc-link-lib=dylib=pthread");
-            println!("cargo:rustc-link-lib=dylib=dl");
+            for l in ["m", "pthread", "dl"] {
+                link.lib("dylib", l);
+            }
         }
         if apple {
             for fw in ["Foundation", "Accelerate"] {
-                println!("cargo:rustc-link-lib=framework={fw}");
+                link.framework(fw);
             }
             if f.metal {
                 for fw in ["Metal", "MetalKit"] {
-                    println!("cargo:rustc-link-lib=framework={fw}");
+                    link.framework(fw);
                 }
             }
         }
     } else {
-        println!("cargo:rustc-link-lib=dylib=advapi32");
+        link.lib("dylib", "advapi32");
     }
     if f.vulkan {
         if let Some(sdk) = env_path("VULKAN_SDK") {
-            println!(
-                "cargo:rustc-link-search=native={}",
-                sdk.join("lib").display()
-            );
+            link.search(&sdk.join("lib"));
         }
-        println!(
-            "cargo:rustc-link-lib=dylib={}",
+        link.lib(
+            "dylib",
             if target_env == "msvc" {
                 "vulkan-1"
             } else {
                 "vulkan"
-            }
+            },
         );
     }
     if let Some(c) = cuda {
@@ -1259,18 +1303,18 @@ fn emit_link(
             ] {
                 let d = root.join(sub);
                 if d.is_dir() {
-                    println!("cargo:rustc-link-search=native={}", d.display());
+                    link.search(&d);
                 }
             }
         }
         for l in ["cudart", "cublas", "cublasLt"] {
-            println!("cargo:rustc-link-lib=dylib={l}");
+            link.lib("dylib", l);
         }
         if !c.no_vmm {
-            println!("cargo:rustc-link-lib=dylib=cuda");
+            link.lib("dylib", "cuda");
         }
     }
-    Ok(())
+    Ok(link.cc_args)
 }
 
 // ---------------------------------------------------------------------------------------------

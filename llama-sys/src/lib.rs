@@ -48,6 +48,14 @@ pub mod build_info {
     pub const PATCHES: &str = env!("LLAMA_SYS_PATCHES");
     /// The C++ compiler that built llama.cpp.
     pub const CXX: &str = env!("LLAMA_SYS_CXX");
+    /// The folder holding the installed llama.cpp libraries.
+    pub const LIB_DIR: &str = env!("LLAMA_SYS_LIB_DIR");
+    /// The include folders of `llama.h` and `ggml.h`, tab-separated.
+    pub const INCLUDE_DIRS: &str = env!("LLAMA_SYS_INCLUDE_DIRS");
+    /// The arguments a C++ compiler driver needs to link a program against exactly these
+    /// libraries (search paths, libraries in order, runtime and system libraries),
+    /// tab-separated. The parity tests build upstream's own programs with them.
+    pub const LINK_ARGS: &str = env!("LLAMA_SYS_LINK_ARGS");
     /// With `dynamic-backends`: the folder holding the ggml backend modules.
     pub const BACKENDS_DIR: Option<&str> = option_env!("LLAMA_SYS_BACKENDS_DIR");
 

@@ -1,5 +1,5 @@
 //! Shared test helpers: the real test models (fetched by `scripts/fetch-models`) and the
-//! upstream reference ids.
+//! build facts the upstream reference needs.
 #![allow(dead_code)]
 
 use std::sync::{Mutex, MutexGuard, OnceLock};
@@ -30,18 +30,18 @@ pub fn gemma3() -> &'static Model {
     })
 }
 
-pub fn reference() -> serde_json::Value {
-    testkit::greedy_reference()
-}
-
-/// The upstream reference flavour matching this build and CPU.
-pub fn flavour() -> String {
-    if llama_sys_backend("vulkan") {
-        return "vulkan-lavapipe".into();
+/// What `testkit::upstream` needs to build upstream's reference program against this build.
+pub fn llama_build() -> testkit::upstream::LlamaBuild {
+    use llama_sys::build_info as b;
+    testkit::upstream::LlamaBuild {
+        include_dirs: b::INCLUDE_DIRS,
+        link_args: b::LINK_ARGS,
+        cxx: b::CXX,
+        backends_dir: b::BACKENDS_DIR,
     }
-    testkit::cpu_flavour(&llama::system_info())
 }
 
-fn llama_sys_backend(name: &str) -> bool {
-    llama::build_info().backends.split(',').any(|b| b == name)
+/// Whether a GPU backend is compiled in (the parity tests then offload every layer).
+pub fn gpu_build() -> bool {
+    llama_sys::build_info::has_backend("vulkan") || llama_sys::build_info::has_backend("cuda")
 }
