@@ -101,6 +101,76 @@ impl Server {
     }
 }
 
+/// The server's greedy output is upstream llama.cpp's: `simple` built on this machine against
+/// the same libraries (`testkit::upstream`) and the runner, with the same parameters (simple's
+/// context, pure greedy: no repeat penalty), give identical ids and text on both models. The
+/// model's TEMPLATE is `{{ .Prompt }}`, so the prompt is tokenized as simple tokenizes it (BOS
+/// added, special tokens parsed) and the response carries `context` (prompt + generated ids).
+#[test]
+fn greedy_matches_upstream() {
+    use testkit::upstream;
+    let _serial = serial();
+    let s = Server::start("serve", &[("OLLAMA_NUM_PARALLEL", "1")]);
+    let gpu =
+        llama_sys::build_info::has_backend("vulkan") || llama_sys::build_info::has_backend("cuda");
+    let build = upstream::LlamaBuild {
+        include_dirs: llama_sys::build_info::INCLUDE_DIRS,
+        link_args: llama_sys::build_info::LINK_ARGS,
+        cxx: llama_sys::build_info::CXX,
+        backends_dir: llama_sys::build_info::BACKENDS_DIR,
+    };
+    const PROMPT: &str = "The capital of France is";
+    const N: usize = 32;
+    for (model, name) in [
+        (testkit::SMOLLM2, "smol-greedy"),
+        (testkit::GEMMA3, "gemma-greedy"),
+    ] {
+        let gguf = testkit::model_path(model);
+        s.create(
+            name,
+            &format!("FROM {}\nTEMPLATE {{{{ .Prompt }}}}\n", gguf.display()),
+        );
+        let reference = upstream::greedy(
+            &build,
+            &upstream::Run {
+                model: &gguf,
+                prompt: PROMPT,
+                n_predict: N,
+                gpu_layers: if gpu { 99 } else { 0 },
+                modules: Vec::new(),
+            },
+            &[],
+        );
+        let n_prompt = reference.prompt_tokens.len();
+        let v = s.ok(
+            "/api/generate",
+            &json!({"model": name, "prompt": PROMPT, "stream": false, "options": {
+                "temperature": 0, "repeat_penalty": 1, "num_predict": N,
+                "num_ctx": upstream::simple_n_ctx(n_prompt, N), "num_batch": n_prompt,
+                "num_thread": upstream::threads()}}),
+        );
+        let context: Vec<i32> = serde_json::from_value(v["context"].clone()).expect("context ids");
+        assert!(context.len() >= n_prompt, "context {context:?}");
+        let stopped = v["done_reason"] == "stop";
+        let ours = upstream::Greedy {
+            prompt_tokens: context[..n_prompt].to_vec(),
+            tokens: context[n_prompt..].to_vec(),
+            eog: reference.eog.filter(|_| stopped),
+            text: v["response"].as_str().unwrap().to_string(),
+            backends: Vec::new(),
+        };
+        upstream::assert_same(&format!("ollamars serve, {name}"), &ours, &reference);
+        assert_eq!(
+            v["done_reason"],
+            if reference.eog.is_some() {
+                "stop"
+            } else {
+                "length"
+            }
+        );
+    }
+}
+
 fn greedy(n: u32) -> Value {
     json!({"temperature": 0, "num_predict": n})
 }

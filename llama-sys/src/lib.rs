@@ -22,7 +22,10 @@
     unsafe_op_in_unsafe_fn,
     clippy::all,
     clippy::pedantic,
-    clippy::undocumented_unsafe_blocks
+    clippy::undocumented_unsafe_blocks,
+    // The doc comments are upstream's header comments, as bindgen copies them (bare URLs,
+    // brackets that are not links): rustdoc's lints judge our docs, not theirs.
+    rustdoc::all
 )]
 mod ffi {
     include!(concat!(env!("OUT_DIR"), "/bindings.rs"));

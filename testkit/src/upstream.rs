@@ -81,25 +81,61 @@ pub fn simple_n_ctx(n_prompt: usize, n_predict: usize) -> u32 {
     (n_prompt + n_predict - 1) as u32
 }
 
-/// The pinned sdist that carries upstream's tool sources: `(package, version)` from
-/// `vendor/upstream-tools`.
-pub fn tools_sdist() -> (String, String) {
-    let path = crate::workspace().join("vendor/upstream-tools");
-    let text = std::fs::read_to_string(&path)
-        .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
+/// The pinned sdist that carries upstream's tool sources, from `vendor/upstream-tools`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ToolsSdist {
+    /// The registry package (`llama-cpp-python`).
+    pub package: String,
+    /// Its version.
+    pub version: String,
+    /// The sha256 of the sdist file, lowercase hex.
+    pub sha256: String,
+}
+
+/// Parses `vendor/upstream-tools`: the first line that is not a comment,
+/// `<package> <version> <sha256>`.
+pub fn parse_tools_sdist(text: &str) -> Result<ToolsSdist, String> {
     let line = text
         .lines()
         .map(str::trim)
         .find(|l| !l.is_empty() && !l.starts_with('#'))
-        .unwrap_or_else(|| panic!("{} names no package", path.display()));
-    let mut words = line.split_whitespace();
-    match (words.next(), words.next()) {
-        (Some(p), Some(v)) => (p.to_string(), v.to_string()),
-        _ => panic!(
-            "{}: expected `<package> <version>`, found `{line}`",
-            path.display()
-        ),
+        .ok_or("names no package")?;
+    let words: Vec<&str> = line.split_whitespace().collect();
+    match words[..] {
+        [package, version, sha256]
+            if sha256.len() == 64 && sha256.bytes().all(|b| b.is_ascii_hexdigit()) =>
+        {
+            Ok(ToolsSdist {
+                package: package.into(),
+                version: version.into(),
+                sha256: sha256.to_ascii_lowercase(),
+            })
+        }
+        _ => Err(format!(
+            "expected `<package> <version> <sha256>`, found `{line}`"
+        )),
     }
+}
+
+/// The pinned sdist of `vendor/upstream-tools`.
+pub fn tools_sdist() -> ToolsSdist {
+    let path = crate::workspace().join("vendor/upstream-tools");
+    let text = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
+    parse_tools_sdist(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+fn sha256_file(path: &Path) -> String {
+    let out = run_checked(
+        Command::new("sha256sum").arg(path),
+        &format!("hashing {}", path.display()),
+        "sha256sum is part of coreutils",
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .next()
+        .unwrap_or("")
+        .to_string()
 }
 
 /// The cache of upstream downloads: `$OLLAMARS_UPSTREAM_CACHE`, else
@@ -146,9 +182,10 @@ fn write_atomic(path: &Path, bytes: &[u8]) {
 /// Upstream's `examples/simple/simple.cpp`, extracted once from the pinned sdist (downloaded
 /// with pip when it is not cached).
 pub fn simple_source() -> PathBuf {
-    let (package, version) = tools_sdist();
+    let pin = tools_sdist();
+    let (package, version) = (&pin.package, &pin.version);
     let cache = cache_dir();
-    let source = cache.join(format!("simple-{version}.cpp"));
+    let source = cache.join(format!("simple-{version}-{}.cpp", &pin.sha256[..12]));
     if source.is_file() {
         return source;
     }
@@ -169,6 +206,14 @@ pub fn simple_source() -> PathBuf {
             fix,
         );
     }
+    let got = sha256_file(&sdist);
+    assert_eq!(
+        got,
+        pin.sha256,
+        "{} does not have the sha256 that vendor/upstream-tools pins: delete it so that it is downloaded again, \
+         or update the pin if the package was deliberately changed",
+        sdist.display()
+    );
     let member = format!("{dist}-{version}/vendor/llama.cpp/examples/simple/simple.cpp");
     let out = run_checked(
         Command::new("tar").arg("-xzOf").arg(&sdist).arg(&member),
@@ -176,8 +221,7 @@ pub fn simple_source() -> PathBuf {
         "delete the sdist from the upstream cache so that it is downloaded again",
     );
     assert!(
-        out.stdout.len() > 1000
-            && String::from_utf8_lossy(&out.stdout).contains("llama_sampler_sample"),
+        String::from_utf8_lossy(&out.stdout).contains("llama_sampler_sample"),
         "{member} in {} is not upstream's simple example",
         sdist.display()
     );
@@ -479,4 +523,62 @@ pub fn assert_same(what: &str, ours: &Greedy, upstream: &Greedy) {
         ours.text, upstream.text,
         "{what}: the text differs from upstream"
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(tokens: &[i32], text: &str) -> Greedy {
+        Greedy {
+            prompt_tokens: vec![1, 2, 3],
+            tokens: tokens.to_vec(),
+            eog: None,
+            text: text.into(),
+            backends: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn identical_runs_pass() {
+        assert_same("same", &run(&[4, 5, 6], "abc"), &run(&[4, 5, 6], "abc"));
+    }
+
+    #[test]
+    #[should_panic(expected = "at position 1")]
+    fn one_different_id_fails_and_says_where() {
+        assert_same("ids", &run(&[4, 5, 6], "abc"), &run(&[4, 7, 6], "abc"));
+    }
+
+    #[test]
+    #[should_panic(expected = "at position 2")]
+    fn a_shorter_run_fails() {
+        assert_same("short", &run(&[4, 5], "ab"), &run(&[4, 5, 6], "abc"));
+    }
+
+    #[test]
+    #[should_panic(expected = "text differs")]
+    fn different_text_fails() {
+        assert_same("text", &run(&[4, 5, 6], "abc"), &run(&[4, 5, 6], "abd"));
+    }
+
+    #[test]
+    #[should_panic(expected = "tokenizes differently")]
+    fn different_prompt_tokens_fail() {
+        let mut other = run(&[4], "a");
+        other.prompt_tokens = vec![1, 2];
+        assert_same("prompt", &run(&[4], "a"), &other);
+    }
+
+    #[test]
+    fn the_pin_file_parses_and_bad_ones_are_refused() {
+        let pin = tools_sdist();
+        assert_eq!(pin.package, "llama-cpp-python");
+        assert_eq!(pin.sha256.len(), 64);
+        assert!(parse_tools_sdist("# only a comment\n").is_err());
+        assert!(parse_tools_sdist("pkg 1.0\n").is_err());
+        assert!(parse_tools_sdist("pkg 1.0 nothex\n").is_err());
+        let ok = parse_tools_sdist(&format!("# c\n\npkg 1.0 {}\n", "A".repeat(64))).unwrap();
+        assert_eq!(ok.sha256, "a".repeat(64));
+    }
 }
