@@ -219,6 +219,18 @@ fn greedy(model_path: &Path, prompt: &str, gpu_layers: i32, modules: &[PathBuf])
     }
 }
 
+/// Upstream's `simple` on the same model, prompt and offload (and module files, if any).
+fn reference(path: &Path, prompt: &str, gpu_layers: i32, modules: Vec<PathBuf>) -> Greedy {
+    let run = upstream::Run {
+        model: path,
+        prompt,
+        n_predict: N_PREDICT,
+        gpu_layers,
+        modules,
+    };
+    upstream::greedy(&build(), &run, &[])
+}
+
 fn describe_build() -> String {
     format!(
         "llama-sys {} ({}), backends {}, cpu {}, AMX fix {}, patches [{}]",
@@ -281,17 +293,7 @@ fn check(model: testkit::TestModel, key: &str, prompt: &str) {
             build_info::BACKENDS
         );
     }
-    let reference = upstream::greedy(
-        &build(),
-        &upstream::Run {
-            model: &path,
-            prompt,
-            n_predict: N_PREDICT,
-            gpu_layers,
-            modules: Vec::new(),
-        },
-        &[],
-    );
+    let reference = reference(&path, prompt, gpu_layers, Vec::new());
     eprintln!("upstream backends {:?}", reference.backends);
     upstream::assert_same(key, &ours, &reference);
     informative(key, &ours);
@@ -433,17 +435,7 @@ fn cpu_variant_child() {
         let path = testkit::model_path(model);
         let prompt = "The capital of France is";
         let ours = greedy(&path, prompt, 0, std::slice::from_ref(&module));
-        let reference = upstream::greedy(
-            &build(),
-            &upstream::Run {
-                model: &path,
-                prompt,
-                n_predict: N_PREDICT,
-                gpu_layers: 0,
-                modules: vec![module.clone()],
-            },
-            &[],
-        );
+        let reference = reference(&path, prompt, 0, vec![module.clone()]);
         upstream::assert_same(&format!("{key} on {}", module.display()), &ours, &reference);
     }
 }
