@@ -467,7 +467,13 @@ fn probe(path: &Path, flags: &[String]) -> Probed {
         .to_string();
     let variant = cpu_variant_of(&name);
     let state = match ffi::probe_module(path) {
-        ffi::ModuleProbe::CannotOpen(m) => Err(SkipReason::CannotOpen(m)),
+        ffi::ModuleProbe::CannotOpen(m) => {
+            // dlerror names the file first; the report names it already.
+            let m = m
+                .strip_prefix(&format!("{}: ", path.display()))
+                .map_or(m.clone(), str::to_string);
+            Err(SkipReason::CannotOpen(m))
+        }
         ffi::ModuleProbe::NoInit => Err(SkipReason::NotABackend),
         ffi::ModuleProbe::Module { score: None } if variant.is_some() => Err(SkipReason::NoScore),
         ffi::ModuleProbe::Module { score: Some(0) } => Err(SkipReason::Unsupported {
