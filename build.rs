@@ -1,5 +1,6 @@
-//! Root build script: embeds the build metadata printed by `ollamars --version`: the crate
-//! version, the llama.cpp pin and the enabled backends.
+//! Root build script: embeds the build metadata printed by `ollamars --version` (the crate
+//! version, the llama.cpp pin, the enabled backends and, for `dynamic-backends`, the modules
+//! built) and gives a `dynamic-backends` binary its rpath `$ORIGIN/../lib/ollamars`.
 
 use std::env;
 use std::fs;
@@ -35,4 +36,40 @@ fn main() {
     }
     println!("cargo:rustc-env=OLLAMARS_LLAMA_CPP_PIN={pin}");
     println!("cargo:rustc-env=OLLAMARS_BACKENDS={}", backends.join(","));
+
+    let mut modules = Vec::new();
+    if env::var_os("CARGO_FEATURE_DYNAMIC_BACKENDS").is_some() {
+        // A release tree is bin/ollamars next to lib/ollamars/ (libllama, libggml, the backend
+        // modules): the binary finds the libraries there first, wherever the tree is unpacked.
+        // The build's own library folder comes second, so that target/release/ollamars runs
+        // as it is during development.
+        let origin = match env::var("CARGO_CFG_TARGET_OS").as_deref() {
+            Ok("macos" | "ios") => "@executable_path",
+            _ => "$ORIGIN",
+        };
+        println!("cargo:rustc-link-arg-bins=-Wl,-rpath,{origin}/../lib/ollamars");
+        if let Some(lib_dir) = env::var_os("DEP_LLAMA_LIB_DIR") {
+            println!(
+                "cargo:rustc-link-arg-bins=-Wl,-rpath,{}",
+                PathBuf::from(lib_dir).display()
+            );
+        }
+        // The backend modules this build made, so that a release missing one can say so.
+        if let Some(dir) = env::var_os("DEP_LLAMA_BACKENDS_DIR") {
+            let dir = PathBuf::from(dir);
+            println!("cargo:rerun-if-changed={}", dir.display());
+            for entry in fs::read_dir(&dir).into_iter().flatten().flatten() {
+                let name = entry.file_name().to_string_lossy().into_owned();
+                if let Some(m) = name
+                    .strip_prefix("libggml-")
+                    .and_then(|n| n.strip_suffix(".so"))
+                    .filter(|m| *m != "base")
+                {
+                    modules.push(m.to_string());
+                }
+            }
+        }
+    }
+    modules.sort();
+    println!("cargo:rustc-env=OLLAMARS_MODULES={}", modules.join(","));
 }

@@ -5,6 +5,7 @@ const BUILD: ollamars::version::BuildMeta = ollamars::version::BuildMeta {
     version: env!("CARGO_PKG_VERSION"),
     llama_cpp: env!("OLLAMARS_LLAMA_CPP_PIN"),
     backends: env!("OLLAMARS_BACKENDS"),
+    modules: env!("OLLAMARS_MODULES"),
 };
 
 fn main() -> std::process::ExitCode {

@@ -1,6 +1,15 @@
 //! Backend initialisation, devices and backend modules.
 
+mod modules;
+
 use std::path::Path;
+
+pub(crate) use modules::ensure_modules_loaded;
+pub use modules::{
+    LoadReport, LoadedModule, ModuleDevice, ModuleOptions, ModuleOutcome, ModuleReport, SkipReason,
+    cpu_flags, cpu_variant_needs, cpu_variant_of, default_module_dirs, find_module_dir,
+    load_module, load_modules, loaded_modules, missing_for_variant, module_files, module_name,
+};
 
 use crate::ffi;
 
@@ -49,6 +58,18 @@ pub enum DeviceKind {
     Other(u32),
 }
 
+impl DeviceKind {
+    pub(crate) fn from_raw(kind: u32) -> DeviceKind {
+        match kind {
+            llama_sys::GGML_BACKEND_DEVICE_TYPE_CPU => DeviceKind::Cpu,
+            llama_sys::GGML_BACKEND_DEVICE_TYPE_GPU => DeviceKind::Gpu,
+            llama_sys::GGML_BACKEND_DEVICE_TYPE_IGPU => DeviceKind::IntegratedGpu,
+            llama_sys::GGML_BACKEND_DEVICE_TYPE_ACCEL => DeviceKind::Accelerator,
+            other => DeviceKind::Other(other),
+        }
+    }
+}
+
 /// A device that ggml can run on.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Device {
@@ -70,13 +91,7 @@ pub fn devices() -> Vec<Device> {
     ffi::devices()
         .into_iter()
         .map(|d| Device {
-            kind: match d.kind {
-                llama_sys::GGML_BACKEND_DEVICE_TYPE_CPU => DeviceKind::Cpu,
-                llama_sys::GGML_BACKEND_DEVICE_TYPE_GPU => DeviceKind::Gpu,
-                llama_sys::GGML_BACKEND_DEVICE_TYPE_IGPU => DeviceKind::IntegratedGpu,
-                llama_sys::GGML_BACKEND_DEVICE_TYPE_ACCEL => DeviceKind::Accelerator,
-                other => DeviceKind::Other(other),
-            },
+            kind: DeviceKind::from_raw(d.kind),
             name: d.name,
             description: d.description,
             memory_free: d.memory_free,
@@ -85,8 +100,10 @@ pub fn devices() -> Vec<Device> {
         .collect()
 }
 
-/// Loads every ggml backend module (`libggml-*.so`) in `dir`: for builds with feature
+/// Loads every ggml backend module (`libggml-*.so`) in `dir` through ggml's own loader
+/// (`ggml_backend_load_all_from_path`, which reports nothing): for builds with feature
 /// `dynamic-backends`, before the first model is loaded. Returns how many devices exist after.
+/// [`load_modules`] does the same and says what became of each file.
 ///
 /// # Errors
 /// When `dir` is not a directory or its path cannot be passed to C.

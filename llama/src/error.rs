@@ -207,3 +207,69 @@ pub enum QuantizeError {
         status: u32,
     },
 }
+
+/// Loading ggml backend modules failed (builds with `dynamic-backends`; see
+/// [`load_modules`](crate::backend::load_modules)).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum BackendError {
+    /// This build links its backends statically: there are no modules to load.
+    #[error("this build has no backend modules (it was built without feature dynamic-backends)")]
+    NotDynamic,
+    /// Modules were loaded (or a load failed) already in this process.
+    #[error("the backend modules of this process were loaded already")]
+    AlreadyLoaded,
+    /// The module folder cannot be read.
+    #[error("cannot read the backend module folder {dir}: {message}")]
+    Io {
+        /// The folder.
+        dir: PathBuf,
+        /// The OS error.
+        message: String,
+    },
+    /// No CPU backend module can be loaded from the folder.
+    #[error("no CPU backend can be loaded from {dir}: {detail}")]
+    NoCpuModule {
+        /// The folder.
+        dir: PathBuf,
+        /// Why: what this CPU lacks, or why each CPU module was skipped.
+        detail: String,
+    },
+    /// The CPU variant asked for has no module in the folder.
+    #[error("CPU variant {variant} is not in {dir} (there: {})", list_or_none(.available))]
+    VariantAbsent {
+        /// The variant asked for.
+        variant: String,
+        /// The folder.
+        dir: PathBuf,
+        /// The variants that are there.
+        available: Vec<String>,
+    },
+    /// The CPU variant asked for cannot be used here.
+    #[error("CPU variant {variant} cannot be used: {reason}")]
+    VariantUnusable {
+        /// The variant asked for.
+        variant: String,
+        /// Why.
+        reason: crate::backend::SkipReason,
+    },
+    /// One module file cannot be used.
+    #[error("backend module {path}: {reason}")]
+    Module {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        reason: crate::backend::SkipReason,
+    },
+    /// The path cannot be passed to ggml (not UTF-8, or contains a NUL byte).
+    #[error("backend module path {0} is not valid UTF-8 or contains a NUL byte")]
+    BadPath(PathBuf),
+}
+
+fn list_or_none(items: &[String]) -> String {
+    if items.is_empty() {
+        "none".to_string()
+    } else {
+        items.join(", ")
+    }
+}

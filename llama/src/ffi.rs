@@ -43,14 +43,12 @@ pub(crate) fn backend_release() {
     }
 }
 
-/// With `dynamic-backends`, ggml's backends are modules loaded at run time: load them once,
-/// from ggml's search path (the executable's folder and the build's module folder).
+/// With `dynamic-backends`, ggml's backends are modules loaded at run time: unless the
+/// application loaded them first (`backend::load_modules`), load them now from the default
+/// folders (the executable's folder, then the build's module folder).
 fn load_dynamic_backends() {
-    #[cfg(feature = "dynamic-backends")]
-    {
-        static LOADED: Once = Once::new();
-        // SAFETY: no preconditions; `Once` makes it a single call before any device query.
-        LOADED.call_once(|| unsafe { sys::ggml_backend_load_all() });
+    if cfg!(feature = "dynamic-backends") {
+        crate::backend::ensure_modules_loaded();
     }
 }
 
@@ -142,6 +140,86 @@ pub(crate) fn devices() -> Vec<RawDevice> {
 pub(crate) fn load_backends_from(dir: &CStr) {
     // SAFETY: `dir` is a valid NUL-terminated path; ggml copies what it needs.
     unsafe { sys::ggml_backend_load_all_from_path(dir.as_ptr()) };
+}
+
+/// What opening a backend module file found, before anything was registered with ggml.
+pub(crate) enum ModuleProbe {
+    /// The dynamic loader refused the file (not a shared library, wrong architecture, missing
+    /// dependency): its message.
+    CannotOpen(String),
+    /// A shared library without `ggml_backend_init`: not a ggml backend module.
+    NoInit,
+    /// A backend module, with the value of its `ggml_backend_score` if it exports one (0 means
+    /// "not supported on this system").
+    Module {
+        /// `ggml_backend_score()`, when the module has that function.
+        score: Option<i32>,
+    },
+}
+
+/// Opens a module file on its own (not registered with ggml), asks for its score and closes it.
+/// This is what ggml's own loader does before it registers the best CPU variant.
+pub(crate) fn probe_module(path: &Path) -> ModuleProbe {
+    // SAFETY: opening a shared library runs its initialisers. The files passed here are the
+    // `libggml-*` modules of a backend folder, which ggml's own loader opens the same way to
+    // read their score; a library that is not one is refused by the loader or found to lack
+    // the ggml symbols below, and is closed again.
+    let lib = match unsafe { libloading::Library::new(path) } {
+        Ok(lib) => lib,
+        Err(e) => return ModuleProbe::CannotOpen(e.to_string()),
+    };
+    type InitFn = unsafe extern "C" fn() -> sys::ggml_backend_reg_t;
+    type ScoreFn = unsafe extern "C" fn() -> std::ffi::c_int;
+    // SAFETY: ggml-backend-impl.h declares `ggml_backend_reg_t ggml_backend_init(void)` for
+    // every backend module; the symbol is only looked up here, never called.
+    if unsafe { lib.get::<InitFn>(b"ggml_backend_init\0") }.is_err() {
+        return ModuleProbe::NoInit;
+    }
+    // SAFETY: ggml-backend-impl.h declares `int ggml_backend_score(void)` (no arguments, no
+    // side effects: it reads CPUID or the driver); the symbol stays valid while `lib` is open,
+    // which it is for the call.
+    let score = unsafe { lib.get::<ScoreFn>(b"ggml_backend_score\0") }
+        .ok()
+        // SAFETY: as above; the function takes no arguments.
+        .map(|f| unsafe { (*f)() });
+    ModuleProbe::Module { score }
+}
+
+/// A backend registered with ggml by [`register_module`].
+pub(crate) struct RegisteredModule {
+    /// The backend's registry name (`CPU`, `Vulkan`, `CUDA`, `RPC`).
+    pub name: String,
+    /// Its devices: name, description and ggml device type.
+    pub devices: Vec<(String, String, u32)>,
+}
+
+/// Registers one backend module with ggml (`ggml_backend_load`). `None` when ggml refused it
+/// (its log, routed to `tracing`, says why: score 0, missing `ggml_backend_init`, API version).
+pub(crate) fn register_module(path: &CStr) -> Option<RegisteredModule> {
+    // SAFETY: `path` is a valid NUL-terminated path; ggml copies it, opens the library and keeps
+    // it open for the life of the process when it registers the backend.
+    let reg = unsafe { sys::ggml_backend_load(path.as_ptr()) };
+    if reg.is_null() {
+        return None;
+    }
+    // SAFETY: `reg` is a non-null registry entry that ggml keeps for the process; its name and
+    // device handles are owned by it, and indices stay below its device count.
+    unsafe {
+        let name = cstr_lossy(sys::ggml_backend_reg_name(reg));
+        let mut devices = Vec::new();
+        for i in 0..sys::ggml_backend_reg_dev_count(reg) {
+            let dev = sys::ggml_backend_reg_dev_get(reg, i);
+            if dev.is_null() {
+                continue;
+            }
+            devices.push((
+                cstr_lossy(sys::ggml_backend_dev_name(dev)),
+                cstr_lossy(sys::ggml_backend_dev_description(dev)),
+                sys::ggml_backend_dev_type(dev),
+            ));
+        }
+        Some(RegisteredModule { name, devices })
+    }
 }
 
 /// The number of ggml devices of any kind.

@@ -29,7 +29,7 @@
 //!   bound (`llama-sys` block-lists the deprecated ones).
 #![deny(unsafe_code)]
 
-mod backend;
+pub mod backend;
 mod chat;
 mod context;
 pub mod error;
@@ -48,7 +48,7 @@ pub use context::{
     Batch, BatchFull, CancelHandle, Context, ContextParams, FlashAttention, KvCacheType, Pooling,
 };
 pub use error::{
-    ContextError, DecodeError, GenerateError, LoadError, QuantizeError, SamplerError,
+    BackendError, ContextError, DecodeError, GenerateError, LoadError, QuantizeError, SamplerError,
     TemplateError, TokenizeError,
 };
 pub use generate::{FinishReason, GenerateOptions, Generation, Timings};

@@ -2,6 +2,120 @@
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, ToSocketAddrs};
 
+/// One environment variable the server reads: its name, its default and what it does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EnvVar {
+    /// The variable's name.
+    pub name: &'static str,
+    /// Its default, as a user would write it (`""`: unset, no default).
+    pub default: &'static str,
+    /// What it does, in one line.
+    pub meaning: &'static str,
+}
+
+/// Every environment variable `ollamars serve` (and the runners it starts) reads: the one
+/// table that `serve --help` prints and that a configuration layer can build on.
+pub const SERVER_VARS: &[EnvVar] = &[
+    EnvVar {
+        name: "OLLAMA_HOST",
+        default: "127.0.0.1:11434",
+        meaning: "IP address and port the server listens on ([scheme://]host[:port])",
+    },
+    EnvVar {
+        name: "OLLAMA_MODELS",
+        default: "~/.ollama/models",
+        meaning: "the model store (Ollama's layout: blobs/ and manifests/)",
+    },
+    EnvVar {
+        name: "OLLAMA_KEEP_ALIVE",
+        default: "5m",
+        meaning: "how long a model stays loaded after its last request (a duration, or seconds; negative: forever)",
+    },
+    EnvVar {
+        name: "OLLAMA_LOAD_TIMEOUT",
+        default: "5m",
+        meaning: "how long a model load may take before the runner is killed (0: no limit)",
+    },
+    EnvVar {
+        name: "OLLAMA_MAX_LOADED_MODELS",
+        default: "3",
+        meaning: "how many models may be loaded at once (0: the default)",
+    },
+    EnvVar {
+        name: "OLLAMA_NUM_PARALLEL",
+        default: "1",
+        meaning: "parallel requests per model (each gets its own num_ctx slot)",
+    },
+    EnvVar {
+        name: "OLLAMA_MAX_QUEUE",
+        default: "512",
+        meaning: "requests that may wait for a slot before the server answers 503",
+    },
+    EnvVar {
+        name: "OLLAMA_CONTEXT_LENGTH",
+        default: "4096",
+        meaning: "context length of a model when neither Modelfile nor request sets num_ctx",
+    },
+    EnvVar {
+        name: "OLLAMA_FLASH_ATTENTION",
+        default: "auto",
+        meaning: "flash attention: 1 on, 0 off, unset: llama.cpp decides per model",
+    },
+    EnvVar {
+        name: "OLLAMA_KV_CACHE_TYPE",
+        default: "f16",
+        meaning: "KV cache quantization: f16, q8_0 or q4_0",
+    },
+    EnvVar {
+        name: "OLLAMA_ORIGINS",
+        default: "",
+        meaning: "extra allowed CORS origins, comma separated (* wildcards)",
+    },
+    EnvVar {
+        name: "OLLAMA_NOPRUNE",
+        default: "false",
+        meaning: "do not remove unused blobs and stale partial downloads at start-up",
+    },
+    EnvVar {
+        name: "OLLAMA_DEBUG",
+        default: "false",
+        meaning: "debug logging, llama.cpp's included (2: trace)",
+    },
+    EnvVar {
+        name: "OLLAMARS_REGISTRY_AUTH",
+        default: "",
+        meaning: "registry credentials: host[:port]=user:password[,...] (else ~/.ollama/credentials.json)",
+    },
+    EnvVar {
+        name: "OLLAMARS_CPU_VARIANT",
+        default: "",
+        meaning: "load this CPU backend variant (zen4, haswell, x64, ...) instead of the best one (release builds)",
+    },
+    EnvVar {
+        name: "OLLAMARS_RUNNER_EXE",
+        default: "",
+        meaning: "program to start as the model runner instead of this binary (a wrapper)",
+    },
+];
+
+/// [`SERVER_VARS`] as the `Environment Variables:` block of `serve --help`.
+pub fn server_vars_help() -> String {
+    let width = SERVER_VARS.iter().map(|v| v.name.len()).max().unwrap_or(0);
+    let mut out = String::from("Environment Variables:\n");
+    for v in SERVER_VARS {
+        let default = if v.default.is_empty() {
+            String::new()
+        } else {
+            format!(" (default: {})", v.default)
+        };
+        out.push_str(&format!(
+            "      {:<width$}   {}{default}\n",
+            v.name, v.meaning
+        ));
+    }
+    out
+}
+
 /// Reads a variable the way Ollama does: surrounding spaces and quotes are stripped; empty
 /// means unset.
 pub fn var(name: &str) -> Option<String> {
@@ -158,6 +272,58 @@ pub fn init_logging() {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn server_help_lists_every_variable_once() {
+        let help = server_vars_help();
+        for v in SERVER_VARS {
+            assert_eq!(
+                help.matches(&format!(" {} ", v.name)).count(),
+                1,
+                "{}",
+                v.name
+            );
+        }
+        assert!(help.contains("OLLAMA_HOST") && help.contains("(default: 127.0.0.1:11434)"));
+    }
+
+    /// Every `"OLLAMA_…"`/`"OLLAMARS_…"` literal in the library's sources is in the table (or
+    /// is one the client alone reads), so `serve --help` cannot fall behind the code.
+    #[test]
+    fn the_table_covers_every_variable_in_the_sources() {
+        const CLIENT_ONLY: &[&str] = &["OLLAMA_NOHISTORY"];
+        fn walk(dir: &std::path::Path, found: &mut Vec<(String, String)>) {
+            for e in std::fs::read_dir(dir).unwrap().flatten() {
+                let p = e.path();
+                if p.is_dir() {
+                    walk(&p, found);
+                } else if p.extension().is_some_and(|x| x == "rs") && !p.ends_with("env.rs") {
+                    let text = std::fs::read_to_string(&p).unwrap();
+                    for (i, _) in text.match_indices("\"OLLAMA") {
+                        let name: String = text[i + 1..]
+                            .chars()
+                            .take_while(|c| c.is_ascii_uppercase() || *c == '_')
+                            .collect();
+                        if text[i + 1 + name.len()..].starts_with('"') {
+                            found.push((name, p.display().to_string()));
+                        }
+                    }
+                }
+            }
+        }
+        let mut found = Vec::new();
+        walk(
+            &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src"),
+            &mut found,
+        );
+        assert!(found.len() > 10, "{found:?}");
+        for (name, file) in found {
+            assert!(
+                CLIENT_ONLY.contains(&name.as_str()) || SERVER_VARS.iter().any(|v| v.name == name),
+                "{name} (read in {file}) is missing from env::SERVER_VARS"
+            );
+        }
+    }
 
     #[test]
     fn ollama_host_forms() {

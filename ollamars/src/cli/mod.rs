@@ -17,7 +17,7 @@ pub use run::RunArgs;
 
 use std::io::Write;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use serde_json::Value;
 
 use crate::client::{Client, ClientError};
@@ -50,7 +50,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Start ollamars (serves the API on OLLAMA_HOST, models in OLLAMA_MODELS).
-    #[command(alias = "start")]
+    #[command(alias = "start", after_help = crate::env::server_vars_help())]
     Serve,
     /// Create a model from a Modelfile.
     Create {
@@ -182,6 +182,18 @@ pub enum Command {
         #[arg(required = true)]
         models: Vec<String>,
     },
+    /// Print a shell completion script (e.g. `source <(ollamars completion bash)`).
+    Completion {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+}
+
+/// The completion script of `shell` for this command line, for the program called `bin_name`.
+pub fn completion_script(shell: clap_complete::Shell, bin_name: &str) -> Vec<u8> {
+    let mut out = Vec::new();
+    clap_complete::generate(shell, &mut Cli::command(), bin_name, &mut out);
+    out
 }
 
 /// Parses the arguments and runs the command; returns the process exit code.
@@ -217,10 +229,17 @@ pub async fn run(cli: Cli, build: crate::version::BuildMeta) -> Result<(), CliEr
     }
     match cli.command {
         None => {
-            println!("Usage: ollamars [command]\n\nRun 'ollamars --help' for the commands.");
+            let name = crate::version::program_name();
+            println!("Usage: {name} [command]\n\nRun '{name} --help' for the commands.");
             Ok(())
         }
-        Some(Command::Serve) => serve().await,
+        Some(Command::Completion { shell }) => {
+            let script = completion_script(shell, crate::version::program_name());
+            std::io::stdout()
+                .write_all(&script)
+                .map_err(|e| CliError::Message(format!("cannot write the script: {e}")))
+        }
+        Some(Command::Serve) => serve(build).await,
         Some(Command::Create {
             model,
             file,
@@ -318,8 +337,12 @@ pub async fn run(cli: Cli, build: crate::version::BuildMeta) -> Result<(), CliEr
 
 /// `ollamars serve`: the API on `OLLAMA_HOST` over the store in `OLLAMA_MODELS`, until
 /// SIGINT or SIGTERM.
-async fn serve() -> Result<(), CliError> {
+async fn serve(build: crate::version::BuildMeta) -> Result<(), CliError> {
     crate::env::init_logging();
+    // The backend modules first: a release without a CPU module this CPU can run stops here,
+    // with what is missing, instead of failing at the first model load.
+    let backends = crate::backends::init().map_err(CliError::Message)?;
+    backends.log_modules(build.modules);
     let host = crate::env::Host::from_env();
     let addr = host
         .bind_addr()
@@ -358,9 +381,10 @@ async fn serve() -> Result<(), CliError> {
         CliError::Message(format!("listen tcp {addr}: {e} (is another server running? set OLLAMA_HOST to use another address)"))
     })?;
     eprintln!(
-        "Listening on {} (version {}), models in {}",
+        "Listening on {} (version {}; {}), models in {}",
         listener.local_addr().map_or(addr, |a| a),
         crate::version::VERSION,
+        backends.summary(),
         root.display()
     );
     let shutdown = async {
@@ -392,9 +416,10 @@ async fn serve() -> Result<(), CliError> {
 /// `ollamars --version`: the server's version, and the client's where they differ or no server answers.
 async fn version(client: &Client, build: crate::version::BuildMeta) -> Result<(), CliError> {
     let mine = build.version;
+    let name = crate::version::program_name();
     match client.version().await {
         Ok(v) => {
-            println!("ollamars version is {v}");
+            println!("{name} version is {v}");
             if v != mine {
                 eprintln!("Warning: client version is {mine}");
             }
@@ -404,7 +429,9 @@ async fn version(client: &Client, build: crate::version::BuildMeta) -> Result<()
             eprintln!("Warning: client version is {mine}");
         }
     }
-    println!("{}", build.engine_line());
+    // This binary's engine: which CPU variant and GPU backends it loads on this machine.
+    let backends = crate::backends::init().map_err(CliError::Message)?;
+    println!("{}", build.version_line(name, &backends.summary()));
     Ok(())
 }
 
@@ -467,4 +494,49 @@ async fn list(client: &Client, prefix: Option<&str>) -> Result<(), CliError> {
 
 fn str_field<'a>(v: &'a Value, k: &str) -> &'a str {
     v.get(k).and_then(Value::as_str).unwrap_or("")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn help_of(args: &[&str]) -> String {
+        match Cli::command().try_get_matches_from(args) {
+            Err(e) => e.render().to_string(),
+            Ok(_) => panic!("{args:?} parsed"),
+        }
+    }
+
+    #[test]
+    fn called_ollama_the_help_says_ollama() {
+        assert!(help_of(&["/usr/local/bin/ollama", "--help"]).contains("Usage: ollama"));
+        assert!(help_of(&["ollamars", "--help"]).contains("Usage: ollamars"));
+        assert!(help_of(&["ollama", "serve", "--help"]).contains("Usage: ollama serve"));
+    }
+
+    #[test]
+    fn serve_help_lists_the_environment() {
+        let help = help_of(&["ollamars", "serve", "--help"]);
+        assert!(help.contains("Environment Variables:"), "{help}");
+        for v in crate::env::SERVER_VARS {
+            assert!(help.contains(v.name), "{} missing from:\n{help}", v.name);
+        }
+    }
+
+    #[test]
+    fn completions_are_non_empty_and_name_the_commands() {
+        for shell in [
+            clap_complete::Shell::Bash,
+            clap_complete::Shell::Zsh,
+            clap_complete::Shell::Fish,
+        ] {
+            let script = String::from_utf8(completion_script(shell, "ollama")).unwrap();
+            assert!(
+                script.contains("ollama") && script.contains("serve") && script.contains("pull"),
+                "{shell:?}: {script}"
+            );
+        }
+        assert!(Cli::try_parse_from(["ollamars", "completion", "bash"]).is_ok());
+        assert!(Cli::try_parse_from(["ollamars", "completion", "cmd"]).is_err());
+    }
 }

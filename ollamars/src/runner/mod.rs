@@ -32,7 +32,23 @@ impl Sink for StdoutSink {
 /// server's scheduler, not by hand).
 pub fn main() -> ExitCode {
     crate::env::init_logging();
+    // The same backend modules (and OLLAMARS_CPU_VARIANT) as the server that started us.
+    let backends = crate::backends::init();
+    if let Ok(b) = &backends
+        && let Some(r) = b.report
+    {
+        for m in &r.modules {
+            tracing::debug!("backend module {m}");
+        }
+    }
     let args: Vec<String> = std::env::args().skip(2).collect();
+    if let Err(e) = &backends {
+        eprintln!("Error: {e}");
+        if args.len() == 2 {
+            let _ = StdoutSink(std::io::stdout()).send(FromRunner::LoadFailed { error: e.clone() });
+        }
+        return ExitCode::FAILURE;
+    }
     if let [mode, input, output, kind] = args.as_slice()
         && mode == "quantize"
     {
