@@ -213,6 +213,7 @@ fn run() -> Result<()> {
     // The folder CMake builds and installs into: this OUT_DIR, or that of another llama-sys
     // build in the same target folder with the same configuration (see `shared_cmake_root`).
     let key = config_key(&manifest_dir, &features, &source, &target_arch);
+    let _ = fs::write(out_dir.join("llama-sys-config.txt"), &key);
     let cmake_root = shared_cmake_root(&out_dir, &key).unwrap_or_else(|| out_dir.clone());
     if cmake_root != out_dir {
         println!(
@@ -431,14 +432,20 @@ fn run() -> Result<()> {
 /// The configuration key of a complete CMake build, in the folder it was installed into.
 const KEY_FILE: &str = "llama-sys-build.key";
 
-/// Everything that decides what CMake builds: this script and its headers, the features, the
-/// target, the source tree and every environment variable the script reads.
+/// Everything that decides what CMake builds, as text (kept readable, so that two builds that
+/// do not share can be compared with diff): the hash of this script and its header, the
+/// features, the target, the source tree and every environment variable the script reads.
 fn config_key(manifest_dir: &Path, f: &Features, source: &Source, arch: &str) -> String {
     let mut h = Sha256::new();
     for file in ["build.rs", "amx-tilecfg-fix.h"] {
         h.update(fs::read(manifest_dir.join(file)).unwrap_or_default());
     }
-    h.update(format!("{f:?}\n{arch}\n{}\n{}\n", source.pin, source.dir.display()).as_bytes());
+    let mut key = format!(
+        "script-sha256={}\nfeatures={f:?}\narch={arch}\nsource={} {}\n",
+        hex(&h.finalize()),
+        source.pin,
+        source.dir.display()
+    );
     for var in [
         "TARGET",
         "HOST",
@@ -453,9 +460,9 @@ fn config_key(manifest_dir: &Path, f: &Features, source: &Source, arch: &str) ->
     .chain(TRACKED_ENV)
     {
         let value = env::var_os(var).unwrap_or_default();
-        h.update(format!("{var}={}\n", value.to_string_lossy()).as_bytes());
+        let _ = writeln!(key, "{var}={}", value.to_string_lossy());
     }
-    format!("{}\n", hex(&h.finalize()))
+    key
 }
 
 /// Cargo gives llama-sys a new OUT_DIR whenever the dependency graph around it differs (a build
