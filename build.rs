@@ -34,6 +34,14 @@ fn main() {
             backends.push(name);
         }
     }
+    // A CUDA runtime outside the loader's default folders (the toolkit from PyPI wheels):
+    // the binary finds libcudart and cuBLAS there without LD_LIBRARY_PATH.
+    if let Some(dir) = env::var_os("DEP_LLAMA_CUDA_LIB_DIR") {
+        println!(
+            "cargo:rustc-link-arg-bins=-Wl,-rpath,{}",
+            PathBuf::from(dir).display()
+        );
+    }
     println!("cargo:rustc-env=OLLAMARS_LLAMA_CPP_PIN={pin}");
     println!("cargo:rustc-env=OLLAMARS_BACKENDS={}", backends.join(","));
 

@@ -18,6 +18,7 @@ use sha2::{Digest, Sha256};
 /// Environment variables that change the build (each one reruns this script when it changes).
 const TRACKED_ENV: &[&str] = &[
     "LLAMA_CPP_DIR",
+    "LLAMA_SYS_NO_SHARED_BUILD",
     "LLAMA_SYS_PROFILE",
     "LLAMA_SYS_BINDINGS",
     "LLAMA_SYS_CMAKE_ARGS",
@@ -209,6 +210,18 @@ fn run() -> Result<()> {
         source.dir.join("CMakeLists.txt").display()
     );
 
+    // The folder CMake builds and installs into: this OUT_DIR, or that of another llama-sys
+    // build in the same target folder with the same configuration (see `shared_cmake_root`).
+    let key = config_key(&manifest_dir, &features, &source, &target_arch);
+    let _ = fs::write(out_dir.join("llama-sys-config.txt"), &key);
+    let cmake_root = shared_cmake_root(&out_dir, &key).unwrap_or_else(|| out_dir.clone());
+    if cmake_root != out_dir {
+        println!(
+            "cargo:warning=llama-sys: reusing the identical llama.cpp build in {}",
+            cmake_root.display()
+        );
+    }
+
     // 3. A build copy, only when the tree needs a patch for this machine.
     let mut patches = Vec::new();
     let src_dir = match &vulkan {
@@ -221,9 +234,17 @@ fn run() -> Result<()> {
                     vk.include_dir.display()
                 ));
             }
-            let copy = out_dir.join("llama.cpp-patched");
-            make_build_copy(&source.dir, &copy)?;
-            patch_vulkan_layer_settings(&copy)?;
+            let copy = cmake_root.join("llama.cpp-patched");
+            // Made once per build folder: a fresh copy would give every source a new mtime,
+            // and make would then rebuild everything.
+            let stamp = copy.join(".llama-sys-copy-of");
+            let want = format!("{}\n{}\n", source.pin, source.dir.display());
+            if fs::read_to_string(&stamp).ok().as_deref() != Some(want.as_str()) {
+                make_build_copy(&source.dir, &copy)?;
+                patch_vulkan_layer_settings(&copy)?;
+                fs::write(&stamp, &want)
+                    .or_else(|e| fail(format!("cannot write {}: {e}", stamp.display())))?;
+            }
             patches.push("vulkan-layer-settings-guard");
             println!(
                 "cargo:warning=llama-sys: the Vulkan headers in {} predate VK_EXT_layer_settings; \
@@ -241,12 +262,12 @@ fn run() -> Result<()> {
         && target_arch == "x86_64"
         && cxx.is_gcc
         && !features.metal;
-    let amx_header = out_dir.join("amx-tilecfg-fix.h");
+    let amx_header = cmake_root.join("amx-tilecfg-fix.h");
     if amx_fix {
         fs::copy(manifest_dir.join("amx-tilecfg-fix.h"), &amx_header).map_err(|e| Failure {
             line: format!(
                 "cannot copy the AMX fix header into {}: {e}",
-                out_dir.display()
+                cmake_root.display()
             ),
             details: String::new(),
         })?;
@@ -254,7 +275,7 @@ fn run() -> Result<()> {
 
     // A build directory configured from another source tree (after switching between the
     // cargo copy, vendor/ and LLAMA_CPP_DIR) makes CMake refuse to run: start it afresh.
-    let build_dir = out_dir.join("build");
+    let build_dir = cmake_root.join("build");
     if let Ok(cache) = fs::read_to_string(build_dir.join("CMakeCache.txt")) {
         let configured = cache
             .lines()
@@ -266,6 +287,7 @@ fn run() -> Result<()> {
     }
 
     let mut cfg = cmake::Config::new(&src_dir);
+    cfg.out_dir(&cmake_root);
     let profile = env::var("LLAMA_SYS_PROFILE").unwrap_or_else(|_| "Release".into());
     cfg.profile(&profile)
         .no_default_flags(true)
@@ -277,7 +299,7 @@ fn run() -> Result<()> {
         &features,
         &target_arch,
         &target_os,
-        &out_dir,
+        &cmake_root,
         cuda.as_ref().is_some_and(|c| c.no_vmm),
     );
     for (k, v) in &options {
@@ -309,7 +331,7 @@ fn run() -> Result<()> {
         }
         // Paths under OUT_DIR differ between checkouts; make them relative in ccache's hash.
         if env::var_os("CCACHE_BASEDIR").is_none() {
-            cfg.env("CCACHE_BASEDIR", &out_dir);
+            cfg.env("CCACHE_BASEDIR", &cmake_root);
         }
         cfg.env("CCACHE_NOHASHDIR", "1");
     }
@@ -324,14 +346,17 @@ fn run() -> Result<()> {
     let install_dir = if dry_run {
         // Configure only: used by `scripts/check-backend cuda` where a full CUDA build is too long.
         cfg.build_target("help");
-        build_with_cmake(&mut cfg, &out_dir)?;
+        build_with_cmake(&mut cfg, &cmake_root)?;
         println!(
             "cargo:warning=llama-sys: LLAMA_SYS_DRY_RUN: configured in {}/build, nothing linked",
-            out_dir.display()
+            cmake_root.display()
         );
-        out_dir.clone()
+        cmake_root.clone()
     } else {
-        build_with_cmake(&mut cfg, &out_dir)?
+        let dir = build_with_cmake(&mut cfg, &cmake_root)?;
+        // Only a complete build is offered to other llama-sys builds.
+        let _ = fs::write(cmake_root.join(KEY_FILE), &key);
+        dir
     };
 
     // 5. Linking.
@@ -413,6 +438,77 @@ fn run() -> Result<()> {
     }
     println!("cargo:rustc-check-cfg=cfg(llama_sys_rpc)");
     Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Sharing one CMake build between llama-sys builds
+
+/// The configuration key of a complete CMake build, in the folder it was installed into.
+const KEY_FILE: &str = "llama-sys-build.key";
+
+/// Everything that decides what CMake builds, as text (kept readable, so that two builds that
+/// do not share can be compared with diff): the hash of this script and its header, the
+/// features, the target, the source tree and every environment variable the script reads.
+fn config_key(manifest_dir: &Path, f: &Features, source: &Source, arch: &str) -> String {
+    let mut h = Sha256::new();
+    for file in ["build.rs", "amx-tilecfg-fix.h"] {
+        h.update(fs::read(manifest_dir.join(file)).unwrap_or_default());
+    }
+    let mut key = format!(
+        "script-sha256={}\nfeatures={f:?}\narch={arch}\nsource={} {}\n",
+        hex(&h.finalize()),
+        source.pin,
+        source.dir.display()
+    );
+    for var in [
+        "TARGET",
+        "HOST",
+        "CARGO_CFG_TARGET_FEATURE",
+        "CFLAGS",
+        "CXXFLAGS",
+        "CUDAFLAGS",
+        "CMAKE_GENERATOR",
+        "CMAKE_TOOLCHAIN_FILE",
+    ]
+    .iter()
+    .chain(TRACKED_ENV)
+    {
+        let value = env::var_os(var).unwrap_or_default();
+        let _ = writeln!(key, "{var}={}", value.to_string_lossy());
+    }
+    key
+}
+
+/// Cargo gives llama-sys a new OUT_DIR whenever the dependency graph around it differs (a build
+/// of the whole binary and one of llama-sys's tests can differ in a build dependency's feature),
+/// even when llama.cpp's configuration is the same: a CUDA or Vulkan build would then be made
+/// twice. This returns the OUT_DIR of a complete build with the same key in the same target
+/// folder, if there is one, so that CMake builds (incrementally) in that folder instead. Cargo
+/// runs one build at a time per target folder, so two scripts never build there at once.
+fn shared_cmake_root(out_dir: &Path, key: &str) -> Option<PathBuf> {
+    if env_flag("LLAMA_SYS_NO_SHARED_BUILD").unwrap_or(false) {
+        return None;
+    }
+    // This folder's own complete build wins.
+    if fs::read_to_string(out_dir.join(KEY_FILE)).ok().as_deref() == Some(key) {
+        return None;
+    }
+    let builds = out_dir.parent()?.parent()?;
+    let mut found: Vec<(std::time::SystemTime, PathBuf)> = fs::read_dir(builds)
+        .ok()?
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with("llama-sys-"))
+        .map(|e| e.path().join("out"))
+        .filter(|o| o != out_dir && o.join("lib").is_dir())
+        .filter_map(|o| {
+            let k = o.join(KEY_FILE);
+            let modified = fs::metadata(&k).and_then(|m| m.modified()).ok()?;
+            (fs::read_to_string(&k).ok()? == key).then_some((modified, o))
+        })
+        .collect();
+    // The newest match.
+    found.sort();
+    found.pop().map(|(_, o)| o)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -594,12 +690,92 @@ fn check_cuda() -> Result<Cuda> {
         .unwrap_or_else(|_| CUDA_ARCHS_DEFAULT.to_string());
     validate_cuda_archs(&archs)?;
     let no_vmm = env_flag("LLAMA_CUDA_NO_VMM").unwrap_or(false);
+    if let Some(root) = &root {
+        check_cuda_libs(root, no_vmm)?;
+    }
     Ok(Cuda {
         nvcc,
         root,
         archs,
         no_vmm,
     })
+}
+
+/// Toolkit folders that may hold the CUDA libraries, relative to the toolkit root.
+const CUDA_LIB_SUBDIRS: &[&str] = &[
+    "lib64",
+    "lib",
+    "targets/x86_64-linux/lib",
+    "targets/sbsa-linux/lib",
+    "lib/x64",
+];
+
+/// The toolkit folders under `root` that exist, then their `stubs/` folders.
+fn cuda_lib_dirs(root: &Path) -> Vec<PathBuf> {
+    let dirs: Vec<PathBuf> = CUDA_LIB_SUBDIRS
+        .iter()
+        .map(|s| root.join(s))
+        .filter(|d| d.is_dir())
+        .collect();
+    let stubs = dirs.iter().map(|d| d.join("stubs")).filter(|d| d.is_dir());
+    dirs.iter().cloned().chain(stubs).collect()
+}
+
+/// Checks, before the long build, that the linker will find the CUDA libraries by their plain
+/// names: the PyPI wheels ship only versioned sonames (`libcudart.so.13`), and no `libcuda.so`
+/// at all (the driver's library, linked only for ggml's VMM memory pool).
+fn check_cuda_libs(root: &Path, no_vmm: bool) -> Result<()> {
+    let dirs = cuda_lib_dirs(root);
+    for lib in ["cudart", "cublas", "cublasLt"] {
+        let plain = format!("lib{lib}.so");
+        if dirs.iter().any(|d| d.join(&plain).exists()) {
+            continue;
+        }
+        let versioned = dirs.iter().find_map(|d| {
+            fs::read_dir(d).ok()?.flatten().find_map(|e| {
+                let n = e.file_name().to_string_lossy().into_owned();
+                n.starts_with(&format!("{plain}.")).then(|| d.join(n))
+            })
+        });
+        if let Some(v) = versioned {
+            return fail(format!(
+                "the CUDA toolkit at {} has {} but no {plain}, which CMake and the linker look for \
+                 (the PyPI wheels ship versioned names only): create the link \
+                 (ln -s {} {}) or use scripts/check-backend cuda, which does",
+                root.display(),
+                v.display(),
+                v.file_name().unwrap_or_default().to_string_lossy(),
+                v.with_file_name(&plain).display()
+            ));
+        }
+    }
+    if !no_vmm {
+        let mut search = dirs;
+        search.extend(
+            [
+                "/usr/lib/x86_64-linux-gnu",
+                "/usr/lib/aarch64-linux-gnu",
+                "/usr/lib64",
+                "/usr/lib",
+                "/usr/local/cuda/lib64/stubs",
+            ]
+            .iter()
+            .map(PathBuf::from),
+        );
+        if let Some(lp) = env::var_os("LIBRARY_PATH") {
+            search.extend(env::split_paths(&lp));
+        }
+        if !search.iter().any(|d| d.join("libcuda.so").exists()) {
+            return fail(format!(
+                "feature `cuda` links libcuda.so (the NVIDIA driver's library, for ggml's VMM memory pool), but none \
+                 is found in the toolkit at {} (lib64/stubs) or the system: set LLAMA_CUDA_NO_VMM=1 (ggml then \
+                 needs no libcuda at link time; the PyPI toolkit wheels ship none), or install the driver or the \
+                 toolkit's stubs",
+                root.display()
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Accepts `native`, `all`, `all-major`, or a `;`/`,`-separated list of compute capabilities
@@ -1292,19 +1468,24 @@ fn emit_link(
     }
     if let Some(c) = cuda {
         if let Some(root) = &c.root {
-            for sub in [
-                "lib64",
-                "lib",
-                "targets/x86_64-linux/lib",
-                "targets/sbsa-linux/lib",
-                "lib/x64",
-                "lib64/stubs",
-                "lib/stubs",
-            ] {
-                let d = root.join(sub);
-                if d.is_dir() {
-                    link.search(&d);
-                }
+            let dirs = cuda_lib_dirs(root);
+            for d in &dirs {
+                link.search(d);
+            }
+            // The folder of libcudart, when it is not one the dynamic loader searches anyway
+            // (a toolkit from PyPI wheels, /usr/local/cuda): an rpath for this crate's tests,
+            // and DEP_LLAMA_CUDA_LIB_DIR so that dependents' binaries can add the same.
+            let runtime = dirs
+                .iter()
+                .filter(|d| !d.ends_with("stubs"))
+                .find(|d| d.join("libcudart.so").exists());
+            if let Some(d) = runtime
+                && os == "linux"
+                && !d.starts_with("/usr/lib")
+                && !d.starts_with("/lib")
+            {
+                link.arg(format!("-Wl,-rpath,{}", d.display()));
+                println!("cargo:cuda_lib_dir={}", d.display());
             }
         }
         for l in ["cudart", "cublas", "cublasLt"] {

@@ -100,6 +100,44 @@ pub fn devices() -> Vec<Device> {
         .collect()
 }
 
+/// GPU backends and the prefix of their ggml device names.
+const GPU_BACKENDS: &[(&str, &str, &[&str])] = &[
+    ("cuda", "CUDA", &["CUDA"]),
+    ("vulkan", "Vulkan", &["Vulkan"]),
+    ("metal", "Metal", &["Metal", "MTL"]),
+];
+
+/// When this build has a GPU backend but ggml found no device of any of them (a CUDA build on a
+/// machine without an NVIDIA GPU or driver): one line saying so, e.g. `built with CUDA but no
+/// CUDA device found`, followed by the backend's own error in parentheses when it logged one
+/// (`ggml_cuda_init: failed to initialize CUDA: ...`; that log line itself goes to `debug`).
+/// `None` when a GPU device exists or no GPU backend is compiled in. Models then run on the CPU.
+pub fn missing_gpu() -> Option<String> {
+    let compiled: Vec<&(&str, &str, &[&str])> = GPU_BACKENDS
+        .iter()
+        .filter(|(b, _, _)| llama_sys::build_info::has_backend(b))
+        .collect();
+    if compiled.is_empty() {
+        return None;
+    }
+    let devices = devices();
+    let found = compiled.iter().any(|(_, _, prefixes)| {
+        devices
+            .iter()
+            .any(|d| prefixes.iter().any(|p| d.name.starts_with(p)))
+    });
+    if found {
+        return None;
+    }
+    let names: Vec<&str> = compiled.iter().map(|(_, n, _)| *n).collect();
+    let names = names.join(" and ");
+    let mut why = format!("built with {names} but no {names} device found");
+    if let Some(e) = ffi::gpu_init_error() {
+        why.push_str(&format!(" ({e})"));
+    }
+    Some(why)
+}
+
 /// Loads every ggml backend module (`libggml-*.so`) in `dir` through ggml's own loader
 /// (`ggml_backend_load_all_from_path`, which reports nothing): for builds with feature
 /// `dynamic-backends`, before the first model is loaded. Returns how many devices exist after.

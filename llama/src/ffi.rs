@@ -92,8 +92,20 @@ unsafe extern "C" fn log_to_tracing(
             if line.1.ends_with('\n') {
                 let msg = line.1.trim_end();
                 match line.0 {
+                    // No usable GPU of a compiled-in backend (no driver, no device): kept for
+                    // `missing_gpu`, which reports it in its one line, and logged at debug.
+                    sys::GGML_LOG_LEVEL_ERROR if msg.contains("failed to initialize") => {
+                        *GPU_INIT_ERROR.lock().unwrap_or_else(|e| e.into_inner()) =
+                            Some(msg.to_string());
+                        tracing::debug!(target: "llama_cpp", "{msg}");
+                    }
                     sys::GGML_LOG_LEVEL_ERROR => tracing::error!(target: "llama_cpp", "{msg}"),
                     sys::GGML_LOG_LEVEL_WARN => tracing::warn!(target: "llama_cpp", "{msg}"),
+                    // Where the model's layers went: its own target, so that a log showing
+                    // only llama.cpp's warnings can still show this (`llama_cpp::placement`).
+                    sys::GGML_LOG_LEVEL_INFO if is_placement_line(msg) => {
+                        tracing::info!(target: "llama_cpp::placement", "{msg}");
+                    }
                     sys::GGML_LOG_LEVEL_INFO => tracing::info!(target: "llama_cpp", "{msg}"),
                     _ => tracing::debug!(target: "llama_cpp", "{msg}"),
                 }
@@ -101,6 +113,24 @@ unsafe extern "C" fn log_to_tracing(
             }
         });
     });
+}
+
+/// The error line of a GPU backend that could not initialise (`ggml_cuda_init: failed to
+/// initialize CUDA: ...`), if one was logged.
+static GPU_INIT_ERROR: Mutex<Option<String>> = Mutex::new(None);
+
+/// The error line a GPU backend logged when it could not initialise, if any.
+pub(crate) fn gpu_init_error() -> Option<String> {
+    GPU_INIT_ERROR
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone()
+}
+
+/// llama.cpp's load-time lines that say which device got the model: `using device CUDA0 (...)`
+/// and `offloaded 31/31 layers to GPU`.
+fn is_placement_line(msg: &str) -> bool {
+    msg.contains("using device ") || (msg.contains("offloaded ") && msg.contains(" layers to GPU"))
 }
 
 /// One ggml device as reported by the backend registry.

@@ -42,7 +42,7 @@ mod sampler;
 mod stream;
 mod text;
 
-pub use backend::{Backend, Device, DeviceKind, devices, load_backends, system_info};
+pub use backend::{Backend, Device, DeviceKind, devices, load_backends, missing_gpu, system_info};
 pub use chat::{ChatMessage, ChatRequest, ChatTemplate};
 pub use context::{
     Batch, BatchFull, CancelHandle, Context, ContextParams, FlashAttention, KvCacheType, Pooling,

@@ -13,6 +13,11 @@ const PROMPT: &str = "The capital of France is";
 
 fn check(model: &Model, test_model: testkit::TestModel, key: &str) {
     let gpu_layers = if common::gpu_build() { 99 } else { 0 };
+    if let Some(why) = llama::missing_gpu() {
+        panic!(
+            "{why}: the parity check would run on the CPU; run it on a machine with such a device"
+        );
+    }
     eprintln!("{key}: {}", llama::system_info());
 
     // simple tokenizes with add_special and parse_special.

@@ -251,7 +251,9 @@ pub fn log_level() -> tracing::Level {
 }
 
 /// Sends `tracing` output to stderr at [`log_level`]. llama.cpp's own messages (target
-/// `llama_cpp`) are shown from WARN up unless `OLLAMA_DEBUG` is set. Safe to call twice.
+/// `llama_cpp`) are shown from WARN up unless `OLLAMA_DEBUG` is set, except the lines that say
+/// where a model's layers went (`llama_cpp::placement`: device, offloaded layers), which are
+/// shown at INFO like Ollama's. Safe to call twice.
 pub fn init_logging() {
     use tracing_subscriber::prelude::*;
     let level = log_level();
@@ -262,7 +264,8 @@ pub fn init_logging() {
     };
     let filter = tracing_subscriber::filter::Targets::new()
         .with_default(level)
-        .with_target("llama_cpp", llama);
+        .with_target("llama_cpp", llama)
+        .with_target("llama_cpp::placement", level);
     let _ = tracing_subscriber::registry()
         .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
         .with(filter)

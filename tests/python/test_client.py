@@ -124,6 +124,10 @@ def generation(client):
     ps = client.ps()
     check([m.model for m in ps.models] == ["pytest-smol:latest"], f"ps {ps}")
     check(ps.models[0].expires_at is not None and ps.models[0].size > 0, "ps fields")
+    # size_vram: all of it on a GPU backend (OLLAMARS_EXPECT_GPU=1, set by check-backend), none on the CPU.
+    loaded = ps.models[0]
+    want_vram = loaded.size if os.environ.get("OLLAMARS_EXPECT_GPU") == "1" else 0
+    check(loaded.size_vram == want_vram, f"size_vram {loaded.size_vram}, want {want_vram} (size {loaded.size})")
     client.generate(model="pytest-smol", prompt="", keep_alive=0)
     check(client.ps().models == [], "still loaded after keep_alive 0")
 

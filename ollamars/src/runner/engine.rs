@@ -146,6 +146,11 @@ impl Engine {
     /// # Errors
     /// [`LoadFailure`] when llama.cpp cannot load the model or create the context.
     pub fn load(path: &str, opts: LoadOptions) -> Result<Engine, LoadFailure> {
+        if opts.num_gpu != 0
+            && let Some(why) = llama::missing_gpu()
+        {
+            tracing::warn!("{why}: running {path} on the CPU");
+        }
         let mut mp = llama::ModelParams::default();
         if opts.num_gpu >= 0 {
             mp.n_gpu_layers = opts.num_gpu;
@@ -207,16 +212,23 @@ impl Engine {
         let model_size = model.size();
         let total = model_size + kv;
         let gpu = opts.num_gpu != 0
-            && llama::devices()
-                .iter()
-                .any(|d| !matches!(d.kind, llama::DeviceKind::Cpu));
+            && llama::devices().iter().any(|d| {
+                matches!(
+                    d.kind,
+                    llama::DeviceKind::Gpu | llama::DeviceKind::IntegratedGpu
+                )
+            });
+        // llama.cpp's count: the repeating layers plus the output layer, the first `num_gpu`
+        // of them on the GPU (all with a negative `num_gpu`).
+        let layers = n_layer + 1;
+        let offloaded = u64::try_from(opts.num_gpu).map_or(layers, |n| n.min(layers));
         let info = RunnerInfo {
             num_ctx,
             n_ctx_train: train,
             parallel,
             model_size,
             total_size: total,
-            vram_size: if gpu { total } else { 0 },
+            vram_size: if gpu { total * offloaded / layers } else { 0 },
             n_embd: n_embd as u32,
             n_vocab: model.vocab().n_tokens(),
             embedding: opts.embedding,
