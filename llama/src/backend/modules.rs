@@ -274,144 +274,52 @@ pub fn default_module_dirs() -> Vec<PathBuf> {
 // ---------------------------------------------------------------------------------------------
 // CPU instruction sets
 
-/// The instruction sets (as `/proc/cpuinfo` names them) each x86-64 CPU variant of ggml is
-/// built for, from ggml's CMake variant list. `x64` is baseline x86-64.
-const X86_VARIANTS: &[(&str, &[&str])] = &[
-    ("x64", &[]),
-    ("sse42", &["sse4_2"]),
-    ("sandybridge", &["sse4_2", "avx"]),
-    ("ivybridge", &["sse4_2", "avx", "f16c"]),
-    ("piledriver", &["sse4_2", "avx", "f16c", "fma"]),
-    ("haswell", &["sse4_2", "avx", "f16c", "fma", "avx2", "bmi2"]),
+/// The instruction sets (as `/proc/cpuinfo` names them, space-separated) each x86-64 CPU
+/// variant of ggml is built for, from ggml's CMake variant list. `x64` is baseline x86-64.
+const X86_VARIANTS: &[(&str, &str)] = &[
+    ("x64", ""),
+    ("sse42", "sse4_2"),
+    ("sandybridge", "sse4_2 avx"),
+    ("ivybridge", "sse4_2 avx f16c"),
+    ("piledriver", "sse4_2 avx f16c fma"),
+    ("haswell", "sse4_2 avx f16c fma avx2 bmi2"),
     (
         "skylakex",
-        &[
-            "sse4_2", "avx", "f16c", "fma", "avx2", "bmi2", "avx512f", "avx512cd", "avx512vl",
-            "avx512dq", "avx512bw",
-        ],
+        "sse4_2 avx f16c fma avx2 bmi2 avx512f avx512cd avx512vl avx512dq avx512bw",
     ),
     (
         "cannonlake",
-        &[
-            "sse4_2",
-            "avx",
-            "f16c",
-            "fma",
-            "avx2",
-            "bmi2",
-            "avx512f",
-            "avx512cd",
-            "avx512vl",
-            "avx512dq",
-            "avx512bw",
-            "avx512vbmi",
-        ],
+        "sse4_2 avx f16c fma avx2 bmi2 avx512f avx512cd avx512vl avx512dq avx512bw avx512vbmi",
     ),
     (
         "cascadelake",
-        &[
-            "sse4_2",
-            "avx",
-            "f16c",
-            "fma",
-            "avx2",
-            "bmi2",
-            "avx512f",
-            "avx512cd",
-            "avx512vl",
-            "avx512dq",
-            "avx512bw",
-            "avx512_vnni",
-        ],
+        "sse4_2 avx f16c fma avx2 bmi2 avx512f avx512cd avx512vl avx512dq avx512bw avx512_vnni",
     ),
     (
         "icelake",
-        &[
-            "sse4_2",
-            "avx",
-            "f16c",
-            "fma",
-            "avx2",
-            "bmi2",
-            "avx512f",
-            "avx512cd",
-            "avx512vl",
-            "avx512dq",
-            "avx512bw",
-            "avx512vbmi",
-            "avx512_vnni",
-        ],
+        "sse4_2 avx f16c fma avx2 bmi2 avx512f avx512cd avx512vl avx512dq avx512bw avx512vbmi avx512_vnni",
     ),
     (
         "cooperlake",
-        &[
-            "sse4_2",
-            "avx",
-            "f16c",
-            "fma",
-            "avx2",
-            "bmi2",
-            "avx512f",
-            "avx512cd",
-            "avx512vl",
-            "avx512dq",
-            "avx512bw",
-            "avx512_vnni",
-            "avx512_bf16",
-        ],
+        "sse4_2 avx f16c fma avx2 bmi2 avx512f avx512cd avx512vl avx512dq avx512bw avx512_vnni avx512_bf16",
     ),
     (
         "zen4",
-        &[
-            "sse4_2",
-            "avx",
-            "f16c",
-            "fma",
-            "avx2",
-            "bmi2",
-            "avx512f",
-            "avx512cd",
-            "avx512vl",
-            "avx512dq",
-            "avx512bw",
-            "avx512vbmi",
-            "avx512_vnni",
-            "avx512_bf16",
-        ],
+        "sse4_2 avx f16c fma avx2 bmi2 avx512f avx512cd avx512vl avx512dq avx512bw avx512vbmi avx512_vnni avx512_bf16",
     ),
-    (
-        "alderlake",
-        &["sse4_2", "avx", "f16c", "fma", "avx2", "bmi2", "avx_vnni"],
-    ),
+    ("alderlake", "sse4_2 avx f16c fma avx2 bmi2 avx_vnni"),
     (
         "sapphirerapids",
-        &[
-            "sse4_2",
-            "avx",
-            "f16c",
-            "fma",
-            "avx2",
-            "bmi2",
-            "avx512f",
-            "avx512cd",
-            "avx512vl",
-            "avx512dq",
-            "avx512bw",
-            "avx512vbmi",
-            "avx512_vnni",
-            "avx512_bf16",
-            "amx_tile",
-            "amx_int8",
-        ],
+        "sse4_2 avx f16c fma avx2 bmi2 avx512f avx512cd avx512vl avx512dq avx512bw avx512vbmi avx512_vnni avx512_bf16 amx_tile amx_int8",
     ),
 ];
 
 /// The instruction sets an x86-64 CPU variant needs (`/proc/cpuinfo` names), when known.
-pub fn cpu_variant_needs(variant: &str) -> Option<&'static [&'static str]> {
+pub fn cpu_variant_needs(variant: &str) -> Option<Vec<&'static str>> {
     X86_VARIANTS
         .iter()
         .find(|(v, _)| *v == variant)
-        .map(|(_, needs)| *needs)
+        .map(|(_, needs)| needs.split_whitespace().collect())
 }
 
 /// This CPU's feature flags as `/proc/cpuinfo` lists them (empty where that file is absent).
