@@ -113,12 +113,7 @@ fn greedy_matches_upstream() {
     let s = Server::start("serve", &[("OLLAMA_NUM_PARALLEL", "1")]);
     let gpu =
         llama_sys::build_info::has_backend("vulkan") || llama_sys::build_info::has_backend("cuda");
-    let build = upstream::LlamaBuild {
-        include_dirs: llama_sys::build_info::INCLUDE_DIRS,
-        link_args: llama_sys::build_info::LINK_ARGS,
-        cxx: llama_sys::build_info::CXX,
-        backends_dir: llama_sys::build_info::BACKENDS_DIR,
-    };
+    let build = testkit::llama_build!();
     const PROMPT: &str = "The capital of France is";
     const N: usize = 32;
     for (model, name) in [

@@ -24,12 +24,7 @@ const N_PREDICT: usize = 32;
 const CHILD_MODULE: &str = "LLAMA_SYS_TEST_CPU_MODULE";
 
 fn build() -> LlamaBuild {
-    LlamaBuild {
-        include_dirs: build_info::INCLUDE_DIRS,
-        link_args: build_info::LINK_ARGS,
-        cxx: build_info::CXX,
-        backends_dir: build_info::BACKENDS_DIR,
-    }
+    testkit::llama_build!()
 }
 
 fn gpu_build() -> bool {

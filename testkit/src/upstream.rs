@@ -38,6 +38,20 @@ pub struct LlamaBuild {
     pub backends_dir: Option<&'static str>,
 }
 
+/// The [`LlamaBuild`] of the `llama_sys` crate in scope (the caller must depend on it): one
+/// definition for every parity test.
+#[macro_export]
+macro_rules! llama_build {
+    () => {
+        $crate::upstream::LlamaBuild {
+            include_dirs: llama_sys::build_info::INCLUDE_DIRS,
+            link_args: llama_sys::build_info::LINK_ARGS,
+            cxx: llama_sys::build_info::CXX,
+            backends_dir: llama_sys::build_info::BACKENDS_DIR,
+        }
+    };
+}
+
 /// One greedy run of upstream's `simple`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Greedy {

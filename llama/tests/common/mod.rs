@@ -32,13 +32,7 @@ pub fn gemma3() -> &'static Model {
 
 /// What `testkit::upstream` needs to build upstream's reference program against this build.
 pub fn llama_build() -> testkit::upstream::LlamaBuild {
-    use llama_sys::build_info as b;
-    testkit::upstream::LlamaBuild {
-        include_dirs: b::INCLUDE_DIRS,
-        link_args: b::LINK_ARGS,
-        cxx: b::CXX,
-        backends_dir: b::BACKENDS_DIR,
-    }
+    testkit::llama_build!()
 }
 
 /// Whether a GPU backend is compiled in (the parity tests then offload every layer).
