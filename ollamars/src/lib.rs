@@ -77,11 +77,14 @@ pub mod version {
     }
 }
 
+pub mod api;
 pub mod backends;
 pub mod cli;
 pub mod client;
+pub mod duration;
 pub mod env;
 pub mod format;
+pub mod progress;
 
 pub mod create;
 pub mod gguf;
@@ -91,6 +94,7 @@ pub mod models;
 pub mod name;
 pub mod registry;
 pub mod runner;
+pub mod scheduler;
 pub mod server;
 pub mod store;
 pub mod template;

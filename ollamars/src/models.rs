@@ -1,11 +1,12 @@
-//! What `/api/show` and `/api/tags` report about stored models (spec §1.10, §1.11), as JSON
-//! objects with Ollama's field names and order. The HTTP layer and the CLI both use these.
+//! What `/api/show` and `/api/tags` report about stored models (spec §1.10, §1.11), as the
+//! typed [`crate::api`] responses (Ollama's field names and order).
 
+use crate::api::{ListModel, ListResponse, ModelDetails, ShowResponse};
 use crate::gguf::Gguf;
 use crate::modelfile::{Message, Modelfile, ParamValue, Role, show_parameters};
 use crate::name::ModelName;
 use crate::store::{self, Config, Manifest, Store, StoreError, StoredManifest};
-use serde_json::{Map, Value as Json, json};
+use serde_json::{Map, Value as Json};
 use std::io::BufReader;
 use std::time::SystemTime;
 
@@ -35,7 +36,7 @@ pub fn read_config(store: &Store, m: &Manifest) -> Config {
         .unwrap_or_default()
 }
 
-fn details_json(cfg: &Config, parent: &str, gguf: Option<&Gguf>) -> Map<String, Json> {
+fn details(cfg: &Config, parent: &str, gguf: Option<&Gguf>) -> ModelDetails {
     let from_gguf = gguf.map(Gguf::details);
     let pick = |c: &str, g: Option<&str>| {
         if c.is_empty() || c == "unknown" {
@@ -45,33 +46,19 @@ fn details_json(cfg: &Config, parent: &str, gguf: Option<&Gguf>) -> Map<String, 
         }
     };
     let g = from_gguf.as_ref();
-    let mut d = Map::new();
-    d.insert("parent_model".into(), parent.into());
-    d.insert(
-        "format".into(),
-        pick(&cfg.model_format, g.map(|g| g.format.as_str())).into(),
-    );
-    d.insert(
-        "family".into(),
-        pick(&cfg.model_family, g.map(|g| g.family.as_str())).into(),
-    );
-    let families = cfg
-        .model_families
-        .clone()
-        .or_else(|| g.map(|g| g.families.clone()));
-    d.insert(
-        "families".into(),
-        families.map_or(Json::Null, |f| f.into_iter().map(Json::from).collect()),
-    );
-    d.insert(
-        "parameter_size".into(),
-        pick(&cfg.model_type, g.map(|g| g.parameter_size.as_str())).into(),
-    );
-    d.insert(
-        "quantization_level".into(),
-        pick(&cfg.file_type, g.map(|g| g.quantization_level.as_str())).into(),
-    );
-    d
+    ModelDetails {
+        parent_model: parent.to_string(),
+        format: pick(&cfg.model_format, g.map(|g| g.format.as_str())),
+        family: pick(&cfg.model_family, g.map(|g| g.family.as_str())),
+        families: cfg
+            .model_families
+            .clone()
+            .or_else(|| g.map(|g| g.families.clone())),
+        parameter_size: pick(&cfg.model_type, g.map(|g| g.parameter_size.as_str())),
+        quantization_level: pick(&cfg.file_type, g.map(|g| g.quantization_level.as_str())),
+        context_length: None,
+        embedding_length: None,
+    }
 }
 
 pub(crate) fn layer_text(
@@ -118,7 +105,7 @@ pub fn open_model_gguf(store: &Store, m: &Manifest) -> Result<Option<Gguf>, Show
 /// `POST /api/show`'s response for `name`: `modelfile`, `parameters`, `template`, `system`,
 /// `license`, `details`, `model_info`, `tensors`, `capabilities`, `modified_at` and, when set,
 /// `renderer`, `parser`, `requires`, `messages` and `projector_info`.
-pub fn show(store: &Store, name: &ModelName, verbose: bool) -> Result<Json, ShowError> {
+pub fn show(store: &Store, name: &ModelName, verbose: bool) -> Result<ShowResponse, ShowError> {
     let sm = store.read_manifest(name)?;
     let m = &sm.manifest;
     let cfg = read_config(store, m);
@@ -194,10 +181,6 @@ pub fn show(store: &Store, name: &ModelName, verbose: bool) -> Result<Json, Show
         .and_then(|l| l.from.clone())
         .unwrap_or_default();
     let has_projector = m.layer(store::MEDIA_PROJECTOR).is_some();
-    let mut out = Map::new();
-    out.insert("license".into(), licenses.join("\n").into());
-    out.insert("modelfile".into(), mf.render(Some(&short)).into());
-    out.insert("parameters".into(), show_parameters(&params).into());
     // Without a Go template the model runs its GGUF Jinja template natively (§1.10).
     let template = go_template
         .clone()
@@ -206,93 +189,68 @@ pub fn show(store: &Store, name: &ModelName, verbose: bool) -> Result<Json, Show
                 .and_then(|g| g.chat_template().map(str::to_string))
         })
         .unwrap_or_default();
-    out.insert("template".into(), template.into());
-    out.insert("system".into(), system.unwrap_or_default().into());
-    if let Some(r) = &cfg.renderer {
-        out.insert("renderer".into(), r.clone().into());
-    }
-    if let Some(p) = &cfg.parser {
-        out.insert("parser".into(), p.clone().into());
-    }
-    out.insert(
-        "details".into(),
-        Json::Object(details_json(&cfg, &parent, g.as_ref())),
-    );
-    if !messages.is_empty() {
-        out.insert("messages".into(), Json::Array(messages));
-    }
-    out.insert(
-        "model_info".into(),
-        Json::Object(
-            g.as_ref()
-                .map(|g| g.model_info(verbose))
-                .unwrap_or_default(),
-        ),
-    );
-    if has_projector {
-        out.insert("projector_info".into(), json!({}));
-    }
-    out.insert(
-        "tensors".into(),
-        g.as_ref().map_or(json!([]), Gguf::tensors_json),
-    );
-    let caps: Vec<Json> = match &g {
+    let capabilities: Vec<String> = match &g {
         Some(g) => g
             .capabilities(go_template.as_deref(), has_projector)
             .into_iter()
-            .map(|c| c.as_str().into())
+            .map(|c| c.as_str().to_string())
             .collect(),
-        None => cfg
-            .capabilities
-            .clone()
-            .unwrap_or_default()
-            .into_iter()
-            .map(Json::from)
-            .collect(),
+        None => cfg.capabilities.clone().unwrap_or_default(),
     };
-    out.insert("capabilities".into(), Json::Array(caps));
-    out.insert("modified_at".into(), rfc3339(sm.modified).into());
-    if let Some(r) = &cfg.requires {
-        out.insert("requires".into(), r.clone().into());
-    }
-    Ok(Json::Object(out))
+    Ok(ShowResponse {
+        license: licenses.join("\n"),
+        modelfile: mf.render(Some(&short)),
+        parameters: show_parameters(&params),
+        template,
+        system: system.unwrap_or_default(),
+        renderer: cfg.renderer.clone(),
+        parser: cfg.parser.clone(),
+        details: details(&cfg, &parent, g.as_ref()),
+        messages,
+        model_info: g
+            .as_ref()
+            .map(|g| g.model_info(verbose))
+            .unwrap_or_default(),
+        projector_info: has_projector.then(Map::new),
+        tensors: match g.as_ref().map(Gguf::tensors_json) {
+            Some(Json::Array(t)) => t,
+            _ => Vec::new(),
+        },
+        capabilities,
+        modified_at: rfc3339(sm.modified),
+        requires: cfg.requires.clone(),
+    })
 }
 
 /// One `/api/tags` entry.
-pub fn tag_entry(store: &Store, sm: &StoredManifest) -> Json {
+pub fn tag_entry(store: &Store, sm: &StoredManifest) -> ListModel {
     let cfg = read_config(store, &sm.manifest);
     let parent = sm
         .manifest
         .layer(store::MEDIA_MODEL)
         .and_then(|l| l.from.clone())
         .unwrap_or_default();
-    let mut details = details_json(&cfg, &parent, None);
-    if let Some(n) = cfg.context_length {
-        details.insert("context_length".into(), n.into());
-    }
-    if let Some(n) = cfg.embedding_length {
-        details.insert("embedding_length".into(), n.into());
-    }
+    let mut details = details(&cfg, &parent, None);
+    details.context_length = cfg.context_length;
+    details.embedding_length = cfg.embedding_length;
     let name = sm.name.display_short();
-    let mut e = Map::new();
-    e.insert("name".into(), name.clone().into());
-    e.insert("model".into(), name.into());
-    e.insert("modified_at".into(), rfc3339(sm.modified).into());
-    e.insert("size".into(), sm.manifest.total_size().into());
-    e.insert("digest".into(), sm.digest.clone().into());
-    e.insert("details".into(), Json::Object(details));
-    if let Some(c) = &cfg.capabilities {
-        e.insert("capabilities".into(), c.clone().into());
+    ListModel {
+        name: name.clone(),
+        model: name,
+        modified_at: rfc3339(sm.modified),
+        size: sm.manifest.total_size(),
+        digest: sm.digest.clone(),
+        details,
+        capabilities: cfg.capabilities.clone(),
     }
-    Json::Object(e)
 }
 
-/// `GET /api/tags`'s response: `{"models": [...]}`, newest first.
-pub fn list(store: &Store) -> Result<Json, StoreError> {
-    let models: Vec<Json> = store
+/// `GET /api/tags`'s response, newest first.
+pub fn list(store: &Store) -> Result<ListResponse, StoreError> {
+    let models = store
         .list()?
         .iter()
         .map(|sm| tag_entry(store, sm))
         .collect();
-    Ok(json!({ "models": models }))
+    Ok(ListResponse { models })
 }

@@ -30,33 +30,7 @@ use std::collections::BTreeMap;
 use std::io::{BufReader, Write};
 use std::path::{Component, Path};
 
-/// A progress line of `/api/create`, as Ollama sends it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Progress {
-    /// `parsing GGUF`, `creating new layer sha256:…`, `writing manifest`, `success`, …
-    pub status: String,
-    /// The layer digest, with quantization progress.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub digest: Option<String>,
-    /// Total bytes, with quantization progress.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub total: Option<u64>,
-    /// Bytes done, with quantization progress.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub completed: Option<u64>,
-}
-
-impl Progress {
-    /// A progress line with only a status.
-    pub fn status(s: impl Into<String>) -> Progress {
-        Progress {
-            status: s.into(),
-            digest: None,
-            total: None,
-            completed: None,
-        }
-    }
-}
+pub use crate::progress::Progress;
 
 /// A `messages` entry of a create request.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -524,13 +524,8 @@ fn projector_and_adapter_layers() {
         ]
     );
     let show = crate::models::show(&f.store, &name, false).unwrap();
-    assert!(
-        show["capabilities"]
-            .as_array()
-            .unwrap()
-            .contains(&"vision".into())
-    );
-    let mf = show["modelfile"].as_str().unwrap();
+    assert!(show.capabilities.contains(&"vision".to_string()));
+    let mf = show.modelfile.as_str();
     assert!(mf.contains(&format!(
         "ADAPTER {}",
         f.store.blob_path(&lora).unwrap().display()

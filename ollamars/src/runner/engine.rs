@@ -10,8 +10,8 @@
 //! cache): the second turn of a chat re-uses the first.
 
 use super::proto::{
-    Completion, DoneReason, ErrorKind, FromRunner, LoadOptions, Logprob, Metrics, RunnerInfo,
-    SamplingOptions,
+    Completion, DoneReason, Embedded, EngineError, FromRunner, LoadOptions, Logprob, Metrics,
+    RunnerInfo, SamplingOptions,
 };
 use llama::{
     Batch, Context, ContextParams, DecodeError, FlashAttention, Grammar, KvCacheType, Model,
@@ -19,9 +19,6 @@ use llama::{
 };
 use std::collections::VecDeque;
 use std::time::Instant;
-
-/// Embedding vectors, one per input, and the tokens evaluated.
-pub type Embedded = (Vec<Vec<f32>>, u64);
 
 /// Where the engine sends its messages (the runner's stdout, or a channel in tests).
 pub trait Sink {
@@ -34,11 +31,11 @@ pub struct Engine {
     model: Model,
     ctx: Context,
     embed_ctx: Option<Context>,
-    chat: Option<llama::ChatTemplate>,
     opts: LoadOptions,
     info: RunnerInfo,
     slots: Vec<Slot>,
-    queue: VecDeque<Completion>,
+    /// Completions waiting for a slot, with their ids.
+    queue: VecDeque<(u64, Completion)>,
     batch: Batch,
 }
 
@@ -245,7 +242,6 @@ impl Engine {
             model,
             ctx,
             embed_ctx: None,
-            chat: None,
             opts,
             info,
             slots,
@@ -264,13 +260,13 @@ impl Engine {
     }
 
     /// Queues a completion; it starts at the next step with a free slot.
-    pub fn submit(&mut self, c: Completion) {
-        self.queue.push_back(c);
+    pub fn submit(&mut self, id: u64, c: Completion) {
+        self.queue.push_back((id, c));
     }
 
     /// Drops a request (queued or running) without a reply: its client has gone.
     pub fn cancel(&mut self, id: u64) {
-        self.queue.retain(|c| c.id != id);
+        self.queue.retain(|(queued, _)| *queued != id);
         for s in &mut self.slots {
             if s.active.as_ref().is_some_and(|a| a.id == id) {
                 s.active = None;
@@ -278,53 +274,9 @@ impl Engine {
         }
     }
 
-    /// Tokenizes with special tokens parsed and BOS added as the model wants.
-    ///
-    /// # Errors
-    /// The tokenizer's message.
-    pub fn tokenize(&self, text: &str) -> Result<Vec<Token>, String> {
-        self.model
-            .vocab()
-            .tokenize(text, true, true)
-            .map_err(|e| e.to_string())
-    }
-
-    /// Renders `messages` with the model's own chat template (its GGUF Jinja template, else
-    /// llama.cpp's built-in template for its architecture), ending with the assistant prompt.
-    ///
-    /// # Errors
-    /// The template's message.
-    pub fn render(
-        &mut self,
-        messages: Vec<serde_json::Map<String, serde_json::Value>>,
-        tools: Option<serde_json::Value>,
-    ) -> Result<String, String> {
-        if self.chat.is_none() {
-            self.chat =
-                Some(llama::ChatTemplate::for_model(&self.model).map_err(|e| e.to_string())?);
-        }
-        let req = llama::ChatRequest {
-            messages: messages.into_iter().map(llama::ChatMessage).collect(),
-            tools,
-            add_generation_prompt: true,
-            ..llama::ChatRequest::default()
-        };
-        self.chat
-            .as_ref()
-            .expect("just set")
-            .render(&req)
-            .map_err(|e| e.to_string())
-    }
-
-    /// Detokenizes, refusing ids outside the vocabulary.
-    ///
-    /// # Errors
-    /// A message naming the bad id.
-    pub fn detokenize(&self, tokens: &[Token]) -> Result<String, String> {
-        self.model
-            .vocab()
-            .detokenize(tokens, false, true)
-            .map_err(|e| e.to_string())
+    /// The model (shared with the runner's prompt preparer).
+    pub fn model(&self) -> &Model {
+        &self.model
     }
 
     /// Embeds each input (one pooled vector each).
@@ -336,7 +288,7 @@ impl Engine {
         inputs: &[String],
         truncate: bool,
         normalize: bool,
-    ) -> Result<Embedded, (ErrorKind, String)> {
+    ) -> Result<Embedded, EngineError> {
         let n_ctx = self.info.num_ctx as usize;
         let mut toks = Vec::with_capacity(inputs.len());
         for text in inputs {
@@ -344,12 +296,11 @@ impl Engine {
                 .model
                 .vocab()
                 .tokenize(text, true, false)
-                .map_err(|e| (ErrorKind::BadRequest, e.to_string()))?;
+                .map_err(|e| EngineError::bad(e.to_string()))?;
             if t.len() > n_ctx {
                 if !truncate {
-                    return Err((
-                        ErrorKind::BadRequest,
-                        "the input length exceeds the context length".into(),
+                    return Err(EngineError::bad(
+                        "the input length exceeds the context length",
                     ));
                 }
                 t.truncate(n_ctx);
@@ -374,7 +325,7 @@ impl Engine {
                     ..ContextParams::default()
                 };
                 let c = Context::new(&self.model, cp)
-                    .map_err(|e| (ErrorKind::Internal, e.to_string()))?;
+                    .map_err(|e| EngineError::internal(e.to_string()))?;
                 self.embed_ctx = Some(c);
             }
             self.embed_ctx.as_mut().expect("just created")
@@ -383,51 +334,55 @@ impl Engine {
         let mut count = 0u64;
         for t in &toks {
             if t.is_empty() {
-                return Err((ErrorKind::BadRequest, "empty input".into()));
+                return Err(EngineError::bad("empty input"));
             }
             let v = if normalize {
                 ctx.embed(t)
             } else {
                 ctx.embed_raw(t)
             }
-            .map_err(|e| (ErrorKind::Internal, e.to_string()))?;
+            .map_err(|e| EngineError::internal(e.to_string()))?;
             if v.iter().any(|x| !x.is_finite()) {
-                return Err((
-                    ErrorKind::Internal,
-                    "the embedding contains NaN or Inf values".into(),
+                return Err(EngineError::internal(
+                    "the embedding contains NaN or Inf values",
                 ));
             }
             count += t.len() as u64;
             out.push(v);
         }
-        Ok((out, count))
+        Ok(Embedded {
+            vectors: out,
+            prompt_eval_count: count,
+        })
     }
 
     /// Starts queued requests on free slots (best prefix match first).
     fn admit(&mut self, sink: &mut dyn Sink) -> std::io::Result<()> {
         while let Some(free) = self.slots.iter().position(|s| s.active.is_none()) {
-            let Some(c) = self.queue.pop_front() else {
+            let Some((id, c)) = self.queue.pop_front() else {
                 break;
             };
             let _ = free;
-            let id = c.id;
-            match self.start(c) {
-                Ok(()) => {}
-                Err((kind, message)) => sink.send(FromRunner::Error { id, kind, message })?,
+            if let Err(error) = self.start(id, c) {
+                sink.send(FromRunner::Error { id, error })?;
             }
         }
         Ok(())
     }
 
-    fn start(&mut self, c: Completion) -> Result<(), (ErrorKind, String)> {
+    fn start(&mut self, id: u64, c: Completion) -> Result<(), EngineError> {
         let started = Instant::now();
-        let bad = |m: String| (ErrorKind::BadRequest, m);
+        let bad = |m: String| EngineError::bad(m);
         if self.info.embedding {
             return Err(bad(
                 "this model is an embedding model and cannot generate".into()
             ));
         }
-        let mut prompt = self.tokenize(&c.prompt).map_err(bad)?;
+        let vocab = self.model.vocab();
+        let mut prompt = c.prompt;
+        if let Some(e) = prompt.iter().find_map(|&t| vocab.check(t).err()) {
+            return Err(bad(format!("invalid prompt: {e}")));
+        }
         if prompt.is_empty() {
             prompt.extend(self.model.vocab().bos());
         }
@@ -483,7 +438,7 @@ impl Engine {
             .filter(|(_, s)| s.active.is_none())
             .map(|(i, s)| (i, common_prefix(&s.cached, &prompt)))
             .max_by_key(|&(i, l)| (l, std::cmp::Reverse(i)))
-            .ok_or_else(|| (ErrorKind::Internal, "no free slot".to_string()))?;
+            .ok_or_else(|| EngineError::internal("no free slot"))?;
         let slot = &mut self.slots[slot_i];
         // Re-evaluate at least the last prompt token: its logits give the first answer token.
         let mut keep = lcp.min(prompt.len() - 1);
@@ -494,7 +449,7 @@ impl Engine {
         slot.cached.truncate(keep);
         let stops = StopMatcher::new(c.sampling.stop.iter().cloned());
         slot.active = Some(Active {
-            id: c.id,
+            id,
             fed: keep,
             prompt,
             n_ctx,
@@ -589,8 +544,7 @@ impl Engine {
                 s.cached.clear();
                 sink.send(FromRunner::Error {
                     id: a.id,
-                    kind: ErrorKind::Internal,
-                    message: format!("llama runner decode failed: {e}"),
+                    error: EngineError::internal(format!("llama runner decode failed: {e}")),
                 })?;
             }
         }
@@ -632,8 +586,7 @@ impl Engine {
                 s.active = None;
                 return sink.send(FromRunner::Error {
                     id,
-                    kind: ErrorKind::Internal,
-                    message: format!("sampling failed: {e}"),
+                    error: EngineError::internal(format!("sampling failed: {e}")),
                 });
             }
         };

@@ -1,19 +1,27 @@
 //! The model runner: a child process of the same binary (`ollamars runner MODEL OPTIONS`) that
-//! owns one loaded model and serves completions and embeddings to the server. The same
-//! subcommand quantizes for `/api/create` (`ollamars runner quantize IN OUT TYPE`), so that
-//! llama.cpp never runs inside the server process.
+//! owns one loaded model and serves completions, prompt preparation and embeddings to the
+//! server. `ollamars runner tool` serves llama.cpp work that needs no loaded model
+//! (quantization for `/api/create`) over the same protocol, so that llama.cpp never runs inside
+//! the server process.
 //!
 //! The server writes [`proto::ToRunner`] frames to the runner's stdin and reads
 //! [`proto::FromRunner`] frames from its stdout; llama.cpp's logs go to stderr. A crash, abort
 //! or out-of-memory kill in llama.cpp ends only this process: the server sees its stdout close,
 //! fails the requests it had in flight and loads the model again on the next request. When the
 //! server goes away (stdin closes) the runner exits.
+//!
+//! Three threads: stdin is read on its own thread so that new requests and cancels arrive
+//! between decode steps; prompts are prepared ([`prompt::Preparer`]) on another, so that
+//! rendering and tokenizing a long history never waits behind a decode step (nor a decode step
+//! behind it); the main thread runs the engine. Each writes whole frames to stdout under its
+//! lock.
 
 pub mod engine;
+pub mod prompt;
 pub mod proto;
 
 use engine::{Engine, Sink};
-use proto::{ErrorKind, FromRunner, LoadOptions, ToRunner};
+use proto::{EngineError, FromRunner, LoadOptions, ToRunner};
 use std::io::Write;
 use std::process::ExitCode;
 use std::sync::mpsc;
@@ -48,6 +56,9 @@ pub fn main() -> ExitCode {
             let _ = StdoutSink(std::io::stdout()).send(FromRunner::LoadFailed { error: e.clone() });
         }
         return ExitCode::FAILURE;
+    }
+    if args.len() == 1 && args[0] == "tool" {
+        return serve_tools();
     }
     if let [mode, input, output, kind] = args.as_slice()
         && mode == "quantize"
@@ -86,12 +97,31 @@ pub fn main() -> ExitCode {
     if sink.send(FromRunner::Ready(engine.info().clone())).is_err() {
         return ExitCode::FAILURE;
     }
-    // stdin is read on its own thread so that new requests and cancels arrive between steps.
+    // stdin is read on its own thread so that new requests and cancels arrive between steps;
+    // prompts are prepared on another.
     let (tx, rx) = mpsc::channel::<ToRunner>();
+    let (prep_tx, prep_rx) = mpsc::channel::<(u64, proto::Prepare)>();
     std::thread::spawn(move || {
         let mut stdin = std::io::stdin().lock();
         while let Ok(msg) = proto::read_frame::<ToRunner>(&mut stdin) {
-            if tx.send(msg).is_err() {
+            let sent = match msg {
+                ToRunner::Prepare { id, job } => prep_tx.send((id, job)).is_ok(),
+                other => tx.send(other).is_ok(),
+            };
+            if !sent {
+                break;
+            }
+        }
+    });
+    let preparer = prompt::Preparer::new(engine.model().clone());
+    std::thread::spawn(move || {
+        let mut sink = StdoutSink(std::io::stdout());
+        for (id, job) in prep_rx {
+            let reply = match preparer.prepare(job) {
+                Ok(prepared) => FromRunner::Prepared { id, prepared },
+                Err(error) => FromRunner::Error { id, error },
+            };
+            if sink.send(reply).is_err() {
                 break;
             }
         }
@@ -100,6 +130,37 @@ pub fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(_) => ExitCode::FAILURE,
     }
+}
+
+/// `ollamars runner tool`: quantization requests, one at a time, until stdin closes.
+fn serve_tools() -> ExitCode {
+    let mut sink = StdoutSink(std::io::stdout());
+    let mut stdin = std::io::stdin().lock();
+    while let Ok(msg) = proto::read_frame::<ToRunner>(&mut stdin) {
+        let reply = match msg {
+            ToRunner::Quantize { id, job } => {
+                match crate::create::quantize_file(&job.input, &job.output, &job.kind) {
+                    Ok(()) => FromRunner::Quantized { id },
+                    Err(e) => FromRunner::Error {
+                        id,
+                        error: EngineError::internal(e),
+                    },
+                }
+            }
+            ToRunner::Shutdown => break,
+            ToRunner::Cancel { .. } => continue,
+            ToRunner::Completion { id, .. }
+            | ToRunner::Prepare { id, .. }
+            | ToRunner::Embed { id, .. } => FromRunner::Error {
+                id,
+                error: EngineError::internal("this runner has no model loaded"),
+            },
+        };
+        if sink.send(reply).is_err() {
+            return ExitCode::FAILURE;
+        }
+    }
+    ExitCode::SUCCESS
 }
 
 /// The runner's loop: handle what arrived, then run one step while there is work.
@@ -133,53 +194,23 @@ fn serve(
 /// Handles one message; false means shut down.
 fn handle(engine: &mut Engine, msg: ToRunner, sink: &mut dyn Sink) -> std::io::Result<bool> {
     match msg {
-        ToRunner::Completion(c) => engine.submit(c),
+        ToRunner::Completion { id, job } => engine.submit(id, job),
         ToRunner::Cancel { id } => engine.cancel(id),
         ToRunner::Shutdown => return Ok(false),
-        ToRunner::Embed {
-            id,
-            inputs,
-            truncate,
-            normalize,
-        } => match engine.embed(&inputs, truncate, normalize) {
-            Ok((vectors, n)) => sink.send(FromRunner::Embeddings {
-                id,
-                vectors,
-                prompt_eval_count: n,
-            })?,
-            Err((kind, message)) => sink.send(FromRunner::Error { id, kind, message })?,
-        },
-        ToRunner::Tokenize { id, texts } => {
-            let r: Result<Vec<_>, _> = texts.iter().map(|t| engine.tokenize(t)).collect();
-            match r {
-                Ok(tokens) => sink.send(FromRunner::Tokens { id, tokens })?,
-                Err(message) => sink.send(FromRunner::Error {
-                    id,
-                    kind: ErrorKind::BadRequest,
-                    message,
-                })?,
-            }
+        ToRunner::Embed { id, job } => {
+            let reply = match engine.embed(&job.inputs, job.truncate, job.normalize) {
+                Ok(embedded) => FromRunner::Embeddings { id, embedded },
+                Err(error) => FromRunner::Error { id, error },
+            };
+            sink.send(reply)?;
         }
-        ToRunner::Render {
-            id,
-            messages,
-            tools,
-        } => match engine.render(messages, tools) {
-            Ok(text) => sink.send(FromRunner::Text { id, text })?,
-            Err(message) => sink.send(FromRunner::Error {
+        // The stdin thread sends these to the preparer; a runner without one refuses them.
+        ToRunner::Prepare { id, .. } | ToRunner::Quantize { id, .. } => {
+            sink.send(FromRunner::Error {
                 id,
-                kind: ErrorKind::BadRequest,
-                message,
-            })?,
-        },
-        ToRunner::Detokenize { id, tokens } => match engine.detokenize(&tokens) {
-            Ok(text) => sink.send(FromRunner::Text { id, text })?,
-            Err(message) => sink.send(FromRunner::Error {
-                id,
-                kind: ErrorKind::BadRequest,
-                message: format!("invalid context: {message}"),
-            })?,
-        },
+                error: EngineError::internal("not served by the engine"),
+            })?
+        }
     }
     Ok(true)
 }

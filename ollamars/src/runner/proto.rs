@@ -79,10 +79,8 @@ pub struct SamplingOptions {
 /// One completion request.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Completion {
-    /// The server's id for the request (unique per runner).
-    pub id: u64,
-    /// The rendered prompt; tokenized with special tokens parsed.
-    pub prompt: String,
+    /// The prompt's tokens, as [`Prepare`] returned them.
+    pub prompt: Vec<i32>,
     /// Context length for this request (≤ the runner's); smaller values are served without
     /// reloading.
     pub num_ctx: u32,
@@ -99,60 +97,142 @@ pub struct Completion {
     pub logprobs: Option<u32>,
 }
 
-/// A token's log-probability under the model's raw distribution (Ollama's `logprobs` item).
+pub use crate::api::Logprob;
+
+/// What a Go template sees of a request (the serializable part of
+/// [`crate::template::Values`]).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct TemplateInput {
+    /// `.Messages` (windowed by the runner when [`Prepare::window`] is set).
+    pub messages: Vec<crate::template::Message>,
+    /// `.Tools`.
+    pub tools: Vec<crate::template::Tool>,
+    /// `.Prompt`, read in fill-in-middle mode only.
+    pub prompt: String,
+    /// `.Suffix`.
+    pub suffix: String,
+    /// `.Think`.
+    pub think: bool,
+    /// `.ThinkLevel`.
+    pub think_level: String,
+    /// `.IsThinkSet`.
+    pub is_think_set: bool,
+    /// Render turn by turn (Ollama's `forceLegacy`, for requests with `context`).
+    pub force_legacy: bool,
+}
+
+/// Where a prompt's text comes from.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum PromptSource {
+    /// Text used as it is (`raw`).
+    Raw {
+        /// The text.
+        text: String,
+    },
+    /// A Go template (the model's TEMPLATE or the request's `template`), by its source text.
+    Go {
+        /// The template's text.
+        template: String,
+        /// What it renders.
+        input: TemplateInput,
+    },
+    /// The model's own chat template (GGUF Jinja, or llama.cpp's built-in one).
+    Native {
+        /// The conversation.
+        messages: Vec<crate::template::Message>,
+        /// Tools offered.
+        tools: Vec<crate::template::Tool>,
+    },
+}
+
+/// Render a prompt, fit the history to the context and tokenize it, once. The runner answers
+/// on its own thread, beside the decoding, and no slot is taken for it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Prepare {
+    /// The text.
+    pub source: PromptSource,
+    /// Tokens before the text (a generate request's `context`), checked against the vocabulary.
+    pub context: Vec<i32>,
+    /// The context length the prompt must fit.
+    pub num_ctx: u32,
+    /// Drop the oldest messages (keeping system messages and the last message) until the
+    /// prompt fits `num_ctx` (chat with `truncate`).
+    pub window: bool,
+}
+
+/// The answer to [`Prepare`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Logprob {
-    /// The token's text (invalid UTF-8 replaced).
-    pub token: String,
-    /// Natural log of its probability.
-    pub logprob: f32,
-    /// The token's bytes.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub bytes: Option<Vec<u8>>,
-    /// The most likely tokens at this position, most likely first (when asked for).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub top_logprobs: Option<Vec<Logprob>>,
+pub struct Prepared {
+    /// The rendered text (without the context).
+    pub text: String,
+    /// The context, then the text's tokens (special tokens parsed, BOS as the model wants
+    /// when there is no context).
+    pub tokens: Vec<i32>,
+}
+
+/// Embed each input (one vector per input).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Embed {
+    /// The texts.
+    pub inputs: Vec<String>,
+    /// Cut inputs longer than the context instead of failing.
+    pub truncate: bool,
+    /// L2-normalise (the `/api/embed` form) or return raw (`/api/embeddings`).
+    pub normalize: bool,
+}
+
+/// The answer to [`Embed`].
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Embedded {
+    /// One vector per input.
+    pub vectors: Vec<Vec<f32>>,
+    /// Tokens evaluated.
+    pub prompt_eval_count: u64,
+}
+
+/// Quantize a GGUF file (a runner started with `runner tool` serves these).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Quantize {
+    /// The source GGUF.
+    pub input: std::path::PathBuf,
+    /// Where to write the result.
+    pub output: std::path::PathBuf,
+    /// The llama.cpp type name (`Q4_K_M`, …).
+    pub kind: String,
 }
 
 /// A request from the server to the runner.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ToRunner {
-    /// Generate text.
-    Completion(Completion),
-    /// Embed each input (one vector per input).
+    /// Generate text: answered by [`FromRunner::Piece`]s, then `Done` or `Error`.
+    Completion {
+        /// Request id (unique per runner).
+        id: u64,
+        /// The request.
+        job: Completion,
+    },
+    /// Answered by [`FromRunner::Prepared`] or `Error`.
+    Prepare {
+        /// Request id.
+        id: u64,
+        /// The request.
+        job: Prepare,
+    },
+    /// Answered by [`FromRunner::Embeddings`] or `Error`.
     Embed {
         /// Request id.
         id: u64,
-        /// The texts.
-        inputs: Vec<String>,
-        /// Cut inputs longer than the context instead of failing.
-        truncate: bool,
-        /// L2-normalise (the `/api/embed` form) or return raw (`/api/embeddings`).
-        normalize: bool,
+        /// The request.
+        job: Embed,
     },
-    /// Tokenize text (special tokens parsed, BOS added as the model wants).
-    Tokenize {
+    /// Answered by [`FromRunner::Quantized`] or `Error`.
+    Quantize {
         /// Request id.
         id: u64,
-        /// The texts; one token list each.
-        texts: Vec<String>,
-    },
-    /// Detokenize tokens.
-    Detokenize {
-        /// Request id.
-        id: u64,
-        /// The tokens.
-        tokens: Vec<i32>,
-    },
-    /// Render messages with the model's own (GGUF Jinja, or llama.cpp built-in) chat template.
-    Render {
-        /// Request id.
-        id: u64,
-        /// Messages as JSON objects (`role`, `content`, ...).
-        messages: Vec<serde_json::Map<String, serde_json::Value>>,
-        /// Tool definitions, if any.
-        tools: Option<serde_json::Value>,
+        /// The request.
+        job: Quantize,
     },
     /// Stop a request (the client went away); frees its slot.
     Cancel {
@@ -161,6 +241,110 @@ pub enum ToRunner {
     },
     /// Finish and exit.
     Shutdown,
+}
+
+/// A request with exactly one reply: the pairing is in the type, so a caller cannot receive
+/// another reply than its own.
+pub trait Call: Send + 'static {
+    /// What the runner answers.
+    type Reply: Send + 'static;
+    /// The request as sent, with its id.
+    fn into_message(self, id: u64) -> ToRunner;
+    /// The reply, or the runner's error, or [`EngineError`] for a reply of another kind.
+    ///
+    /// # Errors
+    /// The runner's error, or an internal error for a reply of the wrong kind.
+    fn reply(msg: FromRunner) -> Result<Self::Reply, EngineError>;
+}
+
+fn unexpected(msg: &FromRunner) -> EngineError {
+    EngineError::internal(format!("unexpected runner reply {msg:?}"))
+}
+
+impl Call for Prepare {
+    type Reply = Prepared;
+    fn into_message(self, id: u64) -> ToRunner {
+        ToRunner::Prepare { id, job: self }
+    }
+    fn reply(msg: FromRunner) -> Result<Prepared, EngineError> {
+        match msg {
+            FromRunner::Prepared { prepared, .. } => Ok(prepared),
+            FromRunner::Error { error, .. } => Err(error),
+            other => Err(unexpected(&other)),
+        }
+    }
+}
+
+impl Call for Embed {
+    type Reply = Embedded;
+    fn into_message(self, id: u64) -> ToRunner {
+        ToRunner::Embed { id, job: self }
+    }
+    fn reply(msg: FromRunner) -> Result<Embedded, EngineError> {
+        match msg {
+            FromRunner::Embeddings { embedded, .. } => Ok(embedded),
+            FromRunner::Error { error, .. } => Err(error),
+            other => Err(unexpected(&other)),
+        }
+    }
+}
+
+impl Call for Quantize {
+    type Reply = ();
+    fn into_message(self, id: u64) -> ToRunner {
+        ToRunner::Quantize { id, job: self }
+    }
+    fn reply(msg: FromRunner) -> Result<(), EngineError> {
+        match msg {
+            FromRunner::Quantized { .. } => Ok(()),
+            FromRunner::Error { error, .. } => Err(error),
+            other => Err(unexpected(&other)),
+        }
+    }
+}
+
+/// One message of a running completion.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Streamed {
+    /// Text (and log-probabilities).
+    Piece {
+        /// The text.
+        text: String,
+        /// Log-probabilities of its tokens, when asked for.
+        logprobs: Vec<Logprob>,
+    },
+    /// The end.
+    Done {
+        /// Why.
+        reason: DoneReason,
+        /// Counts and durations.
+        metrics: Metrics,
+        /// Prompt plus response tokens, when asked for.
+        tokens: Option<Vec<i32>>,
+    },
+    /// A failure (the end too).
+    Error(EngineError),
+}
+
+impl Streamed {
+    /// A completion's message, or an internal error for a reply of another kind.
+    pub fn from_message(msg: FromRunner) -> Streamed {
+        match msg {
+            FromRunner::Piece { text, logprobs, .. } => Streamed::Piece { text, logprobs },
+            FromRunner::Done {
+                reason,
+                metrics,
+                tokens,
+                ..
+            } => Streamed::Done {
+                reason,
+                metrics,
+                tokens,
+            },
+            FromRunner::Error { error, .. } => Streamed::Error(error),
+            other => Streamed::Error(unexpected(&other)),
+        }
+    }
 }
 
 /// What the runner reports once the model is loaded.
@@ -232,6 +416,34 @@ pub enum ErrorKind {
     Internal,
 }
 
+/// A failed request: whose fault, and what happened.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[error("{message}")]
+pub struct EngineError {
+    /// The request's (HTTP 400) or the runner's (500).
+    pub kind: ErrorKind,
+    /// What happened, for the client.
+    pub message: String,
+}
+
+impl EngineError {
+    /// The request's fault.
+    pub fn bad(message: impl Into<String>) -> EngineError {
+        EngineError {
+            kind: ErrorKind::BadRequest,
+            message: message.into(),
+        }
+    }
+
+    /// The runner's fault.
+    pub fn internal(message: impl Into<String>) -> EngineError {
+        EngineError {
+            kind: ErrorKind::Internal,
+            message: message.into(),
+        }
+    }
+}
+
 /// A message from the runner to the server.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
@@ -264,38 +476,48 @@ pub enum FromRunner {
         /// Prompt plus response tokens, when asked for.
         tokens: Option<Vec<i32>>,
     },
-    /// Embeddings, one per input.
+    /// The answer to [`ToRunner::Prepare`].
+    Prepared {
+        /// Request id.
+        id: u64,
+        /// The prompt.
+        prepared: Prepared,
+    },
+    /// The answer to [`ToRunner::Embed`].
     Embeddings {
         /// Request id.
         id: u64,
         /// The vectors.
-        vectors: Vec<Vec<f32>>,
-        /// Tokens evaluated.
-        prompt_eval_count: u64,
+        embedded: Embedded,
     },
-    /// Token lists, one per text.
-    Tokens {
+    /// The answer to [`ToRunner::Quantize`].
+    Quantized {
         /// Request id.
         id: u64,
-        /// The tokens.
-        tokens: Vec<Vec<i32>>,
-    },
-    /// Detokenized text.
-    Text {
-        /// Request id.
-        id: u64,
-        /// The text.
-        text: String,
     },
     /// A request failed.
     Error {
         /// Request id.
         id: u64,
-        /// Whose fault.
-        kind: ErrorKind,
-        /// The message.
-        message: String,
+        /// What happened.
+        error: EngineError,
     },
+}
+
+impl FromRunner {
+    /// The request this message answers, and whether it is the last one for it; `None` for
+    /// the messages about the runner itself.
+    pub fn route(&self) -> Option<(u64, bool)> {
+        match self {
+            FromRunner::Piece { id, .. } => Some((*id, false)),
+            FromRunner::Done { id, .. }
+            | FromRunner::Prepared { id, .. }
+            | FromRunner::Embeddings { id, .. }
+            | FromRunner::Quantized { id }
+            | FromRunner::Error { id, .. } => Some((*id, true)),
+            FromRunner::Ready(_) | FromRunner::LoadFailed { .. } => None,
+        }
+    }
 }
 
 /// A malformed frame.

@@ -7,9 +7,8 @@
 //!   `.localhost`, `.local` or `.internal`) gets 403: a web page on a rebinding domain cannot
 //!   reach the API.
 
-use axum::body::Body;
 use axum::extract::{Request, State};
-use axum::http::{HeaderValue, Method, StatusCode, header};
+use axum::http::{HeaderValue, Method, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use std::net::{IpAddr, SocketAddr};
@@ -157,11 +156,7 @@ fn glob(pattern: &str, text: &str) -> bool {
 }
 
 fn forbidden(msg: &str) -> Response {
-    (
-        StatusCode::FORBIDDEN,
-        axum::Json(serde_json::json!({ "error": msg })),
-    )
-        .into_response()
+    super::error::ApiError::forbidden(msg).into_response()
 }
 
 /// The middleware.
@@ -188,8 +183,7 @@ pub async fn check(State(g): State<Arc<Guard>>, req: Request, next: Next) -> Res
     }
     let value = HeaderValue::from_str(&origin).unwrap_or(HeaderValue::from_static("null"));
     let mut resp = if req.method() == Method::OPTIONS {
-        let mut r = Response::new(Body::empty());
-        *r.status_mut() = StatusCode::NO_CONTENT;
+        let mut r = super::error::Done::NoContent.into_response();
         let h = r.headers_mut();
         h.insert(
             header::ACCESS_CONTROL_ALLOW_METHODS,

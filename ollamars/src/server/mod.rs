@@ -1,38 +1,31 @@
-//! The HTTP API (spec §1) on axum: model management, and generation through the scheduler and
-//! its runner processes.
+//! The HTTP API (spec §1) on axum: model management, and generation through the
+//! [`crate::scheduler`] and its runner processes.
 //!
-//! [`router`] builds the routes; [`serve`] runs them on a listener. Errors become
-//! `{"error": "..."}` with Ollama's status codes in one place, [`ApiError`]. Blocking store work
-//! (hashing, GGUF validation, quantization) runs on tokio's blocking pool; models run in child
-//! processes ([`sched`], [`runner_client`]).
+//! [`router`] builds the routes (handlers in `routes/`, one file per group); [`serve`] runs
+//! them on a listener. Generation requests share one pipeline (`completion.rs`); errors become
+//! statuses and `{"error": …}` bodies in one place (`error.rs`); streaming bodies are built in
+//! `stream.rs`. Blocking store work (hashing, GGUF validation, quantization) runs on tokio's
+//! blocking pool; models run in child processes.
 
-mod generate;
+mod completion;
+pub mod error;
 pub mod guard;
-pub mod keepalive;
 pub mod model;
-pub mod openai;
 pub mod options;
-pub mod prompt;
-pub mod runner_client;
-pub mod sched;
+mod routes;
+mod stream;
 pub mod thinking;
 pub mod tools;
-mod transfer;
 
-use crate::create::{self, CreateError, CreateRequest, Progress};
-use crate::models::{self, ShowError};
-use crate::name::ModelName;
-use crate::store::{BlobWrite, Digest, Store, StoreError};
-use axum::body::{Body, Bytes};
-use axum::extract::{DefaultBodyLimit, Path, State};
-use axum::http::{StatusCode, header};
-use axum::response::{IntoResponse, Response};
+pub use error::{ApiError, OpenAiError};
+
+use crate::scheduler::{self as sched, Scheduler};
+use crate::store::Store;
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::response::Response;
 use axum::routing::{get, head, post};
-use axum::{Json, Router};
-use futures::StreamExt;
-use serde::Deserialize;
-use serde::de::DeserializeOwned;
-use serde_json::{Value, json};
+use routes::{chat, embed, generate, models, openai, transfer};
 use std::sync::Arc;
 
 /// The largest JSON request body accepted (blob uploads are streamed and have no limit).
@@ -46,7 +39,7 @@ pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 pub struct ServerState {
     store: Arc<Store>,
     prune: bool,
-    sched: Arc<sched::Scheduler>,
+    sched: Arc<Scheduler>,
     models: Arc<model::ModelCache>,
     guard: Arc<guard::Guard>,
     /// The registry client for `/api/pull` and `/api/push` (one per server, so concurrent pulls
@@ -115,11 +108,11 @@ impl ServerState {
     pub fn registry(&self) -> Result<&crate::registry::Registry, ApiError> {
         self.registry
             .as_ref()
-            .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
+            .map_err(|e| ApiError::internal(e.to_string()))
     }
 
     /// The scheduler.
-    pub fn scheduler(&self) -> &Arc<sched::Scheduler> {
+    pub fn scheduler(&self) -> &Arc<Scheduler> {
         &self.sched
     }
 
@@ -129,108 +122,30 @@ impl ServerState {
     }
 }
 
-/// An error response: a status and Ollama's `{"error": message}`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ApiError {
-    /// HTTP status.
-    pub status: StatusCode,
-    /// The `error` text.
-    pub message: String,
-}
-
-impl ApiError {
-    /// An error with a status and text.
-    pub fn new(status: StatusCode, message: impl Into<String>) -> ApiError {
-        ApiError {
-            status,
-            message: message.into(),
-        }
-    }
-
-    pub(crate) fn bad(message: impl Into<String>) -> ApiError {
-        ApiError::new(StatusCode::BAD_REQUEST, message)
-    }
-}
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        (self.status, Json(json!({ "error": self.message }))).into_response()
-    }
-}
-
-/// The one place that maps library errors to HTTP statuses.
-impl From<StoreError> for ApiError {
-    fn from(e: StoreError) -> ApiError {
-        let status = match &e {
-            StoreError::InvalidDigest
-            | StoreError::DigestMismatch { .. }
-            | StoreError::Name(_)
-            | StoreError::InvalidManifest(_) => StatusCode::BAD_REQUEST,
-            StoreError::ModelNotFound(_) | StoreError::BlobNotFound(_) => StatusCode::NOT_FOUND,
-            _ => StatusCode::INTERNAL_SERVER_ERROR,
-        };
-        ApiError::new(status, e.to_string())
-    }
-}
-
-impl From<CreateError> for ApiError {
-    fn from(e: CreateError) -> ApiError {
-        let status = match &e {
-            CreateError::ModelNotFound(_) => StatusCode::NOT_FOUND,
-            e if e.is_client_error() => StatusCode::BAD_REQUEST,
-            _ => StatusCode::INTERNAL_SERVER_ERROR,
-        };
-        ApiError::new(status, e.to_string())
-    }
-}
-
-impl From<ShowError> for ApiError {
-    fn from(e: ShowError) -> ApiError {
-        match e {
-            ShowError::Store(s) => s.into(),
-            other => ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, other.to_string()),
-        }
-    }
-}
-
-pub(crate) fn join_error(e: tokio::task::JoinError) -> ApiError {
-    ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
-}
-
-/// Parses a JSON body with Ollama's errors: `missing request body` when empty, else the
-/// decoder's message.
-pub(crate) fn parse_body<T: DeserializeOwned>(body: &Bytes) -> Result<T, ApiError> {
-    if body.iter().all(u8::is_ascii_whitespace) {
-        return Err(ApiError::bad("missing request body"));
-    }
-    serde_json::from_slice(body).map_err(|e| ApiError::bad(e.to_string()))
-}
-
-pub(crate) fn parse_name(s: &str) -> Result<ModelName, ApiError> {
-    ModelName::parse(s).map_err(|_| ApiError::bad("invalid model name"))
-}
-
 /// The routes: model management (`/`, `/api/version`, `/api/create`, `/api/blobs/{digest}`,
 /// `/api/tags`, `/api/show`, `/api/copy`, `/api/delete`, `/api/pull`, `/api/push`), generation
 /// (`/api/generate`, `/api/chat`, `/api/embed`, `/api/embeddings`, `/api/ps`) and the OpenAI
 /// routes under `/v1`.
 pub fn router(state: ServerState) -> Router {
     Router::new()
-        .route("/", get(root))
-        .route("/api/version", get(version))
-        .route("/api/create", post(create_model))
-        .route("/api/blobs/{digest}", head(head_blob).post(post_blob))
-        .route("/api/tags", get(tags))
-        .route("/api/show", post(show))
-        .route("/api/copy", post(copy))
-        .route("/api/delete", axum::routing::delete(delete))
+        .route("/", get(models::root))
+        .route("/api/version", get(models::version))
+        .route("/api/create", post(models::create_model))
+        .route(
+            "/api/blobs/{digest}",
+            head(models::head_blob).post(models::post_blob),
+        )
+        .route("/api/tags", get(models::tags))
+        .route("/api/show", post(models::show))
+        .route("/api/copy", post(models::copy))
+        .route("/api/delete", axum::routing::delete(models::delete))
         .route("/api/pull", post(transfer::pull))
         .route("/api/push", post(transfer::push))
         .route("/api/generate", post(generate::generate))
-        .route("/api/chat", post(generate::chat))
-        .route("/api/embed", post(generate::embed))
-        .route("/api/embeddings", post(generate::embeddings))
-        .route("/api/ps", get(generate::ps))
+        .route("/api/chat", post(chat::chat))
+        .route("/api/embed", post(embed::embed))
+        .route("/api/embeddings", post(embed::embeddings))
+        .route("/api/ps", get(models::ps))
         .route("/v1/models", get(openai::models))
         .route("/v1/models/{*id}", get(openai::model))
         .route("/v1/embeddings", post(openai::embeddings))
@@ -284,220 +199,4 @@ async fn log_request(req: axum::extract::Request, next: axum::middleware::Next) 
         path
     );
     resp
-}
-
-async fn root() -> &'static str {
-    "Ollama is running"
-}
-
-async fn version() -> Json<Value> {
-    Json(json!({ "version": VERSION }))
-}
-
-async fn head_blob(
-    State(st): State<ServerState>,
-    Path(digest): Path<String>,
-) -> Result<StatusCode, ApiError> {
-    let store = st.store.clone();
-    let d = Digest::parse(&digest)?;
-    let exists = tokio::task::spawn_blocking(move || store.has_blob(d.as_ref()))
-        .await
-        .map_err(join_error)??;
-    if exists {
-        Ok(StatusCode::OK)
-    } else {
-        Err(ApiError::new(
-            StatusCode::NOT_FOUND,
-            format!("blob \"{digest}\" not found"),
-        ))
-    }
-}
-
-async fn post_blob(
-    State(st): State<ServerState>,
-    Path(digest): Path<String>,
-    body: Body,
-) -> Result<StatusCode, ApiError> {
-    let d = Digest::parse(&digest)?;
-    if st.store.has_blob(d.as_ref())? {
-        return Ok(StatusCode::OK);
-    }
-    let stream = body
-        .into_data_stream()
-        .map(|r| r.map_err(std::io::Error::other));
-    let reader = tokio_util::io::SyncIoBridge::new(tokio_util::io::StreamReader::new(stream));
-    let store = st.store.clone();
-    let written = tokio::task::spawn_blocking(move || store.write_blob(d.as_ref(), reader))
-        .await
-        .map_err(join_error)??;
-    Ok(match written {
-        BlobWrite::Created(_) => StatusCode::CREATED,
-        _ => StatusCode::OK,
-    })
-}
-
-fn aborted() -> ApiError {
-    ApiError::new(
-        StatusCode::INTERNAL_SERVER_ERROR,
-        "create failed: the worker stopped unexpectedly",
-    )
-}
-
-enum Event {
-    Progress(Progress),
-    Done(Result<(), CreateError>),
-}
-
-pub(crate) fn ndjson_line(v: &impl serde::Serialize) -> Bytes {
-    let mut b = serde_json::to_vec(v).unwrap_or_default();
-    b.push(b'\n');
-    Bytes::from(b)
-}
-
-async fn create_model(State(st): State<ServerState>, body: Bytes) -> Result<Response, ApiError> {
-    let req: CreateRequest = parse_body(&body)?;
-    let stream = req.stream.unwrap_or(true);
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Event>();
-    let store = st.store.clone();
-    tokio::task::spawn_blocking(move || {
-        let ptx = tx.clone();
-        let r = create::create(&store, &req, &mut |p| {
-            let _ = ptx.send(Event::Progress(p));
-        });
-        let _ = tx.send(Event::Done(r.map(|_| ())));
-    });
-    if !stream {
-        let mut last = None;
-        loop {
-            match rx.recv().await {
-                Some(Event::Progress(p)) => last = Some(p),
-                Some(Event::Done(Err(e))) => return Err(e.into()),
-                Some(Event::Done(Ok(()))) => break,
-                None => return Err(aborted()),
-            }
-        }
-        let last = last.unwrap_or_else(|| Progress::status("success"));
-        return Ok(Json(last).into_response());
-    }
-    // Errors before the first progress line get a real status code.
-    let first = match rx.recv().await {
-        Some(Event::Progress(p)) => p,
-        Some(Event::Done(Err(e))) => return Err(e.into()),
-        Some(Event::Done(Ok(()))) => Progress::status("success"),
-        None => return Err(aborted()),
-    };
-    let first_line = futures::stream::once(async move { ndjson_line(&first) });
-    // The stream ends after `Done`; a channel closed without it (a panic) ends with an error.
-    let rest = futures::stream::unfold(Some(rx), |rx| async move {
-        let mut rx = rx?;
-        let error_line = |msg: String| ndjson_line(&json!({ "error": msg }));
-        match rx.recv().await {
-            Some(Event::Progress(p)) => Some((ndjson_line(&p), Some(rx))),
-            Some(Event::Done(Err(e))) => Some((error_line(e.to_string()), None)),
-            Some(Event::Done(Ok(()))) => None,
-            None => Some((error_line(aborted().message), None)),
-        }
-    });
-    let body = Body::from_stream(
-        first_line
-            .chain(rest)
-            .map(Ok::<Bytes, std::convert::Infallible>),
-    );
-    Ok(([(header::CONTENT_TYPE, "application/x-ndjson")], body).into_response())
-}
-
-#[derive(Deserialize)]
-struct ModelRequest {
-    #[serde(default)]
-    model: Option<String>,
-    #[serde(default)]
-    name: Option<String>,
-    #[serde(default)]
-    verbose: bool,
-}
-
-impl ModelRequest {
-    /// The name as the client wrote it (`model`, else `name`).
-    fn raw_name(&self) -> String {
-        self.model
-            .as_deref()
-            .filter(|s| !s.is_empty())
-            .or(self.name.as_deref())
-            .unwrap_or_default()
-            .to_string()
-    }
-
-    fn name(&self) -> Result<ModelName, ApiError> {
-        parse_name(&self.raw_name())
-    }
-}
-
-/// Ollama's 404 names the model as the client wrote it: `model '<name>' not found`.
-fn not_found_as_written(raw: &str) -> impl Fn(ApiError) -> ApiError + '_ {
-    move |e| {
-        if e.status == StatusCode::NOT_FOUND {
-            ApiError::new(StatusCode::NOT_FOUND, format!("model '{raw}' not found"))
-        } else {
-            e
-        }
-    }
-}
-
-async fn tags(State(st): State<ServerState>) -> Result<Json<Value>, ApiError> {
-    let store = st.store.clone();
-    let v = tokio::task::spawn_blocking(move || models::list(&store))
-        .await
-        .map_err(join_error)??;
-    Ok(Json(v))
-}
-
-async fn show(State(st): State<ServerState>, body: Bytes) -> Result<Json<Value>, ApiError> {
-    let req: ModelRequest = parse_body(&body)?;
-    let name = req.name()?;
-    let store = st.store.clone();
-    let verbose = req.verbose;
-    let v = tokio::task::spawn_blocking(move || models::show(&store, &name, verbose))
-        .await
-        .map_err(join_error)?
-        .map_err(ApiError::from)
-        .map_err(not_found_as_written(&req.raw_name()))?;
-    Ok(Json(v))
-}
-
-#[derive(Deserialize)]
-struct CopyRequest {
-    #[serde(default)]
-    source: String,
-    #[serde(default)]
-    destination: String,
-}
-
-async fn copy(State(st): State<ServerState>, body: Bytes) -> Result<StatusCode, ApiError> {
-    let req: CopyRequest = parse_body(&body)?;
-    let src = parse_name(&req.source)?;
-    let dst = parse_name(&req.destination)?;
-    let store = st.store.clone();
-    tokio::task::spawn_blocking(move || match store.copy(&src, &dst) {
-        Err(StoreError::ModelNotFound(_)) => Err(ApiError::new(
-            StatusCode::NOT_FOUND,
-            format!("model \"{}\" not found", req.source),
-        )),
-        r => r.map_err(ApiError::from),
-    })
-    .await
-    .map_err(join_error)??;
-    Ok(StatusCode::OK)
-}
-
-async fn delete(State(st): State<ServerState>, body: Bytes) -> Result<StatusCode, ApiError> {
-    let req: ModelRequest = parse_body(&body)?;
-    let name = req.name()?;
-    let store = st.store.clone();
-    let prune = st.prune;
-    tokio::task::spawn_blocking(move || store.delete(&name, prune))
-        .await
-        .map_err(join_error)?
-        .map_err(ApiError::from)
-        .map_err(not_found_as_written(&req.raw_name()))?;
-    Ok(StatusCode::OK)
 }

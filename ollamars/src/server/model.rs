@@ -1,9 +1,9 @@
 //! What a generation request needs to know about a model, read from the store once per
 //! manifest and cached: the model blob, TEMPLATE, SYSTEM, PARAMETERs, MESSAGEs, capabilities.
 
-use super::sched::ModelRef;
 use crate::models;
 use crate::name::ModelName;
+use crate::scheduler::ModelRef;
 use crate::store::{self, Store, StoreError};
 use crate::template::{Message, Template};
 use serde_json::{Map, Value};
@@ -107,27 +107,20 @@ impl ModelCache {
             Some(l) => serde_json::from_slice(&st.read_blob(&l.digest)?).unwrap_or_default(),
             None => Vec::new(),
         };
-        let capabilities = show["capabilities"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(Value::as_str)
-            .map(str::to_string)
-            .collect();
         let info = ModelInfo {
             model: ModelRef {
                 name: as_written.to_string(),
                 display: sm.name.display_short(),
                 digest: sm.digest.clone(),
                 path,
-                details: show["details"].clone(),
+                details: show.details,
             },
             template,
             system: models::layer_text(st, m, store::MEDIA_SYSTEM)?,
             params,
             messages,
-            capabilities,
-            native_template: show["template"].as_str().unwrap_or_default().to_string(),
+            capabilities: show.capabilities,
+            native_template: show.template,
         };
         let info = Arc::new(info);
         self.map

@@ -436,45 +436,7 @@ mod tests {
     }
 }
 
-/// What `tool_choice` asks for.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ToolChoice {
-    /// The model decides (the default).
-    Auto,
-    /// No tools: they are not shown to the model.
-    None,
-    /// A call of one of the tools is forced.
-    Required,
-    /// A call of this tool is forced.
-    Function(String),
-}
-
-impl ToolChoice {
-    /// Parses `"auto"`, `"none"`, `"required"` (or `"any"`), a tool name, or OpenAI's
-    /// `{"type": "function", "function": {"name": ...}}`; null is `auto`.
-    ///
-    /// # Errors
-    /// A message for anything else.
-    pub fn from_json(v: &Value) -> Result<ToolChoice, String> {
-        match v {
-            Value::Null => Ok(ToolChoice::Auto),
-            Value::String(s) => Ok(match s.as_str() {
-                "auto" => ToolChoice::Auto,
-                "none" => ToolChoice::None,
-                "required" | "any" => ToolChoice::Required,
-                name => ToolChoice::Function(name.to_string()),
-            }),
-            Value::Object(o) => o
-                .get("function")
-                .and_then(|f| f.get("name"))
-                .or_else(|| o.get("name"))
-                .and_then(Value::as_str)
-                .map(|n| ToolChoice::Function(n.to_string()))
-                .ok_or_else(|| format!("invalid tool_choice: {v}")),
-            _ => Err(format!("invalid tool_choice: {v}")),
-        }
-    }
-}
+pub use crate::api::validate::ToolChoice;
 
 /// The grammar that forces a call (`Required` or `Function`): the tool tag, then
 /// `{"name": ..., "arguments": ...}` with the arguments constrained by the tool's parameter

@@ -1,7 +1,16 @@
 //! The server's side of one runner process: spawning it with a load timeout, multiplexing
-//! requests over its stdin/stdout, and noticing when it dies.
+//! requests over its stdin/stdout, and noticing when it dies. [`runner_command`] is the one
+//! place that starts child processes (model runners, and the tool runner that quantizes).
+//!
+//! Concurrency: one writer task owns the child's stdin (requests arrive on an unbounded
+//! channel, so senders never wait on the pipe); one reader task owns its stdout and routes each
+//! reply by request id through a `Mutex<HashMap>` of per-request channels (held only to insert,
+//! look up or remove one entry). When stdout closes, the reader fails every request in the
+//! table, so no caller waits forever on a dead runner.
 
-use crate::runner::proto::{self, ErrorKind, FromRunner, LoadOptions, RunnerInfo, ToRunner};
+use crate::runner::proto::{
+    self, Call, Completion, EngineError, FromRunner, LoadOptions, RunnerInfo, Streamed, ToRunner,
+};
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -58,19 +67,16 @@ impl RunnerProcess {
         timeout: Option<Duration>,
     ) -> Result<RunnerProcess, SpawnError> {
         let opts_json = serde_json::to_string(opts).unwrap_or_default();
-        let mut child = Command::new(exe)
-            .arg("runner")
+        let mut child = runner_command(exe)
             .arg(model)
             .arg(opts_json)
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::inherit())
-            .kill_on_drop(true)
             .spawn()
             .map_err(|e| SpawnError::Exec(format!("{}: {e}", exe.display())))?;
         let pid = child.id();
-        let mut stdin = child.stdin.take().expect("piped");
-        let mut stdout = child.stdout.take().expect("piped");
+        let (Some(stdin), Some(mut stdout)) = (child.stdin.take(), child.stdout.take()) else {
+            let _ = child.kill().await;
+            return Err(SpawnError::Exec("the runner's pipes are missing".into()));
+        };
         let first = async { proto::read_frame_async::<FromRunner>(&mut stdout).await };
         let first = match timeout {
             Some(t) => match tokio::time::timeout(t, first).await {
@@ -104,6 +110,44 @@ impl RunnerProcess {
                 return Err(SpawnError::Exited(why));
             }
         };
+        Ok(RunnerProcess::attach(child, pid, stdin, stdout, info))
+    }
+
+    /// Starts `exe runner tool`: a runner without a model, for quantization.
+    ///
+    /// # Errors
+    /// [`SpawnError::Exec`] when it cannot be started.
+    pub fn spawn_tool(exe: &Path) -> Result<RunnerProcess, SpawnError> {
+        let mut child = runner_command(exe)
+            .arg("tool")
+            .spawn()
+            .map_err(|e| SpawnError::Exec(format!("{}: {e}", exe.display())))?;
+        let pid = child.id();
+        let (Some(stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
+            return Err(SpawnError::Exec("the runner's pipes are missing".into()));
+        };
+        let info = RunnerInfo {
+            num_ctx: 0,
+            n_ctx_train: 0,
+            parallel: 0,
+            model_size: 0,
+            total_size: 0,
+            vram_size: 0,
+            n_embd: 0,
+            n_vocab: 0,
+            embedding: false,
+        };
+        Ok(RunnerProcess::attach(child, pid, stdin, stdout, info))
+    }
+
+    /// Starts the writer and reader tasks of a started child.
+    fn attach(
+        child: Child,
+        pid: Option<u32>,
+        mut stdin: tokio::process::ChildStdin,
+        mut stdout: tokio::process::ChildStdout,
+        info: RunnerInfo,
+    ) -> RunnerProcess {
         let (tx, mut rx) = mpsc::unbounded_channel::<ToRunner>();
         let routes: Routes = Arc::default();
         let dead = Arc::new(AtomicBool::new(false));
@@ -137,8 +181,7 @@ impl RunnerProcess {
                             for (id, tx) in all {
                                 let _ = tx.send(FromRunner::Error {
                                     id,
-                                    kind: ErrorKind::Internal,
-                                    message: RUNNER_DIED.into(),
+                                    error: EngineError::internal(RUNNER_DIED),
                                 });
                             }
                             break;
@@ -147,7 +190,7 @@ impl RunnerProcess {
                 }
             });
         }
-        Ok(RunnerProcess {
+        RunnerProcess {
             tx,
             routes,
             next_id: AtomicU64::new(1),
@@ -155,7 +198,7 @@ impl RunnerProcess {
             child: Mutex::new(Some(child)),
             pid,
             info,
-        })
+        }
     }
 
     /// What the runner reported at load.
@@ -173,42 +216,43 @@ impl RunnerProcess {
         self.dead.load(Ordering::SeqCst)
     }
 
-    /// Sends a request built from a fresh id; replies arrive on the returned channel (ending
-    /// with `Done`, `Error`, or one reply for the single-answer requests).
-    ///
-    /// # Errors
-    /// [`RUNNER_DIED`] when the runner is gone.
-    pub fn request(
+    /// Sends a request with a fresh id; its replies arrive on the returned channel.
+    fn send(
         &self,
         make: impl FnOnce(u64) -> ToRunner,
-    ) -> Result<(u64, mpsc::UnboundedReceiver<FromRunner>), String> {
+    ) -> Result<(u64, mpsc::UnboundedReceiver<FromRunner>), EngineError> {
         if self.is_dead() {
-            return Err(RUNNER_DIED.into());
+            return Err(EngineError::internal(RUNNER_DIED));
         }
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = mpsc::unbounded_channel();
         self.routes.lock().expect("routes").insert(id, tx);
         if self.tx.send(make(id)).is_err() {
             self.routes.lock().expect("routes").remove(&id);
-            return Err(RUNNER_DIED.into());
+            return Err(EngineError::internal(RUNNER_DIED));
         }
         Ok((id, rx))
     }
 
-    /// Sends a request and waits for its single reply.
+    /// Sends a request and waits for its one reply.
     ///
     /// # Errors
-    /// `(kind, message)` from the runner, or [`RUNNER_DIED`].
-    pub async fn call(
-        &self,
-        make: impl FnOnce(u64) -> ToRunner,
-    ) -> Result<FromRunner, (ErrorKind, String)> {
-        let (_, mut rx) = self.request(make).map_err(|m| (ErrorKind::Internal, m))?;
+    /// The runner's [`EngineError`], or [`RUNNER_DIED`] when it is gone.
+    pub async fn call<C: Call>(&self, req: C) -> Result<C::Reply, EngineError> {
+        let (_, mut rx) = self.send(|id| req.into_message(id))?;
         match rx.recv().await {
-            Some(FromRunner::Error { kind, message, .. }) => Err((kind, message)),
-            Some(m) => Ok(m),
-            None => Err((ErrorKind::Internal, RUNNER_DIED.into())),
+            Some(msg) => C::reply(msg),
+            None => Err(EngineError::internal(RUNNER_DIED)),
         }
+    }
+
+    /// Starts a completion; its [`Streamed`] messages arrive on the returned stream.
+    ///
+    /// # Errors
+    /// [`RUNNER_DIED`] when the runner is gone.
+    pub fn complete(&self, job: Completion) -> Result<CompletionStream, EngineError> {
+        let (id, rx) = self.send(|id| ToRunner::Completion { id, job })?;
+        Ok(CompletionStream { id, rx })
     }
 
     /// Stops a request; its channel closes.
@@ -233,15 +277,43 @@ impl RunnerProcess {
     }
 }
 
+/// The messages of one running completion.
+#[derive(Debug)]
+pub struct CompletionStream {
+    id: u64,
+    rx: mpsc::UnboundedReceiver<FromRunner>,
+}
+
+impl CompletionStream {
+    /// The request's id (for [`RunnerProcess::cancel`]).
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// The next message; a runner that died gives [`RUNNER_DIED`].
+    pub async fn next(&mut self) -> Streamed {
+        match self.rx.recv().await {
+            Some(msg) => Streamed::from_message(msg),
+            None => Streamed::Error(EngineError::internal(RUNNER_DIED)),
+        }
+    }
+}
+
+/// `exe runner …` with piped stdin and stdout (the protocol) and inherited stderr (llama.cpp's
+/// logs), killed when dropped: how every child process of the server starts.
+pub fn runner_command(exe: &Path) -> Command {
+    let mut c = Command::new(exe);
+    c.arg("runner")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::inherit())
+        .kill_on_drop(true);
+    c
+}
+
 fn route(routes: &Routes, msg: FromRunner) {
-    let (id, last) = match &msg {
-        FromRunner::Piece { id, .. } => (*id, false),
-        FromRunner::Done { id, .. }
-        | FromRunner::Embeddings { id, .. }
-        | FromRunner::Tokens { id, .. }
-        | FromRunner::Text { id, .. }
-        | FromRunner::Error { id, .. } => (*id, true),
-        FromRunner::Ready(_) | FromRunner::LoadFailed { .. } => return,
+    let Some((id, last)) = msg.route() else {
+        return;
     };
     let mut r = routes.lock().expect("routes");
     let tx = if last {

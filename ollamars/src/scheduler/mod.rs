@@ -2,15 +2,36 @@
 //! among requests with compatible load options; limits running requests to the runner's slots
 //! and waiting requests to `OLLAMA_MAX_QUEUE`; evicts idle runners at `OLLAMA_MAX_LOADED_MODELS`;
 //! and unloads runners when their `keep_alive` runs out.
+//!
+//! A request first [attaches](Scheduler::attach) to a runner (loading it if needed): that keeps
+//! the runner loaded, and lets the request prepare its prompt in the runner, without a slot.
+//! It then takes a [slot](Attached::slot) for the generation itself.
+//!
+//! Concurrency, in one place:
+//! - The list of runners and the count of waiting requests are one `std::sync::Mutex<State>`,
+//!   held only for short, non-async sections (never across an `.await`).
+//! - Each runner's bookkeeping (attached requests, retirement, keep-alive, expiry, the model's
+//!   name) is one `std::sync::Mutex<RunnerState>`, so that attaching and retiring are one
+//!   atomic step: a request cannot attach to a runner that is being unloaded for being idle.
+//! - Slots are a `tokio::sync::Semaphore` per runner: its waiters are served first come, first
+//!   served, and closing it wakes them all when the runner goes away.
+//! - Loads are serialised by a `tokio::sync::Mutex<()>` (one load at a time, as Ollama).
+//! - A load that must wait for a runner to become idle (to replace or evict it) waits on a
+//!   `Notify` that every last release and every removal signals, instead of polling; it
+//!   registers before it checks, so a signal between the check and the wait is not lost.
+//! - Keep-alive expiry is a timer task per idle period: it unloads the runner when it fires,
+//!   unless a request attached in between (a generation counter tells).
 
-use super::keepalive::KeepAlive;
-use super::runner_client::{RunnerProcess, SpawnError};
+use crate::api::KeepAlive;
 use crate::runner::proto::LoadOptions;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant, SystemTime};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
+
+pub mod runner;
+
+pub use runner::{RUNNER_DIED, RunnerProcess, SpawnError};
 
 /// Ollama's text for a full queue.
 pub const QUEUE_FULL: &str = "server busy, please try again.  maximum pending requests exceeded";
@@ -113,7 +134,7 @@ pub struct ModelRef {
     /// The model blob.
     pub path: PathBuf,
     /// `details` of `/api/show`, for `/api/ps`.
-    pub details: serde_json::Value,
+    pub details: crate::api::ModelDetails,
 }
 
 /// A loaded runner.
@@ -123,32 +144,47 @@ pub struct Loaded {
     pub proc: RunnerProcess,
     /// The options it was loaded with.
     pub opts: LoadOptions,
-    /// The model.
-    pub model: Mutex<ModelRef>,
     slots: Arc<Semaphore>,
-    usage: Mutex<Usage>,
-    keep_alive: Mutex<KeepAlive>,
-    expires: Mutex<Option<Instant>>,
+    state: Mutex<RunnerState>,
 }
 
-/// Requests attached to a runner, and whether it is being retired. One lock for both, so that
-/// a request cannot attach to a runner that is being unloaded for being idle.
-#[derive(Debug, Default)]
-struct Usage {
+/// A runner's bookkeeping, under one lock.
+#[derive(Debug)]
+struct RunnerState {
+    /// The model, with the name the latest request used.
+    model: ModelRef,
+    /// Requests attached (preparing or generating).
     refs: usize,
+    /// Being retired: no new request attaches.
     unloading: bool,
+    /// How long it stays loaded once idle.
+    keep_alive: KeepAlive,
+    /// When the idle runner unloads (`None` while busy, or forever).
+    expires: Option<Instant>,
+    /// Counts attachments, so that an expiry timer knows whether its idle period ended.
+    generation: u64,
 }
 
 impl Loaded {
+    fn lock(&self) -> std::sync::MutexGuard<'_, RunnerState> {
+        self.state.lock().expect("runner state")
+    }
+
+    fn path_is(&self, path: &std::path::Path) -> bool {
+        self.lock().model.path == path
+    }
+
     fn serves(&self, path: &std::path::Path, want: &LoadOptions) -> bool {
-        if self.proc.is_dead() || self.is_unloading() {
+        if self.proc.is_dead() {
             return false;
         }
         let info = self.proc.info();
         // A smaller context than the loaded one is served without a reload (beyond Ollama,
         // which reloads: ollama#12783).
         let want_ctx = want.num_ctx.min(info.n_ctx_train).max(4);
-        self.model.lock().expect("model").path == path
+        let st = self.lock();
+        !st.unloading
+            && st.model.path == path
             && want_ctx <= info.num_ctx
             && LoadOptions {
                 num_ctx: 0,
@@ -159,40 +195,15 @@ impl Loaded {
             }
     }
 
-    fn usage(&self) -> std::sync::MutexGuard<'_, Usage> {
-        self.usage.lock().expect("usage")
-    }
-
     fn is_idle(&self) -> bool {
-        self.usage().refs == 0
-    }
-
-    fn is_unloading(&self) -> bool {
-        self.usage().unloading
-    }
-
-    /// Attaches a request unless the runner is being retired.
-    fn try_attach(&self) -> bool {
-        let mut u = self.usage();
-        if u.unloading || self.proc.is_dead() {
-            return false;
-        }
-        u.refs += 1;
-        true
-    }
-
-    /// Detaches a request; returns how many remain.
-    fn detach(&self) -> usize {
-        let mut u = self.usage();
-        u.refs = u.refs.saturating_sub(1);
-        u.refs
+        self.lock().refs == 0
     }
 
     /// Marks the runner for unloading if no request uses it (the caller then unloads it).
     fn try_retire(&self) -> bool {
-        let mut u = self.usage();
-        if u.refs == 0 && !u.unloading {
-            u.unloading = true;
+        let mut st = self.lock();
+        if st.refs == 0 && !st.unloading {
+            st.unloading = true;
             return true;
         }
         false
@@ -200,42 +211,72 @@ impl Loaded {
 
     /// Refuses new requests; those attached finish.
     fn retire_when_idle(&self) {
-        self.usage().unloading = true;
+        self.lock().unloading = true;
+    }
+
+    fn keep_alive(&self) -> KeepAlive {
+        self.lock().keep_alive
     }
 }
 
-/// A request's hold on a runner slot; dropping it frees the slot and starts the keep-alive
-/// timer when the runner becomes idle.
+/// A request's hold on a runner, without a slot: the runner stays loaded, and the request may
+/// prepare its prompt there. Dropping it (or the [`Lease`] it becomes) detaches; the last one
+/// starts the keep-alive timer.
 #[derive(Debug)]
-pub struct Lease {
-    /// The runner.
-    pub runner: Arc<Loaded>,
+pub struct Attached {
+    runner: Arc<Loaded>,
     sched: Arc<Scheduler>,
-    _permit: OwnedSemaphorePermit,
 }
 
-impl Drop for Lease {
+impl Attached {
+    /// The runner's process.
+    pub fn proc(&self) -> &RunnerProcess {
+        &self.runner.proc
+    }
+
+    /// Waits for a slot on the runner (counted against `OLLAMA_MAX_QUEUE` while it waits).
+    ///
+    /// # Errors
+    /// [`SchedError::QueueFull`]; [`SchedError::ShuttingDown`] when the runner went away
+    /// meanwhile.
+    pub async fn slot(self) -> Result<Lease, SchedError> {
+        let permit = match self.runner.slots.clone().try_acquire_owned() {
+            Ok(p) => p,
+            Err(_) => {
+                let _waiting = self.sched.enter_queue()?;
+                self.runner
+                    .slots
+                    .clone()
+                    .acquire_owned()
+                    .await
+                    .map_err(|_| SchedError::ShuttingDown)?
+            }
+        };
+        Ok(Lease {
+            _permit: permit,
+            attached: self,
+        })
+    }
+}
+
+impl Drop for Attached {
     fn drop(&mut self) {
         self.sched.release(&self.runner);
     }
 }
 
-/// The scheduler. Share it in an `Arc`.
+/// A request's slot on a runner; dropping it frees the slot (the next waiter gets it) and
+/// detaches.
 #[derive(Debug)]
-pub struct Scheduler {
-    cfg: SchedConfig,
-    loaded: Mutex<Vec<Arc<Loaded>>>,
-    load_lock: tokio::sync::Mutex<()>,
-    waiting: AtomicUsize,
-    closed: std::sync::atomic::AtomicBool,
-    reaper: std::sync::atomic::AtomicBool,
+pub struct Lease {
+    _permit: OwnedSemaphorePermit,
+    attached: Attached,
 }
 
-struct WaitGuard<'a>(&'a AtomicUsize);
-
-impl Drop for WaitGuard<'_> {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::SeqCst);
+impl Lease {
+    /// The runner's process.
+    pub fn proc(&self) -> &RunnerProcess {
+        self.attached.proc()
     }
 }
 
@@ -254,33 +295,49 @@ pub struct PsEntry {
     pub context_length: u32,
 }
 
+/// The runners and the queue.
+#[derive(Debug, Default)]
+struct State {
+    runners: Vec<Arc<Loaded>>,
+    /// Requests waiting for a slot or a load.
+    waiting: usize,
+    closed: bool,
+}
+
+/// The scheduler. Share it in an `Arc`.
+#[derive(Debug)]
+pub struct Scheduler {
+    cfg: SchedConfig,
+    state: Mutex<State>,
+    /// Signalled when a runner becomes idle or is removed.
+    changed: Notify,
+    load_lock: tokio::sync::Mutex<()>,
+    me: Weak<Scheduler>,
+}
+
+/// A place in the queue; leaving it (dropping) frees the place.
+struct Waiting<'a>(&'a Scheduler);
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.lock().waiting -= 1;
+    }
+}
+
 impl Scheduler {
     /// A scheduler with `cfg`. Nothing is loaded until a request needs it.
     pub fn new(cfg: SchedConfig) -> Arc<Scheduler> {
-        Arc::new(Scheduler {
+        Arc::new_cyclic(|me| Scheduler {
             cfg,
-            loaded: Mutex::new(Vec::new()),
+            state: Mutex::new(State::default()),
+            changed: Notify::new(),
             load_lock: tokio::sync::Mutex::new(()),
-            waiting: AtomicUsize::new(0),
-            closed: false.into(),
-            reaper: false.into(),
+            me: me.clone(),
         })
     }
 
-    /// Starts the keep-alive reaper (once, on the first request, inside the runtime).
-    fn start_reaper(self: &Arc<Self>) {
-        if self.reaper.swap(true, Ordering::SeqCst) {
-            return;
-        }
-        let weak = Arc::downgrade(self);
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(Duration::from_millis(100));
-            loop {
-                tick.tick().await;
-                let Some(s) = weak.upgrade() else { break };
-                s.reap().await;
-            }
-        });
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().expect("scheduler state")
     }
 
     /// The settings.
@@ -302,54 +359,50 @@ impl Scheduler {
         }
     }
 
+    /// A live runner serving `model` with `opts` (dead ones are dropped from the list here).
     fn find(&self, model: &ModelRef, opts: &LoadOptions) -> Option<Arc<Loaded>> {
-        let mut list = self.loaded.lock().expect("loaded");
-        list.retain(|l| !l.proc.is_dead());
-        list.iter().find(|l| l.serves(&model.path, opts)).cloned()
+        let mut st = self.lock();
+        st.runners.retain(|l| !l.proc.is_dead());
+        st.runners
+            .iter()
+            .find(|l| l.serves(&model.path, opts))
+            .cloned()
     }
 
-    /// Gets a slot on a runner for `model` loaded with `opts`, loading it if needed. The
+    /// Attaches to a runner for `model` loaded with `opts`, loading it if needed. The
     /// request's `keep_alive` (if any) replaces the runner's.
     ///
     /// # Errors
     /// [`SchedError`].
-    pub async fn acquire(
+    pub async fn attach(
         self: &Arc<Self>,
         model: &ModelRef,
         opts: &LoadOptions,
         keep_alive: Option<KeepAlive>,
-    ) -> Result<Lease, SchedError> {
-        self.start_reaper();
-        let mut waiting: Option<WaitGuard<'_>> = None;
+    ) -> Result<Attached, SchedError> {
+        let mut waiting: Option<Waiting<'_>> = None;
         loop {
-            if self.closed.load(Ordering::SeqCst) {
+            if self.lock().closed {
                 return Err(SchedError::ShuttingDown);
             }
             if let Some(l) = self.find(model, opts) {
-                let permit = match l.slots.clone().try_acquire_owned() {
-                    Ok(p) => p,
-                    Err(_) => {
-                        if waiting.is_none() {
-                            waiting = Some(self.enter_queue()?);
-                        }
-                        match l.slots.clone().acquire_owned().await {
-                            Ok(p) => p,
-                            Err(_) => continue, // closed: the runner went away
-                        }
+                {
+                    let mut st = l.lock();
+                    // Retired between `find` and here: look again.
+                    if st.unloading || l.proc.is_dead() {
+                        continue;
                     }
-                };
-                if !l.try_attach() {
-                    continue;
+                    st.refs += 1;
+                    st.generation += 1;
+                    st.expires = None;
+                    if let Some(k) = keep_alive {
+                        st.keep_alive = k;
+                    }
+                    st.model = model.clone();
                 }
-                *l.expires.lock().expect("expires") = None;
-                if let Some(k) = keep_alive {
-                    *l.keep_alive.lock().expect("keep_alive") = k;
-                }
-                *l.model.lock().expect("model") = model.clone();
-                return Ok(Lease {
+                return Ok(Attached {
                     runner: l,
                     sched: self.clone(),
-                    _permit: permit,
                 });
             }
             if waiting.is_none() {
@@ -359,12 +412,26 @@ impl Scheduler {
         }
     }
 
-    fn enter_queue(&self) -> Result<WaitGuard<'_>, SchedError> {
-        if self.waiting.fetch_add(1, Ordering::SeqCst) >= self.cfg.max_queue {
-            self.waiting.fetch_sub(1, Ordering::SeqCst);
+    /// Attaches, then takes a slot: for requests that prepare nothing in the runner.
+    ///
+    /// # Errors
+    /// [`SchedError`].
+    pub async fn acquire(
+        self: &Arc<Self>,
+        model: &ModelRef,
+        opts: &LoadOptions,
+        keep_alive: Option<KeepAlive>,
+    ) -> Result<Lease, SchedError> {
+        self.attach(model, opts, keep_alive).await?.slot().await
+    }
+
+    fn enter_queue(&self) -> Result<Waiting<'_>, SchedError> {
+        let mut st = self.lock();
+        if st.waiting >= self.cfg.max_queue {
             return Err(SchedError::QueueFull);
         }
-        Ok(WaitGuard(&self.waiting))
+        st.waiting += 1;
+        Ok(Waiting(self))
     }
 
     async fn load(
@@ -379,12 +446,16 @@ impl Scheduler {
         }
         // A runner of the same model with other load options is replaced once it is idle.
         loop {
+            // Registered before the check, so that a release between the check and the wait
+            // is not missed.
+            let changed = self.changed.notified();
+            tokio::pin!(changed);
+            changed.as_mut().enable();
             let stale: Vec<_> = self
-                .loaded
                 .lock()
-                .expect("loaded")
+                .runners
                 .iter()
-                .filter(|l| l.model.lock().expect("model").path == model.path)
+                .filter(|l| l.path_is(&model.path))
                 .cloned()
                 .collect();
             if stale.is_empty() {
@@ -393,25 +464,29 @@ impl Scheduler {
             for l in &stale {
                 l.retire_when_idle();
             }
-            let idle: Vec<_> = stale.into_iter().filter(|l| l.is_idle()).collect();
-            if idle.is_empty() {
-                tokio::time::sleep(Duration::from_millis(20)).await;
-                continue;
-            }
+            let (idle, busy): (Vec<_>, Vec<_>) = stale.into_iter().partition(|l| l.is_idle());
             for l in idle {
                 self.unload(&l).await;
             }
+            if busy.is_empty() {
+                break;
+            }
+            changed.await;
         }
         // Make room: idle runners first, shortest keep-alive first.
         loop {
+            let changed = self.changed.notified();
+            tokio::pin!(changed);
+            changed.as_mut().enable();
             let victim = {
-                let list = self.loaded.lock().expect("loaded");
-                if list.len() < self.cfg.max_loaded {
+                let st = self.lock();
+                if st.runners.len() < self.cfg.max_loaded {
                     break;
                 }
-                list.iter()
+                st.runners
+                    .iter()
                     .filter(|l| l.is_idle())
-                    .min_by_key(|l| match *l.keep_alive.lock().expect("keep_alive") {
+                    .min_by_key(|l| match l.keep_alive() {
                         KeepAlive::For(d) => d,
                         KeepAlive::Forever => Duration::MAX,
                     })
@@ -419,7 +494,7 @@ impl Scheduler {
             };
             match victim {
                 Some(v) if v.try_retire() => self.unload(&v).await,
-                _ => tokio::time::sleep(Duration::from_millis(20)).await,
+                _ => changed.await,
             }
         }
         tracing::info!(model = %model.display, ?opts, "loading model");
@@ -441,81 +516,83 @@ impl Scheduler {
         let loaded = Arc::new(Loaded {
             proc,
             opts: opts.clone(),
-            model: Mutex::new(model.clone()),
             slots: Arc::new(Semaphore::new(parallel)),
-            usage: Mutex::new(Usage::default()),
-            keep_alive: Mutex::new(keep_alive.unwrap_or(self.cfg.keep_alive)),
-            expires: Mutex::new(None),
+            state: Mutex::new(RunnerState {
+                model: model.clone(),
+                refs: 0,
+                unloading: false,
+                keep_alive: keep_alive.unwrap_or(self.cfg.keep_alive),
+                expires: None,
+                generation: 0,
+            }),
         });
-        self.loaded.lock().expect("loaded").push(loaded);
+        self.lock().runners.push(loaded);
         Ok(())
     }
 
-    fn release(self: &Arc<Self>, l: &Arc<Loaded>) {
-        if l.detach() != 0 {
-            return;
-        }
-        let k = *l.keep_alive.lock().expect("keep_alive");
-        *l.expires.lock().expect("expires") = match k {
-            KeepAlive::Forever => None,
-            KeepAlive::For(d) => Some(Instant::now() + d),
+    /// A request detached: when it was the last, the keep-alive timer starts (or, for
+    /// `keep_alive: 0`, the runner unloads now).
+    fn release(&self, l: &Arc<Loaded>) {
+        let (keep_alive, generation) = {
+            let mut st = l.lock();
+            st.refs = st.refs.saturating_sub(1);
+            if st.refs != 0 {
+                return;
+            }
+            st.expires = match st.keep_alive {
+                KeepAlive::Forever => None,
+                KeepAlive::For(d) => Some(Instant::now() + d),
+            };
+            (st.keep_alive, st.generation)
         };
-        if k.is_zero() {
-            let s = self.clone();
-            let l = l.clone();
-            tokio::spawn(async move {
-                if l.try_retire() {
-                    s.unload(&l).await;
+        self.changed.notify_waiters();
+        let (Some(sched), KeepAlive::For(d)) = (self.me.upgrade(), keep_alive) else {
+            return;
+        };
+        let l = l.clone();
+        // Outside a runtime (a lease dropped at exit) there is nothing left to unload.
+        let Ok(rt) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        rt.spawn(async move {
+            tokio::time::sleep(d).await;
+            let expired = {
+                let mut st = l.lock();
+                let expired = st.generation == generation && st.refs == 0 && !st.unloading;
+                if expired {
+                    st.unloading = true;
                 }
-            });
-        }
+                expired
+            };
+            if expired {
+                sched.unload(&l).await;
+            }
+        });
     }
 
     /// Removes a retired runner and stops its process.
     async fn unload(&self, l: &Arc<Loaded>) {
         l.retire_when_idle();
-        self.loaded
-            .lock()
-            .expect("loaded")
-            .retain(|x| !Arc::ptr_eq(x, l));
+        self.lock().runners.retain(|x| !Arc::ptr_eq(x, l));
         l.slots.close();
-        tracing::info!(model = %l.model.lock().expect("model").display, "unloading model");
+        tracing::info!(model = %l.lock().model.display, "unloading model");
         l.proc.shutdown().await;
-    }
-
-    async fn reap(&self) {
-        let now = Instant::now();
-        let expired: Vec<_> = self
-            .loaded
-            .lock()
-            .expect("loaded")
-            .iter()
-            .filter(|l| {
-                l.proc.is_dead() || l.expires.lock().expect("expires").is_some_and(|e| e <= now)
-            })
-            .cloned()
-            .collect();
-        for l in expired {
-            if l.proc.is_dead() || l.try_retire() {
-                self.unload(&l).await;
-            }
-        }
+        self.changed.notify_waiters();
     }
 
     /// Unloads the runners of `path` now (or as soon as their requests finish): `keep_alive: 0`
     /// with an empty prompt. Returns whether any was loaded.
     pub async fn expire(self: &Arc<Self>, path: &std::path::Path) -> bool {
         let matching: Vec<_> = self
-            .loaded
             .lock()
-            .expect("loaded")
+            .runners
             .iter()
-            .filter(|l| l.model.lock().expect("model").path == path)
+            .filter(|l| l.path_is(path))
             .cloned()
             .collect();
         let any = !matching.is_empty();
         for l in matching {
-            *l.keep_alive.lock().expect("keep_alive") = KeepAlive::For(Duration::ZERO);
+            l.lock().keep_alive = KeepAlive::For(Duration::ZERO);
             if l.try_retire() {
                 self.unload(&l).await;
             }
@@ -527,24 +604,23 @@ impl Scheduler {
     pub fn ps(&self) -> Vec<PsEntry> {
         let now_i = Instant::now();
         let now_s = SystemTime::now();
-        let mut v: Vec<PsEntry> = self
-            .loaded
-            .lock()
-            .expect("loaded")
+        let runners: Vec<_> = self.lock().runners.clone();
+        let mut v: Vec<PsEntry> = runners
             .iter()
             .filter(|l| !l.proc.is_dead())
             .map(|l| {
                 let info = l.proc.info();
-                let expires_at = match *l.expires.lock().expect("expires") {
+                let st = l.lock();
+                let expires_at = match st.expires {
                     Some(e) => Some(now_s + e.saturating_duration_since(now_i)),
-                    None => match *l.keep_alive.lock().expect("keep_alive") {
+                    None => match st.keep_alive {
                         // Busy: the timer starts when the last request ends.
-                        KeepAlive::For(d) if !l.is_idle() => Some(now_s + d),
+                        KeepAlive::For(d) if st.refs != 0 => Some(now_s + d),
                         _ => None,
                     },
                 };
                 PsEntry {
-                    model: l.model.lock().expect("model").clone(),
+                    model: st.model.clone(),
                     size: info.total_size,
                     size_vram: info.vram_size,
                     expires_at,
@@ -565,12 +641,16 @@ impl Scheduler {
 
     /// Stops every runner (server shutdown); new requests are refused.
     pub async fn shutdown(&self) {
-        self.closed.store(true, Ordering::SeqCst);
-        let all: Vec<_> = self.loaded.lock().expect("loaded").drain(..).collect();
+        let all: Vec<_> = {
+            let mut st = self.lock();
+            st.closed = true;
+            st.runners.drain(..).collect()
+        };
         for l in all {
             l.retire_when_idle();
             l.slots.close();
             l.proc.shutdown().await;
         }
+        self.changed.notify_waiters();
     }
 }

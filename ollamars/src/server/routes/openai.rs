@@ -1,96 +1,79 @@
-//! OpenAI-compatible endpoints (spec §2.1, §2.3–2.4): `POST /v1/chat/completions`, `GET /v1/models`,
-//! `GET /v1/models/{id}` (ids may contain `/`) and `POST /v1/embeddings` (float or base64),
-//! with OpenAI-shaped errors: `{"error": {"message", "type", "param", "code"}}`.
+//! OpenAI-compatible endpoints (spec §2.1–2.4): `POST /v1/chat/completions`,
+//! `POST /v1/completions`, `GET /v1/models`, `GET /v1/models/{id}` (ids may contain `/`) and
+//! `POST /v1/embeddings` (float or base64), in the [`crate::api::openai`] shapes, with
+//! OpenAI-shaped errors ([`OpenAiError`]).
 
-use super::generate::{
-    ChatRequest, Event, GenerateRequest, Out, Running, Shape, Start, embed_vectors,
-    model_info_for_embed, runner_error, start_chat, start_generate,
+use super::embed::{embed_vectors, model_for_embed};
+use crate::api::openai::{
+    self as oa, ChatChoice, ChatLogprobs, Completion, Embedding, EmbeddingData, EmbeddingUsage,
+    LegacyLogprobs, List, TextChoice, TokenLogprob, Usage,
 };
-use super::{ApiError, ServerState, join_error, parse_body};
+use crate::api::{
+    ChatRequest, GenerateRequest, KeepAlive, ListModel, Logprob, Message, RunParams, ThinkLevel,
+    ThinkValue,
+};
 use crate::name::ModelName;
-use crate::runner::proto::Logprob;
-use crate::template::Message;
+use crate::server::ServerState;
+use crate::server::completion::{Event, Out, Running, Shape, Start, start_chat, start_generate};
+use crate::server::error::{ApiError, OpenAiError, join_error, parse_body};
+use crate::server::stream::{sse, sse_line};
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
 use futures::StreamExt;
-use serde::Deserialize;
-use serde_json::{Map, Value, json};
+use serde_json::{Map, Value};
 
-/// An error in OpenAI's shape.
-pub struct OpenAiError(ApiError);
-
-impl From<ApiError> for OpenAiError {
-    fn from(e: ApiError) -> OpenAiError {
-        OpenAiError(e)
-    }
-}
-
-impl IntoResponse for OpenAiError {
-    fn into_response(self) -> Response {
-        let kind = if self.0.status.is_server_error() {
-            "api_error"
-        } else {
-            "invalid_request_error"
-        };
-        let code = (self.0.status == StatusCode::NOT_FOUND).then_some("model_not_found");
-        let body = json!({"error": {"message": self.0.message, "type": kind, "param": null, "code": code}});
-        (self.0.status, Json(body)).into_response()
-    }
-}
-
-fn model_object(store_entry: &Value) -> Value {
-    let id = store_entry["model"].as_str().unwrap_or_default();
-    let created = store_entry["modified_at"]
-        .as_str()
-        .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
-        .map_or(0, |t| t.timestamp());
-    let owner = ModelName::parse(id)
+fn model_object(m: &ListModel) -> oa::Model {
+    let created = chrono::DateTime::parse_from_rfc3339(&m.modified_at).map_or(0, |t| t.timestamp());
+    let owned_by = ModelName::parse(&m.model)
         .map(|n| n.namespace().to_string())
         .unwrap_or_else(|_| "library".into());
-    json!({"id": id, "object": "model", "created": created, "owned_by": owner})
+    oa::Model {
+        id: m.model.clone(),
+        object: "model".into(),
+        created,
+        owned_by,
+    }
 }
 
-async fn listing(st: &ServerState) -> Result<Vec<Value>, ApiError> {
+async fn listing(st: &ServerState) -> Result<Vec<ListModel>, ApiError> {
     let store = st.store.clone();
     let v = tokio::task::spawn_blocking(move || crate::models::list(&store))
         .await
         .map_err(join_error)??;
-    Ok(v["models"].as_array().cloned().unwrap_or_default())
+    Ok(v.models)
 }
 
 /// `GET /v1/models`.
-pub(super) async fn models(State(st): State<ServerState>) -> Result<Json<Value>, OpenAiError> {
-    let data: Vec<Value> = listing(&st).await?.iter().map(model_object).collect();
-    Ok(Json(json!({"object": "list", "data": data})))
+pub(in crate::server) async fn models(
+    State(st): State<ServerState>,
+) -> Result<Json<List<oa::Model>>, OpenAiError> {
+    let data = listing(&st).await?.iter().map(model_object).collect();
+    Ok(Json(List::of(data)))
 }
 
 /// `GET /v1/models/{id}`: `id` as listed (`smol:latest`), or without the tag.
-pub(super) async fn model(
+pub(in crate::server) async fn model(
     State(st): State<ServerState>,
     Path(id): Path<String>,
-) -> Result<Json<Value>, OpenAiError> {
+) -> Result<Json<oa::Model>, OpenAiError> {
     let want = ModelName::parse(&id).ok();
     listing(&st)
         .await?
         .iter()
         .find(|m| {
-            let name = m["model"].as_str().unwrap_or_default();
-            name == id
+            m.model == id
                 || want.as_ref().is_some_and(|w| {
-                    ModelName::parse(name).is_ok_and(|n| n.display_short() == w.display_short())
+                    ModelName::parse(&m.model).is_ok_and(|n| n.display_short() == w.display_short())
                 })
         })
         .map(|m| Json(model_object(m)))
-        .ok_or_else(|| {
-            ApiError::new(StatusCode::NOT_FOUND, format!("model \"{id}\" not found")).into()
-        })
+        .ok_or_else(|| ApiError::not_found(format!("model \"{id}\" not found")).into())
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, serde::Deserialize)]
 struct EmbeddingsRequest {
     #[serde(default)]
     model: String,
@@ -106,10 +89,10 @@ struct EmbeddingsRequest {
 }
 
 /// `POST /v1/embeddings`.
-pub(super) async fn embeddings(
+pub(in crate::server) async fn embeddings(
     State(st): State<ServerState>,
     body: Bytes,
-) -> Result<Json<Value>, OpenAiError> {
+) -> Result<Json<List<Embedding>>, OpenAiError> {
     let req: EmbeddingsRequest = parse_body(&body)?;
     let inputs: Vec<String> = match &req.input {
         Value::String(s) => vec![s.clone()],
@@ -134,42 +117,56 @@ pub(super) async fn embeddings(
             .into());
         }
     };
-    if req.dimensions.is_some_and(|d| d < 1) {
-        return Err(ApiError::bad("dimensions must be a positive number").into());
-    }
-    let info = model_info_for_embed(&st, &req.model).await?;
-    let (vectors, count) = embed_vectors(&st, &info, &req.extra, inputs, req.dimensions).await?;
-    let data: Vec<Value> = vectors
+    let dimensions = match req.dimensions {
+        Some(d) if d < 1 => {
+            return Err(ApiError::bad("dimensions must be a positive number").into());
+        }
+        d => d.and_then(|d| usize::try_from(d).ok()),
+    };
+    let info = model_for_embed(&st, &req.model).await?;
+    let e = embed_vectors(&st, &info, &req.extra, inputs, dimensions).await?;
+    let data = e
+        .vectors
         .into_iter()
         .enumerate()
-        .map(|(i, v)| {
+        .map(|(index, v)| {
             let embedding = if base64 {
                 let bytes: Vec<u8> = v.iter().flat_map(|x| x.to_le_bytes()).collect();
-                Value::String(base64::engine::general_purpose::STANDARD.encode(bytes))
+                EmbeddingData::Base64(base64::engine::general_purpose::STANDARD.encode(bytes))
             } else {
-                json!(v)
+                EmbeddingData::Float(v)
             };
-            json!({"object": "embedding", "embedding": embedding, "index": i})
+            Embedding {
+                object: "embedding".into(),
+                embedding,
+                index,
+            }
         })
         .collect();
-    Ok(Json(
-        json!({"object": "list", "data": data, "model": req.model,
-        "usage": {"prompt_tokens": count, "total_tokens": count}}),
-    ))
+    let count = e.prompt_eval_count;
+    Ok(Json(List {
+        model: Some(req.model),
+        usage: Some(EmbeddingUsage {
+            prompt_tokens: count,
+            total_tokens: count,
+        }),
+        ..List::of(data)
+    }))
 }
 
 /// `POST /v1/chat/completions` (spec §2.1): the request becomes an `/api/chat` request, and the
 /// output comes back as a `chat.completion`, or as SSE `chat.completion.chunk`s ending with
 /// `[DONE]`. Beyond Ollama (#5356): Ollama's options (`num_ctx`, `top_k`, `keep_alive`, ...)
 /// are accepted as extra body fields.
-pub(super) async fn chat_completions(
+pub(in crate::server) async fn chat_completions(
     State(st): State<ServerState>,
     body: Bytes,
 ) -> Result<Response, OpenAiError> {
     let started = std::time::Instant::now();
     let raw: Map<String, Value> = parse_body(&body)?;
-    let (req, stream, usage) = chat_request(raw)?;
-    let model = req.model.clone();
+    let (req, usage) = chat_request(raw)?;
+    let req = req.validate()?;
+    let (model, stream) = (req.run.model.clone(), req.run.stream);
     match start_chat(&st, req, started).await? {
         Start::Running(run, shape) => {
             openai_response(run, *shape, Kind::Chat, &model, stream, usage).await
@@ -181,7 +178,7 @@ pub(super) async fn chat_completions(
 }
 
 /// `POST /v1/completions` (spec §2.2): a string `prompt` (with `suffix`) through `/api/generate`.
-pub(super) async fn completions(
+pub(in crate::server) async fn completions(
     State(st): State<ServerState>,
     body: Bytes,
 ) -> Result<Response, OpenAiError> {
@@ -193,30 +190,26 @@ pub(super) async fn completions(
     };
     let mut options = sampling_options(&raw);
     if options.get("top_p").and_then(Value::as_f64) == Some(0.0) {
-        options.insert("top_p".into(), json!(1.0));
+        options.insert("top_p".into(), Value::from(1.0));
     }
     let stream = raw.get("stream").and_then(Value::as_bool).unwrap_or(false);
     let req = GenerateRequest {
-        model: raw
-            .get("model")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_string(),
+        run: RunParams {
+            model: text_field(&raw, "model"),
+            options: Some(options),
+            keep_alive: keep_alive_field(&raw)?,
+            stream: Some(stream),
+            // Legacy completions: `logprobs: n` asks for n alternatives (0 for none).
+            logprobs: raw.get("logprobs").and_then(Value::as_i64).map(|_| true),
+            top_logprobs: raw.get("logprobs").and_then(Value::as_i64),
+            ..RunParams::default()
+        },
         prompt,
-        suffix: raw
-            .get("suffix")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_string(),
-        options: Some(options),
-        keep_alive: raw.get("keep_alive").cloned().unwrap_or(Value::Null),
-        stream: Some(stream),
-        // Legacy completions: `logprobs: n` asks for n alternatives (0 for none).
-        logprobs: raw.get("logprobs").and_then(Value::as_i64).map(|_| true),
-        top_logprobs: raw.get("logprobs").and_then(Value::as_i64),
+        suffix: text_field(&raw, "suffix"),
         ..GenerateRequest::default()
-    };
-    let model = req.model.clone();
+    }
+    .validate()?;
+    let model = req.run.model.clone();
     match start_generate(&st, req, started).await? {
         Start::Running(run, shape) => {
             openai_response(run, *shape, Kind::Text, &model, stream, include_usage(&raw)).await
@@ -225,11 +218,30 @@ pub(super) async fn completions(
     }
 }
 
+fn text_field(raw: &Map<String, Value>, key: &str) -> String {
+    raw.get(key)
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string()
+}
+
+fn keep_alive_field(raw: &Map<String, Value>) -> Result<Option<KeepAlive>, ApiError> {
+    KeepAlive::from_json(raw.get("keep_alive").unwrap_or(&Value::Null)).map_err(ApiError::bad)
+}
+
 /// Chat completions or text completions.
 #[derive(Clone, Copy)]
 enum Kind {
     Chat,
     Text,
+}
+
+/// One choice of either kind.
+#[derive(Debug, Clone, serde::Serialize)]
+#[serde(untagged)]
+enum Choice {
+    Chat(ChatChoice),
+    Text(TextChoice),
 }
 
 impl Kind {
@@ -249,77 +261,107 @@ impl Kind {
     }
 
     /// One choice: the whole message (`delta` false) or a delta of a stream.
-    fn choice(self, o: &Out, finish: Value, delta: bool) -> Value {
+    fn choice(self, o: &Out, finish: Option<&str>, delta: bool) -> Choice {
+        let finish_reason = finish.map(str::to_string);
         match self {
-            Kind::Text => {
-                json!({"index": 0, "text": o.content, "logprobs": legacy_logprobs(&o.logprobs),
-                    "finish_reason": finish})
-            }
+            Kind::Text => Choice::Text(TextChoice {
+                index: 0,
+                text: o.content.clone(),
+                logprobs: legacy_logprobs(&o.logprobs),
+                finish_reason,
+            }),
             Kind::Chat => {
-                let mut m = json!({"role": "assistant"});
-                if !o.content.is_empty() || !delta {
-                    m["content"] = o.content.clone().into();
-                }
-                if !o.thinking.is_empty() {
-                    m["reasoning"] = o.thinking.clone().into();
-                }
-                if !o.calls.is_empty() {
-                    m["tool_calls"] = openai_calls(&o.calls);
-                }
-                let key = if delta { "delta" } else { "message" };
-                let lp = if o.logprobs.is_empty() {
-                    Value::Null
-                } else {
-                    let item = |l: &Logprob| {
-                        json!({"token": l.token, "logprob": l.logprob,
-                            "bytes": l.bytes.clone().unwrap_or_default()})
-                    };
-                    let content: Vec<Value> = o
+                let m = oa::ChatMessage {
+                    role: Some("assistant".into()),
+                    content: (!o.content.is_empty() || !delta).then(|| o.content.clone()),
+                    reasoning: (!o.thinking.is_empty()).then(|| o.thinking.clone()),
+                    tool_calls: openai_calls(&o.calls),
+                };
+                let item = |l: &Logprob| TokenLogprob {
+                    token: l.token.clone(),
+                    logprob: l.logprob,
+                    bytes: l.bytes.clone().unwrap_or_default(),
+                    top_logprobs: None,
+                };
+                let logprobs = (!o.logprobs.is_empty()).then(|| ChatLogprobs {
+                    content: o
                         .logprobs
                         .iter()
-                        .map(|l| {
-                            let mut v = item(l);
-                            v["top_logprobs"] = l.top_logprobs.iter().flatten().map(item).collect();
-                            v
+                        .map(|l| TokenLogprob {
+                            top_logprobs: Some(l.top_logprobs.iter().flatten().map(item).collect()),
+                            ..item(l)
                         })
-                        .collect();
-                    json!({"content": content})
+                        .collect(),
+                });
+                let (message, delta) = if delta {
+                    (None, Some(m))
+                } else {
+                    (Some(m), None)
                 };
-                json!({"index": 0, key: m, "logprobs": lp, "finish_reason": finish})
+                Choice::Chat(ChatChoice {
+                    index: 0,
+                    message,
+                    delta,
+                    logprobs,
+                    finish_reason,
+                })
             }
+        }
+    }
+
+    /// A stream's first chunk (chat: the role) and its closing choice.
+    fn opening(self) -> Option<Choice> {
+        match self {
+            Kind::Chat => Some(Choice::Chat(ChatChoice {
+                delta: Some(oa::ChatMessage {
+                    role: Some("assistant".into()),
+                    content: Some(String::new()),
+                    ..oa::ChatMessage::default()
+                }),
+                ..ChatChoice::default()
+            })),
+            Kind::Text => None,
+        }
+    }
+
+    fn closing(self, finish: &str) -> Choice {
+        match self {
+            Kind::Chat => Choice::Chat(ChatChoice {
+                delta: Some(oa::ChatMessage::default()),
+                finish_reason: Some(finish.to_string()),
+                ..ChatChoice::default()
+            }),
+            Kind::Text => self.choice(&Out::default(), Some(finish), true),
         }
     }
 }
 
 /// The legacy completions shape: `tokens`, `token_logprobs`, `top_logprobs` (token → logprob
-/// maps) and `text_offset`; `null` when none were asked for.
-fn legacy_logprobs(lps: &[Logprob]) -> Value {
+/// maps) and `text_offset`; `None` (null) when none were asked for.
+fn legacy_logprobs(lps: &[Logprob]) -> Option<LegacyLogprobs> {
     if lps.is_empty() {
-        return Value::Null;
+        return None;
     }
     let mut offset = 0;
-    let mut offsets = Vec::new();
+    let mut text_offset = Vec::new();
     for l in lps {
-        offsets.push(offset);
+        text_offset.push(offset);
         offset += l.token.len();
     }
-    let top: Vec<Value> = lps
-        .iter()
-        .map(|l| {
-            let m: serde_json::Map<String, Value> = l
-                .top_logprobs
-                .iter()
-                .flatten()
-                .map(|t| (t.token.clone(), json!(t.logprob)))
-                .collect();
-            Value::Object(m)
-        })
-        .collect();
-    json!({
-        "tokens": lps.iter().map(|l| l.token.as_str()).collect::<Vec<_>>(),
-        "token_logprobs": lps.iter().map(|l| l.logprob).collect::<Vec<_>>(),
-        "top_logprobs": top,
-        "text_offset": offsets,
+    Some(LegacyLogprobs {
+        tokens: lps.iter().map(|l| l.token.clone()).collect(),
+        token_logprobs: lps.iter().map(|l| l.logprob).collect(),
+        top_logprobs: lps
+            .iter()
+            .map(|l| {
+                l.top_logprobs
+                    .iter()
+                    .flatten()
+                    .map(|t| (t.token.clone(), Value::from(t.logprob)))
+                    .collect()
+            })
+            .collect(),
+        text_offset,
     })
 }
 
@@ -331,8 +373,15 @@ async fn openai_response(
     stream: bool,
     usage: bool,
 ) -> Result<Response, OpenAiError> {
-    let head = json!({"id": completion_id(kind.prefix()), "object": kind.object(stream),
-        "created": chrono::Utc::now().timestamp(), "model": model, "system_fingerprint": "fp_ollama"});
+    let head = Completion::<Choice> {
+        id: completion_id(kind.prefix()),
+        object: kind.object(stream).into(),
+        created: chrono::Utc::now().timestamp(),
+        model: model.to_string(),
+        system_fingerprint: "fp_ollama".into(),
+        choices: Vec::new(),
+        usage: None,
+    };
     if !stream {
         let mut all = Out::default();
         loop {
@@ -343,34 +392,27 @@ async fn openai_response(
                 }) => {
                     all.append(shape.flush());
                     let finish = finish_reason(reason.as_str(), &all);
-                    let mut v = head;
-                    v["choices"] = json!([kind.choice(&all, finish.into(), false)]);
-                    v["usage"] = usage_of(&metrics);
+                    let v = Completion {
+                        choices: vec![kind.choice(&all, Some(finish), false)],
+                        usage: Some(usage_of(&metrics)),
+                        ..head
+                    };
                     return Ok(Json(v).into_response());
                 }
-                Some(Event::Error(k, e)) => return Err(runner_error(k, e).into()),
-                None => {
-                    return Err(ApiError::new(
-                        StatusCode::INTERNAL_SERVER_ERROR,
-                        "generation ended early",
-                    )
-                    .into());
-                }
+                Some(Event::Error(e)) => return Err(e.into()),
+                None => return Err(ApiError::internal("generation ended early").into()),
             }
         }
     }
-    let with_choice = |head: &Value, choice: Value| -> Bytes {
-        let mut v = head.clone();
-        v["choices"] = json!([choice]);
-        sse(&v)
+    let with_choice = |head: &Completion<Choice>, choice: Choice| -> Bytes {
+        sse_line(&Completion {
+            choices: vec![choice],
+            ..head.clone()
+        })
     };
-    let first = match kind {
-        Kind::Chat => with_choice(
-            &head,
-            json!({"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": null}),
-        ),
-        Kind::Text => Bytes::new(),
-    };
+    let first = kind
+        .opening()
+        .map_or_else(Bytes::new, |c| with_choice(&head, c));
     let state = (run, shape, head, Out::default(), false);
     let rest = futures::stream::unfold(
         state,
@@ -397,7 +439,7 @@ async fn openai_response(
                     },
                 ];
                 for p in parts.iter().filter(|p| !p.is_empty()) {
-                    out.extend_from_slice(&with_choice(&head, kind.choice(p, Value::Null, true)));
+                    out.extend_from_slice(&with_choice(&head, kind.choice(p, None, true)));
                 }
             };
             let finished = match run.next().await {
@@ -414,22 +456,18 @@ async fn openai_response(
                     seen.calls.extend(o.calls.iter().cloned());
                     push(o, &mut out);
                     let finish = finish_reason(reason.as_str(), &seen);
-                    let last = match kind {
-                        Kind::Chat => json!({"index": 0, "delta": {}, "finish_reason": finish}),
-                        Kind::Text => kind.choice(&Out::default(), finish.into(), true),
-                    };
-                    out.extend_from_slice(&with_choice(&head, last));
+                    out.extend_from_slice(&with_choice(&head, kind.closing(finish)));
                     if usage {
-                        let mut u = head.clone();
-                        u["choices"] = json!([]);
-                        u["usage"] = usage_of(&metrics);
-                        out.extend_from_slice(&sse(&u));
+                        out.extend_from_slice(&sse_line(&Completion {
+                            usage: Some(usage_of(&metrics)),
+                            ..head.clone()
+                        }));
                     }
                     out.extend_from_slice(b"data: [DONE]\n\n");
                     true
                 }
-                Some(Event::Error(_, e)) => {
-                    out.extend_from_slice(&sse(&json!({"error": {"message": e, "type": "api_error", "param": null, "code": null}})));
+                Some(Event::Error(e)) => {
+                    out.extend_from_slice(&sse_line(&OpenAiError::stream_body(e.message)));
                     true
                 }
                 None => return None,
@@ -437,22 +475,7 @@ async fn openai_response(
             Some((Bytes::from(out), (run, shape, head, seen, finished)))
         },
     );
-    let body = futures::stream::once(async move { first })
-        .chain(rest)
-        .filter(|b| futures::future::ready(!b.is_empty()))
-        .map(Ok::<Bytes, std::convert::Infallible>);
-    Ok((
-        [(axum::http::header::CONTENT_TYPE, "text/event-stream")],
-        axum::body::Body::from_stream(body),
-    )
-        .into_response())
-}
-
-fn sse(v: &Value) -> Bytes {
-    let mut b = b"data: ".to_vec();
-    b.extend_from_slice(&serde_json::to_vec(v).unwrap_or_default());
-    b.extend_from_slice(b"\n\n");
-    Bytes::from(b)
+    Ok(sse(futures::stream::once(async move { first }).chain(rest)))
 }
 
 fn completion_id(prefix: &str) -> String {
@@ -473,22 +496,27 @@ fn finish_reason(reason: &str, out: &Out) -> &'static str {
     }
 }
 
-fn usage_of(m: &crate::runner::proto::Metrics) -> Value {
-    json!({"prompt_tokens": m.prompt_tokens, "completion_tokens": m.eval_count,
-        "total_tokens": m.prompt_tokens + m.eval_count})
+fn usage_of(m: &crate::runner::proto::Metrics) -> Usage {
+    Usage {
+        prompt_tokens: m.prompt_tokens,
+        completion_tokens: m.eval_count,
+        total_tokens: m.prompt_tokens + m.eval_count,
+    }
 }
 
-fn openai_calls(calls: &[crate::template::ToolCall]) -> Value {
-    Value::Array(
-        calls
-            .iter()
-            .map(|c| {
-                json!({"id": c.id, "index": c.function.index, "type": "function",
-                    "function": {"name": c.function.name,
-                        "arguments": serde_json::to_string(&c.function.arguments).unwrap_or_default()}})
-            })
-            .collect(),
-    )
+fn openai_calls(calls: &[crate::api::ToolCall]) -> Vec<oa::ToolCall> {
+    calls
+        .iter()
+        .map(|c| oa::ToolCall {
+            id: c.id.clone(),
+            index: c.function.index,
+            kind: "function".into(),
+            function: oa::FunctionCall {
+                name: c.function.name.clone(),
+                arguments: serde_json::to_string(&c.function.arguments).unwrap_or_default(),
+            },
+        })
+        .collect()
 }
 
 fn include_usage(raw: &Map<String, Value>) -> bool {
@@ -506,9 +534,12 @@ fn sampling_options(raw: &Map<String, Value>) -> Map<String, Value> {
     let num = |v: Option<&Value>| v.filter(|v| !v.is_null()).cloned();
     options.insert(
         "temperature".into(),
-        num(raw.get("temperature")).unwrap_or(json!(1.0)),
+        num(raw.get("temperature")).unwrap_or(Value::from(1.0)),
     );
-    options.insert("top_p".into(), num(raw.get("top_p")).unwrap_or(json!(1.0)));
+    options.insert(
+        "top_p".into(),
+        num(raw.get("top_p")).unwrap_or(Value::from(1.0)),
+    );
     for (from, to) in [
         ("max_tokens", "num_predict"),
         ("max_completion_tokens", "num_predict"),
@@ -546,7 +577,8 @@ const OLLAMA_OPTIONS: &[&str] = &[
 ];
 
 /// An OpenAI chat request as an `/api/chat` request; also whether to stream and to report usage.
-fn chat_request(mut raw: Map<String, Value>) -> Result<(ChatRequest, bool, bool), ApiError> {
+/// An OpenAI chat request as an `/api/chat` request; also whether to report usage.
+fn chat_request(mut raw: Map<String, Value>) -> Result<(ChatRequest, bool), ApiError> {
     fn bad(m: impl Into<String>) -> ApiError {
         ApiError::bad(m)
     }
@@ -678,7 +710,7 @@ fn chat_request(mut raw: Map<String, Value>) -> Result<(ChatRequest, bool, bool)
     let options = sampling_options(&raw);
     let format = match raw.get("response_format") {
         Some(Value::Object(rf)) => match rf.get("type").and_then(Value::as_str) {
-            Some("json_object") => json!("json"),
+            Some("json_object") => Value::from("json"),
             Some("json_schema") => rf
                 .get("json_schema")
                 .and_then(|j| j.get("schema"))
@@ -698,11 +730,12 @@ fn chat_request(mut raw: Map<String, Value>) -> Result<(ChatRequest, bool, bool)
                 .and_then(Value::as_str)
         });
     let think = match effort {
-        None => Value::Null,
-        Some("none") => json!(false),
-        Some("minimal") => json!("low"),
-        Some(l @ ("low" | "medium" | "high" | "max")) => json!(l),
-        Some("xhigh" | "ultra") => json!("max"),
+        None => None,
+        Some("none") => Some(ThinkValue::Bool(false)),
+        Some("minimal" | "low") => Some(ThinkValue::Level(ThinkLevel::Low)),
+        Some("medium") => Some(ThinkValue::Level(ThinkLevel::Medium)),
+        Some("high") => Some(ThinkValue::Level(ThinkLevel::High)),
+        Some("max" | "xhigh" | "ultra") => Some(ThinkValue::Level(ThinkLevel::Max)),
         Some(other) => return Err(bad(format!("invalid reasoning effort {other:?}"))),
     };
     let tools = match raw.remove("tools") {
@@ -713,25 +746,24 @@ fn chat_request(mut raw: Map<String, Value>) -> Result<(ChatRequest, bool, bool)
     };
     let stream = raw.get("stream").and_then(Value::as_bool).unwrap_or(false);
     let usage = include_usage(&raw);
-    let top_logprobs = raw.get("top_logprobs").and_then(Value::as_i64);
-    let logprobs = raw.get("logprobs").and_then(Value::as_bool);
-    let tool_choice = raw.get("tool_choice").cloned().unwrap_or(Value::Null);
+    let keep_alive = keep_alive_field(&raw)?;
     Ok((
         ChatRequest {
-            model,
+            run: RunParams {
+                model,
+                format,
+                options: Some(options),
+                keep_alive,
+                stream: Some(stream),
+                think,
+                logprobs: raw.get("logprobs").and_then(Value::as_bool),
+                top_logprobs: raw.get("top_logprobs").and_then(Value::as_i64),
+                ..RunParams::default()
+            },
             messages,
             tools,
-            format,
-            options: Some(options),
-            keep_alive: raw.get("keep_alive").cloned().unwrap_or(Value::Null),
-            stream: Some(stream),
-            think,
-            logprobs,
-            top_logprobs,
-            tool_choice,
-            ..ChatRequest::default()
+            tool_choice: raw.get("tool_choice").cloned().unwrap_or(Value::Null),
         },
-        stream,
         usage,
     ))
 }

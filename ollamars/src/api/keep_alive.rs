@@ -1,7 +1,9 @@
 //! `keep_alive` (spec §1.6): a JSON number of seconds, or a Go duration string; negative means
 //! forever, 0 unloads as soon as the request ends.
 
-use serde_json::Value;
+use crate::duration;
+use serde::de::{self, Deserializer, Visitor};
+use serde::{Deserialize, Serialize, Serializer};
 use std::time::Duration;
 
 /// How long an idle runner stays loaded.
@@ -22,32 +24,41 @@ impl KeepAlive {
         self == KeepAlive::For(Duration::ZERO)
     }
 
-    /// Parses the request field. `None` for JSON null.
+    /// Parses the request field's JSON value. `None` for JSON null.
     ///
     /// # Errors
     /// A message for anything else than a number or a Go duration.
-    pub fn from_json(v: &Value) -> Result<Option<KeepAlive>, String> {
-        match v {
-            Value::Null => Ok(None),
-            Value::Number(n) => {
-                let secs = n.as_f64().ok_or("invalid keep_alive number")?;
-                Ok(Some(KeepAlive::from_secs_f64(secs)))
-            }
-            Value::String(s) => parse_duration(s).map(Some),
-            _ => Err(format!("invalid keep_alive value: {v}")),
-        }
+    pub fn from_json(v: &serde_json::Value) -> Result<Option<KeepAlive>, String> {
+        Option::<KeepAlive>::deserialize(v).map_err(|e| e.to_string())
+    }
+
+    /// A Go duration string (`"10m"`, `"-1m"`, `"0"`).
+    ///
+    /// # Errors
+    /// Go's message for anything else (a bare number other than 0 has no unit).
+    pub fn parse(s: &str) -> Result<KeepAlive, duration::DurationError> {
+        duration::parse_go(s.trim()).map(KeepAlive::from_nanos)
     }
 
     /// `OLLAMA_KEEP_ALIVE`: a Go duration, or a bare integer of seconds.
     ///
     /// # Errors
-    /// A message for anything else.
-    pub fn from_env_value(s: &str) -> Result<KeepAlive, String> {
+    /// Go's message for anything else.
+    pub fn from_env_value(s: &str) -> Result<KeepAlive, duration::DurationError> {
         let t = s.trim();
         if let Ok(n) = t.parse::<i64>() {
             return Ok(KeepAlive::from_secs_f64(n as f64));
         }
-        parse_duration(t)
+        KeepAlive::parse(t)
+    }
+
+    /// A signed count of nanoseconds: negative is forever.
+    pub fn from_nanos(nanos: i128) -> KeepAlive {
+        if nanos < 0 {
+            KeepAlive::Forever
+        } else {
+            KeepAlive::from_secs_f64(nanos as f64 / 1e9)
+        }
     }
 
     fn from_secs_f64(secs: f64) -> KeepAlive {
@@ -60,51 +71,39 @@ impl KeepAlive {
     }
 }
 
-/// Parses Go's `time.ParseDuration` syntax: `"300ms"`, `"1.5h"`, `"1h30m"`, `"-1m"`, `"0"`.
-/// A bare number other than 0 has no unit and is an error, as in Go.
-///
-/// # Errors
-/// A message naming the bad value.
-pub fn parse_duration(s: &str) -> Result<KeepAlive, String> {
-    let bad = || format!("time: invalid duration \"{s}\"");
-    let mut rest = s.trim();
-    let neg = rest.starts_with('-');
-    rest = rest.trim_start_matches(['-', '+']);
-    if rest == "0" {
-        return Ok(KeepAlive::For(Duration::ZERO));
-    }
-    if rest.is_empty() {
-        return Err(bad());
-    }
-    let mut total = 0f64;
-    while !rest.is_empty() {
-        let num_end = rest
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .ok_or_else(bad)?;
-        if num_end == 0 {
-            return Err(bad());
+/// As Ollama's client sends it: forever is `-1`, otherwise Go's duration text.
+impl Serialize for KeepAlive {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            KeepAlive::Forever => s.serialize_i64(-1),
+            KeepAlive::For(d) => s.serialize_str(&duration::format_go(d.as_nanos() as i128)),
         }
-        let n: f64 = rest[..num_end].parse().map_err(|_| bad())?;
-        rest = &rest[num_end..];
-        let unit_end = rest
-            .find(|c: char| c.is_ascii_digit() || c == '.')
-            .unwrap_or(rest.len());
-        let scale = match &rest[..unit_end] {
-            "ns" => 1e-9,
-            "us" | "µs" | "μs" => 1e-6,
-            "ms" => 1e-3,
-            "s" => 1.0,
-            "m" => 60.0,
-            "h" => 3600.0,
-            _ => return Err(bad()),
-        };
-        total += n * scale;
-        rest = &rest[unit_end..];
     }
-    if neg && total > 0.0 {
-        return Ok(KeepAlive::Forever);
+}
+
+impl<'de> Deserialize<'de> for KeepAlive {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<KeepAlive, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = KeepAlive;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a number of seconds or a duration such as \"5m\"")
+            }
+            fn visit_i64<E: de::Error>(self, n: i64) -> Result<KeepAlive, E> {
+                Ok(KeepAlive::from_secs_f64(n as f64))
+            }
+            fn visit_u64<E: de::Error>(self, n: u64) -> Result<KeepAlive, E> {
+                Ok(KeepAlive::from_secs_f64(n as f64))
+            }
+            fn visit_f64<E: de::Error>(self, n: f64) -> Result<KeepAlive, E> {
+                Ok(KeepAlive::from_secs_f64(n))
+            }
+            fn visit_str<E: de::Error>(self, s: &str) -> Result<KeepAlive, E> {
+                KeepAlive::parse(s).map_err(E::custom)
+            }
+        }
+        d.deserialize_any(V)
     }
-    Ok(KeepAlive::from_secs_f64(total))
 }
 
 #[cfg(test)]
@@ -166,5 +165,17 @@ mod tests {
         assert_eq!(KeepAlive::from_env_value("60").unwrap(), secs(60).unwrap());
         assert_eq!(KeepAlive::from_env_value("-1").unwrap(), KeepAlive::Forever);
         assert_eq!(KeepAlive::from_env_value("2m").unwrap(), secs(120).unwrap());
+    }
+
+    #[test]
+    fn sent_as_ollama_sends_it() {
+        assert_eq!(json!(KeepAlive::Forever), json!(-1));
+        assert_eq!(json!(KeepAlive::For(Duration::ZERO)), json!("0s"));
+        assert_eq!(
+            json!(KeepAlive::For(Duration::from_secs(600))),
+            json!("10m0s")
+        );
+        let back: KeepAlive = serde_json::from_value(json!("10m0s")).unwrap();
+        assert_eq!(back, KeepAlive::For(Duration::from_secs(600)));
     }
 }

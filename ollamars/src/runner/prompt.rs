@@ -1,0 +1,234 @@
+//! Preparing a prompt, once, in the runner (spec §7): render the Go TEMPLATE (messages or
+//! legacy mode) or the model's own template, drop the oldest messages until the prompt fits
+//! `num_ctx` (system messages kept, §7.6), and tokenize. Counting a candidate's tokens is a
+//! local call here, so the history search costs no round trips to the server and takes no
+//! slot; the runner answers [`Prepare`] on a thread of its own, beside the decoding.
+
+use super::proto::{EngineError, Prepare, Prepared, PromptSource, TemplateInput};
+use crate::template::{Message, Template, Tool, Values};
+use llama::Model;
+use std::sync::{Mutex, OnceLock};
+
+/// Prepares prompts for one model.
+pub struct Preparer {
+    model: Model,
+    /// The model's own chat template, made on first use.
+    native: OnceLock<Result<llama::ChatTemplate, String>>,
+    /// The last Go template parsed (requests of one model share it).
+    go: Mutex<Option<(String, Template)>>,
+}
+
+impl Preparer {
+    /// A preparer for `model`.
+    pub fn new(model: Model) -> Preparer {
+        Preparer {
+            model,
+            native: OnceLock::new(),
+            go: Mutex::new(None),
+        }
+    }
+
+    /// Renders, fits and tokenizes `job`'s prompt.
+    ///
+    /// # Errors
+    /// A bad request for a template that fails, an out-of-range `context` id or a text the
+    /// tokenizer refuses.
+    pub fn prepare(&self, job: Prepare) -> Result<Prepared, EngineError> {
+        let vocab = self.model.vocab();
+        for &t in &job.context {
+            vocab
+                .check(t)
+                .map_err(|e| EngineError::bad(format!("invalid context: {e}")))?;
+        }
+        let count = |text: &str| -> Result<usize, EngineError> {
+            Ok(job.context.len() + self.tokenize(text, job.context.is_empty())?.len())
+        };
+        let text = match &job.source {
+            PromptSource::Raw { text } => text.clone(),
+            PromptSource::Go { template, input } => {
+                let t = self.go_template(template)?;
+                let render = |messages: &[Message]| render_go(&t, input, messages);
+                fit(
+                    &input.messages,
+                    job.window,
+                    job.num_ctx as usize,
+                    &render,
+                    &count,
+                )?
+            }
+            PromptSource::Native { messages, tools } => {
+                let render = |m: &[Message]| self.render_native(m, tools);
+                fit(messages, job.window, job.num_ctx as usize, &render, &count)?
+            }
+        };
+        let mut tokens = job.context;
+        tokens.extend(self.tokenize(&text, tokens.is_empty())?);
+        Ok(Prepared { text, tokens })
+    }
+
+    /// Tokenizes with special tokens parsed; BOS as the model wants at the start of a prompt.
+    fn tokenize(&self, text: &str, at_start: bool) -> Result<Vec<i32>, EngineError> {
+        self.model
+            .vocab()
+            .tokenize(text, at_start, true)
+            .map_err(|e| EngineError::bad(e.to_string()))
+    }
+
+    fn go_template(&self, text: &str) -> Result<Template, EngineError> {
+        let mut cached = self.go.lock().expect("template cache");
+        if let Some((src, t)) = cached.as_ref()
+            && src == text
+        {
+            return Ok(t.clone());
+        }
+        let t =
+            Template::parse(text).map_err(|e| EngineError::bad(format!("template error: {e}")))?;
+        *cached = Some((text.to_string(), t.clone()));
+        Ok(t)
+    }
+
+    /// Renders `msgs` (and `tools`) with the model's own chat template, ending with the
+    /// assistant prompt.
+    fn render_native(&self, msgs: &[Message], tools: &[Tool]) -> Result<String, EngineError> {
+        let chat = self
+            .native
+            .get_or_init(|| llama::ChatTemplate::for_model(&self.model).map_err(|e| e.to_string()))
+            .as_ref()
+            .map_err(|e| EngineError::bad(e.clone()))?;
+        let messages = msgs
+            .iter()
+            .map(|m| match serde_json::to_value(m) {
+                Ok(serde_json::Value::Object(o)) => llama::ChatMessage(o),
+                _ => llama::ChatMessage(serde_json::Map::new()),
+            })
+            .collect();
+        let req = llama::ChatRequest {
+            messages,
+            tools: (!tools.is_empty()).then(|| serde_json::to_value(tools).unwrap_or_default()),
+            add_generation_prompt: true,
+            ..llama::ChatRequest::default()
+        };
+        chat.render(&req)
+            .map_err(|e| EngineError::bad(e.to_string()))
+    }
+}
+
+fn render_go(
+    t: &Template,
+    input: &TemplateInput,
+    messages: &[Message],
+) -> Result<String, EngineError> {
+    let v = Values {
+        messages: messages.to_vec(),
+        tools: input.tools.clone(),
+        prompt: input.prompt.clone(),
+        suffix: input.suffix.clone(),
+        think: input.think,
+        think_level: input.think_level.clone(),
+        is_think_set: input.is_think_set,
+        force_legacy: input.force_legacy,
+        ..Values::default()
+    };
+    t.render(&v).map_err(|e| EngineError::bad(e.to_string()))
+}
+
+/// The messages kept when starting at `i`: every system message before `i`, then `msgs[i..]`.
+fn window(msgs: &[Message], i: usize) -> Vec<Message> {
+    msgs[..i]
+        .iter()
+        .filter(|m| m.role == "system")
+        .chain(&msgs[i..])
+        .cloned()
+        .collect()
+}
+
+/// Ollama's chat prompt: the newest messages that fit in `num_ctx` tokens, oldest dropped
+/// first, system messages always kept; if even the last message alone does not fit, just it
+/// (the completion then truncates or refuses per `truncate`). Without `shrink`, all of them.
+fn fit(
+    msgs: &[Message],
+    shrink: bool,
+    num_ctx: usize,
+    render: &dyn Fn(&[Message]) -> Result<String, EngineError>,
+    count: &dyn Fn(&str) -> Result<usize, EngineError>,
+) -> Result<String, EngineError> {
+    let full = render(msgs)?;
+    if !shrink || msgs.len() <= 1 || count(&full)? <= num_ctx {
+        return Ok(full);
+    }
+    // The token count shrinks as older messages are dropped: binary-search the first start
+    // index that fits (the last message is always kept).
+    let last = msgs.len() - 1;
+    let (mut lo, mut hi) = (1, last);
+    let mut best: Option<String> = None;
+    while lo <= hi {
+        let mid = (lo + hi) / 2;
+        let text = render(&window(msgs, mid))?;
+        if count(&text)? <= num_ctx {
+            best = Some(text);
+            hi = mid - 1;
+        } else {
+            lo = mid + 1;
+        }
+    }
+    match best {
+        Some(t) => Ok(t),
+        None => render(&window(msgs, last)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn m(role: &str, content: &str) -> Message {
+        Message::new(role, content)
+    }
+
+    #[test]
+    fn window_keeps_earlier_system_messages() {
+        let msgs = vec![
+            m("system", "s"),
+            m("user", "a"),
+            m("assistant", "b"),
+            m("user", "c"),
+        ];
+        let w = window(&msgs, 2);
+        let roles: Vec<_> = w.iter().map(|x| x.content.as_str()).collect();
+        assert_eq!(roles, ["s", "b", "c"]);
+        assert_eq!(window(&msgs, 0).len(), 4);
+    }
+
+    #[test]
+    fn fit_drops_the_oldest_turns_first() {
+        let msgs: Vec<Message> = std::iter::once(m("system", "S"))
+            .chain((0..10).map(|i| m("user", &format!("m{i}"))))
+            .collect();
+        let render = |ms: &[Message]| -> Result<String, EngineError> {
+            Ok(ms
+                .iter()
+                .map(|x| x.content.as_str())
+                .collect::<Vec<_>>()
+                .join(" "))
+        };
+        // One "token" per word.
+        let count = |t: &str| -> Result<usize, EngineError> { Ok(t.split(' ').count()) };
+        assert_eq!(fit(&msgs, true, 4, &render, &count).unwrap(), "S m7 m8 m9");
+        assert_eq!(
+            fit(&msgs, true, 100, &render, &count)
+                .unwrap()
+                .split(' ')
+                .count(),
+            11
+        );
+        assert_eq!(
+            fit(&msgs, false, 4, &render, &count)
+                .unwrap()
+                .split(' ')
+                .count(),
+            11
+        );
+        // Not even the last message fits: it alone.
+        assert_eq!(fit(&msgs, true, 1, &render, &count).unwrap(), "S m9");
+    }
+}
