@@ -4,7 +4,7 @@
 //! local call here, so the history search costs no round trips to the server and takes no
 //! slot; the runner answers [`Prepare`] on a thread of its own, beside the decoding.
 
-use super::proto::{EngineError, Prepare, Prepared, PromptSource, TemplateInput};
+use super::proto::{EngineError, Prepare, Prepared, PromptSource};
 use crate::template::{Message, Template, Tool, Values};
 use llama::Model;
 use std::sync::{Mutex, OnceLock};
@@ -45,11 +45,17 @@ impl Preparer {
         };
         let text = match &job.source {
             PromptSource::Raw { text } => text.clone(),
-            PromptSource::Go { template, input } => {
+            PromptSource::Go { template, values } => {
                 let t = self.go_template(template)?;
-                let render = |messages: &[Message]| render_go(&t, input, messages);
+                let render = |messages: &[Message]| {
+                    let v = Values {
+                        messages: messages.to_vec(),
+                        ..values.clone()
+                    };
+                    t.render(&v).map_err(|e| EngineError::bad(e.to_string()))
+                };
                 fit(
-                    &input.messages,
+                    &values.messages,
                     job.window,
                     job.num_ctx as usize,
                     &render,
@@ -111,25 +117,6 @@ impl Preparer {
         chat.render(&req)
             .map_err(|e| EngineError::bad(e.to_string()))
     }
-}
-
-fn render_go(
-    t: &Template,
-    input: &TemplateInput,
-    messages: &[Message],
-) -> Result<String, EngineError> {
-    let v = Values {
-        messages: messages.to_vec(),
-        tools: input.tools.clone(),
-        prompt: input.prompt.clone(),
-        suffix: input.suffix.clone(),
-        think: input.think,
-        think_level: input.think_level.clone(),
-        is_think_set: input.is_think_set,
-        force_legacy: input.force_legacy,
-        ..Values::default()
-    };
-    t.render(&v).map_err(|e| EngineError::bad(e.to_string()))
 }
 
 /// The messages kept when starting at `i`: every system message before `i`, then `msgs[i..]`.

@@ -99,28 +99,6 @@ pub struct Completion {
 
 pub use crate::api::Logprob;
 
-/// What a Go template sees of a request (the serializable part of
-/// [`crate::template::Values`]).
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct TemplateInput {
-    /// `.Messages` (windowed by the runner when [`Prepare::window`] is set).
-    pub messages: Vec<crate::template::Message>,
-    /// `.Tools`.
-    pub tools: Vec<crate::template::Tool>,
-    /// `.Prompt`, read in fill-in-middle mode only.
-    pub prompt: String,
-    /// `.Suffix`.
-    pub suffix: String,
-    /// `.Think`.
-    pub think: bool,
-    /// `.ThinkLevel`.
-    pub think_level: String,
-    /// `.IsThinkSet`.
-    pub is_think_set: bool,
-    /// Render turn by turn (Ollama's `forceLegacy`, for requests with `context`).
-    pub force_legacy: bool,
-}
-
 /// Where a prompt's text comes from.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
@@ -134,8 +112,8 @@ pub enum PromptSource {
     Go {
         /// The template's text.
         template: String,
-        /// What it renders.
-        input: TemplateInput,
+        /// What it renders (`messages` windowed by the runner when [`Prepare::window`] is set).
+        values: crate::template::Values,
     },
     /// The model's own chat template (GGUF Jinja, or llama.cpp's built-in one).
     Native {

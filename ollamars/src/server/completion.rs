@@ -23,10 +23,9 @@ use crate::api::{
 use crate::models::rfc3339;
 use crate::runner::proto::{
     self, Completion, DoneReason, EngineError, Logprob, Prepare, PromptSource, Streamed,
-    TemplateInput,
 };
 use crate::scheduler::{Attached, Lease};
-use crate::template::Template;
+use crate::template::{Template, Values};
 use axum::Json;
 use axum::body::Bytes;
 use axum::response::{IntoResponse, Response};
@@ -236,13 +235,13 @@ async fn run(
     Ok(Start::Running(Running::start(lease, job)?, Box::new(shape)))
 }
 
-fn template_input(messages: Vec<Message>, think: &Think) -> TemplateInput {
-    TemplateInput {
+fn template_values(messages: Vec<Message>, think: &Think) -> Values {
+    Values {
         messages,
         think: think.on,
         think_level: think.level.clone(),
         is_think_set: think.set,
-        ..TemplateInput::default()
+        ..Values::default()
     }
 }
 
@@ -289,7 +288,7 @@ pub(crate) async fn start_generate(
         match &tmpl {
             Some(t) => PromptSource::Go {
                 template: t.text().to_string(),
-                input: TemplateInput {
+                values: Values {
                     prompt: if req.suffix.is_empty() {
                         String::new()
                     } else {
@@ -297,7 +296,7 @@ pub(crate) async fn start_generate(
                     },
                     suffix: req.suffix.clone(),
                     force_legacy: req.context.is_some(),
-                    ..template_input(msgs, &o.think)
+                    ..template_values(msgs, &o.think)
                 },
             },
             None => PromptSource::Native {
@@ -359,9 +358,9 @@ pub(crate) async fn start_chat(
     let source = match &info.template {
         Some(t) => PromptSource::Go {
             template: t.text().to_string(),
-            input: TemplateInput {
+            values: Values {
                 tools: req.tools.clone(),
-                ..template_input(msgs, &o.think)
+                ..template_values(msgs, &o.think)
             },
         },
         None => PromptSource::Native {

@@ -111,8 +111,10 @@ impl PartialEq for Template {
     }
 }
 
-/// What a template is rendered with: Ollama's `template.Values`.
-#[derive(Debug, Clone, Default, PartialEq)]
+/// What a template is rendered with: Ollama's `template.Values`. Serializable, so that the
+/// server can have a runner render it (`runner::proto::PromptSource::Go`).
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct Values {
     /// The conversation. Consecutive messages of one role (other than `tool`) are merged.
     pub messages: Vec<Message>,
@@ -131,7 +133,8 @@ pub struct Values {
     pub is_think_set: bool,
     /// Render turn by turn even if the template uses `.Messages` (Ollama's `forceLegacy`).
     pub force_legacy: bool,
-    /// The date `currentDate` prints; `None` means today's local date.
+    /// The date `currentDate` prints; `None` means today's local date (not sent to runners).
+    #[serde(skip)]
     pub today: Option<NaiveDate>,
 }
 
