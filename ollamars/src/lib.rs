@@ -89,6 +89,7 @@ pub mod grammar;
 pub mod modelfile;
 pub mod models;
 pub mod name;
+pub mod progress;
 pub mod registry;
 pub mod runner;
 pub mod server;

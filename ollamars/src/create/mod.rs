@@ -21,6 +21,7 @@ pub use template::{DetectedTemplate, detect_template};
 use crate::gguf::{self, Gguf, GgufError, file_type_name};
 use crate::modelfile::{self, Modelfile};
 use crate::name::ModelName;
+use crate::progress::Progress;
 use crate::store::{
     self, Config, Digest, ImportMode, Layer, Manifest, Store, StoreError, StoredManifest,
 };
@@ -29,34 +30,6 @@ use serde_json::{Map, Value as Json};
 use std::collections::BTreeMap;
 use std::io::{BufReader, Write};
 use std::path::{Component, Path};
-
-/// A progress line of `/api/create`, as Ollama sends it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Progress {
-    /// `parsing GGUF`, `creating new layer sha256:…`, `writing manifest`, `success`, …
-    pub status: String,
-    /// The layer digest, with quantization progress.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub digest: Option<String>,
-    /// Total bytes, with quantization progress.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub total: Option<u64>,
-    /// Bytes done, with quantization progress.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub completed: Option<u64>,
-}
-
-impl Progress {
-    /// A progress line with only a status.
-    pub fn status(s: impl Into<String>) -> Progress {
-        Progress {
-            status: s.into(),
-            digest: None,
-            total: None,
-            completed: None,
-        }
-    }
-}
 
 /// A `messages` entry of a create request.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -29,7 +29,8 @@
 //! the states stay for a resume. `ENOSPC` deletes them (the space is given back).
 
 use super::http::{Session, check_encoding, location, retrying, status_error, transport};
-use super::{Progress, ProgressFn, RegistryError};
+use super::{ProgressFn, RegistryError};
+use crate::progress::Progress;
 use crate::store::{Digest, Store};
 use futures::StreamExt as _;
 use reqwest::header::{self, HeaderValue};

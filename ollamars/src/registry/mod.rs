@@ -28,6 +28,7 @@ pub use auth::ensure_key;
 pub use config::{BasicCredentials, Credentials, RegistryConfig};
 
 use crate::name::{ModelName, NameError};
+use crate::progress::Progress;
 use crate::store::{Digest, MANIFEST_MEDIA_TYPE, Manifest, Store, StoreError};
 use download::{Downloads, Job};
 use http::{Session, read_bounded, retrying, status_error};
@@ -37,34 +38,6 @@ use std::sync::Arc;
 
 /// The OCI image manifest media type, accepted beside Docker's.
 pub const OCI_MANIFEST_MEDIA_TYPE: &str = "application/vnd.oci.image.manifest.v1+json";
-
-/// One progress line, exactly Ollama's `ProgressResponse` (§1.15). Serialize skips `None` fields.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct Progress {
-    /// `pulling manifest`, `pulling <12 hex>`, `verifying sha256 digest`, `success`, …
-    pub status: String,
-    /// The blob's digest, on per-blob lines.
-    #[serde(skip_serializing_if = "Option::is_none", default)]
-    pub digest: Option<String>,
-    /// The blob's size, on per-blob lines.
-    #[serde(skip_serializing_if = "Option::is_none", default)]
-    pub total: Option<u64>,
-    /// Bytes done, on per-blob lines.
-    #[serde(skip_serializing_if = "Option::is_none", default)]
-    pub completed: Option<u64>,
-}
-
-impl Progress {
-    /// A line with only a status.
-    pub fn status(s: &str) -> Progress {
-        Progress {
-            status: s.to_string(),
-            digest: None,
-            total: None,
-            completed: None,
-        }
-    }
-}
 
 /// Called for every progress event, in order (from any task). Cheap to clone.
 pub type ProgressFn = Arc<dyn Fn(Progress) + Send + Sync>;

@@ -3,8 +3,9 @@
 //! `PUT <location>?digest=…`.
 
 use super::http::{Session, location, retrying, status_error};
-use super::{Progress, ProgressFn, RegistryError};
+use super::{ProgressFn, RegistryError};
 use crate::name::ModelName;
+use crate::progress::Progress;
 use crate::store::{Digest, Layer, Store};
 use md5::Digest as _;
 use reqwest::header::{self, HeaderName};

@@ -19,9 +19,10 @@ pub mod thinking;
 pub mod tools;
 mod transfer;
 
-use crate::create::{self, CreateError, CreateRequest, Progress};
+use crate::create::{self, CreateError, CreateRequest};
 use crate::models::{self, ShowError};
 use crate::name::ModelName;
+use crate::progress::Progress;
 use crate::store::{BlobWrite, Digest, Store, StoreError};
 use axum::body::{Body, Bytes};
 use axum::extract::{DefaultBodyLimit, Path, State};

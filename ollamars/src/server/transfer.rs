@@ -11,7 +11,8 @@
 //! while other pulls wait for it, and otherwise stops with its part state saved for a resume.
 
 use super::{ApiError, ServerState, ndjson_line, parse_body, parse_name};
-use crate::registry::{Progress, ProgressFn, Registry, RegistryError, TransferOptions};
+use crate::progress::Progress;
+use crate::registry::{ProgressFn, Registry, RegistryError, TransferOptions};
 use axum::Json;
 use axum::body::{Body, Bytes};
 use axum::extract::State;
