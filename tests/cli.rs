@@ -114,6 +114,32 @@ fn create_list_show_copy_remove() {
     assert_eq!(ok(&server, &["list"]).lines().count(), 1);
 }
 
+/// Every Modelfile command reaches the server: RENDERER, PARSER and REQUIRES as well (the CLI
+/// sends the same `CreateRequest` the server parses), and come back in `show --modelfile`.
+#[test]
+fn create_sends_renderer_parser_and_requires() {
+    let server = start();
+    let gguf = testkit::model_path(testkit::SMOLLM2);
+    std::fs::write(
+        server.dir.join("Modelfile"),
+        format!(
+            "FROM {}\nRENDERER qwen3-coder\nPARSER qwen3-coder\nREQUIRES 0.12.3\nMESSAGE user hi\n",
+            gguf.display()
+        ),
+    )
+    .unwrap();
+    ok(&server, &["create", "smol-rp"]);
+    let modelfile = ok(&server, &["show", "smol-rp", "--modelfile"]);
+    for want in [
+        "RENDERER qwen3-coder",
+        "PARSER qwen3-coder",
+        "REQUIRES 0.12.3",
+        "MESSAGE user hi",
+    ] {
+        assert!(modelfile.contains(want), "lacks {want:?}:\n{modelfile}");
+    }
+}
+
 #[test]
 fn errors_a_user_sees() {
     let server = start();

@@ -20,14 +20,25 @@ pub enum QuantType {
 }
 
 impl QuantType {
-    /// Parses Ollama's names (`q8_0`, `q4_K_M`, `q4_K_S`, `f16`; case-insensitive).
+    /// Parses Ollama's names: `q4_K_M` (or `q4_K`), `q4_K_S`, `q8_0`, `F16`, in any case.
     pub fn parse(name: &str) -> Option<QuantType> {
-        match name.to_ascii_lowercase().as_str() {
-            "q8_0" => Some(QuantType::Q8_0),
-            "q4_k_m" => Some(QuantType::Q4KM),
-            "q4_k_s" => Some(QuantType::Q4KS),
-            "f16" => Some(QuantType::F16),
+        match name.to_ascii_uppercase().as_str() {
+            "Q4_K_M" | "Q4_K" => Some(QuantType::Q4KM),
+            "Q4_K_S" => Some(QuantType::Q4KS),
+            "Q8_0" => Some(QuantType::Q8_0),
+            "F16" => Some(QuantType::F16),
             _ => None,
+        }
+    }
+
+    /// The canonical name (`Q4_K_M`, `Q4_K_S`, `Q8_0`, `F16`), as Ollama reports the
+    /// quantization level; [`QuantType::parse`] reads it back.
+    pub fn name(self) -> &'static str {
+        match self {
+            QuantType::Q4KM => "Q4_K_M",
+            QuantType::Q4KS => "Q4_K_S",
+            QuantType::Q8_0 => "Q8_0",
+            QuantType::F16 => "F16",
         }
     }
 
@@ -65,5 +76,36 @@ pub fn quantize(
             input: input.to_path_buf(),
             status,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_parse_in_any_case_and_round_trip() {
+        for (text, want) in [
+            ("q4_K_M", QuantType::Q4KM),
+            ("Q4_K_M", QuantType::Q4KM),
+            ("q4_k", QuantType::Q4KM),
+            ("q4_K_S", QuantType::Q4KS),
+            ("q8_0", QuantType::Q8_0),
+            ("f16", QuantType::F16),
+            ("F16", QuantType::F16),
+        ] {
+            assert_eq!(QuantType::parse(text), Some(want), "{text}");
+        }
+        for t in [
+            QuantType::Q4KM,
+            QuantType::Q4KS,
+            QuantType::Q8_0,
+            QuantType::F16,
+        ] {
+            assert_eq!(QuantType::parse(t.name()), Some(t));
+        }
+        for bad in ["", "q4", "q4_K_L", "bf16", "q8_0 ", "Q5_K_M"] {
+            assert_eq!(QuantType::parse(bad), None, "{bad:?}");
+        }
     }
 }

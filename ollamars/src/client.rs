@@ -248,10 +248,10 @@ impl Client {
     ///
     /// # Errors
     /// [`ClientError`].
-    pub async fn stream(
+    pub async fn stream<B: serde::Serialize + ?Sized>(
         &self,
         path: &str,
-        body: &Value,
+        body: &B,
         mut on_line: impl FnMut(&Value),
     ) -> Result<(), ClientError> {
         let resp = self

@@ -5,8 +5,9 @@
 
 mod registry_support;
 
+use ollamars::progress::Progress;
 use ollamars::registry::{
-    Credentials, Progress, Registry, RegistryConfig, RegistryError, TransferOptions, ensure_key,
+    Credentials, Registry, RegistryConfig, RegistryError, TransferOptions, ensure_key,
 };
 use ollamars::store::{Digest, Store};
 use registry_support::{

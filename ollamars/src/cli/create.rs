@@ -8,15 +8,16 @@
 //! A hard link shares the original's inode: deleting or renaming the original is harmless, but
 //! writing into it in place changes the blob, which a digest check of the blob detects.
 
-use std::io::Read;
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use serde_json::{Map, Value, json};
-use sha2::{Digest as _, Sha256};
+use serde_json::Value;
 
 use super::CliError;
 use crate::client::Client;
+use crate::create::CreateRequest;
 use crate::modelfile::Modelfile;
+use crate::store::{Digest, ImportMode, Store};
 
 pub async fn run(
     client: &Client,
@@ -39,9 +40,11 @@ pub async fn run(
     let mf = parsed.modelfile;
     let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
 
-    let mut req = Map::new();
-    req.insert("model".into(), json!(model));
-    let mut files = Map::new();
+    let mut req = CreateRequest {
+        model: Some(model.to_string()),
+        ..CreateRequest::default()
+    };
+    let mut files = BTreeMap::new();
     eprintln!("gathering model components");
     match mf.from.first() {
         None => return Err(CliError::Message("no FROM line in the Modelfile".into())),
@@ -51,61 +54,37 @@ pub async fn run(
                     Some(d) => d,
                     None => upload(client, &p).await?,
                 };
-                files.insert(file_name(&p), json!(digest));
+                files.insert(file_name(&p), digest);
             }
-            None => {
-                req.insert("from".into(), json!(from));
-            }
+            None => req.from = Some(from.clone()),
         },
     }
     for projector in mf.from.iter().skip(1) {
         let p = local_file(&base, projector)
             .ok_or_else(|| CliError::Message(format!("{projector}: no such file")))?;
         let digest = upload(client, &p).await?;
-        files.insert(file_name(&p), json!(digest));
+        files.insert(file_name(&p), digest);
     }
     if !files.is_empty() {
-        req.insert("files".into(), Value::Object(files));
+        req.files = Some(files);
     }
     if !mf.adapters.is_empty() {
-        let mut adapters = Map::new();
+        let mut adapters = BTreeMap::new();
         for a in &mf.adapters {
             let p = local_file(&base, a)
                 .ok_or_else(|| CliError::Message(format!("adapter {a}: no such file")))?;
             let digest = upload(client, &p).await?;
-            adapters.insert(file_name(&p), json!(digest));
+            adapters.insert(file_name(&p), digest);
         }
-        req.insert("adapters".into(), Value::Object(adapters));
+        req.adapters = Some(adapters);
     }
-    if let Some(t) = &mf.template {
-        req.insert("template".into(), json!(t));
-    }
-    if let Some(s) = &mf.system {
-        req.insert("system".into(), json!(s));
-    }
-    if !mf.licenses.is_empty() {
-        req.insert("license".into(), json!(mf.licenses));
-    }
-    let params = mf.parameters_json();
-    if !params.is_empty() {
-        req.insert("parameters".into(), Value::Object(params));
-    }
-    if !mf.messages.is_empty() {
-        let msgs: Vec<Value> = mf
-            .messages
-            .iter()
-            .map(|m| json!({"role": m.role.as_str(), "content": m.content}))
-            .collect();
-        req.insert("messages".into(), Value::Array(msgs));
-    }
-    if let Some(q) = quantize {
-        req.insert("quantize".into(), json!(q));
-    }
-    req.insert("stream".into(), json!(true));
+    req.set_modelfile_settings(&mf);
+    req.quantize = quantize.map(str::to_string);
+    req.stream = Some(true);
 
     let mut last = String::new();
     client
-        .stream("/api/create", &Value::Object(req), |line| {
+        .stream("/api/create", &req, |line| {
             if let Some(status) = line.get("status").and_then(Value::as_str)
                 && status != last
             {
@@ -127,15 +106,14 @@ async fn link_into_local_store(client: &Client, path: &Path, copy: bool) -> Opti
     if !loopback {
         return None;
     }
-    let root = crate::store::models_dir_from_env().ok()?;
-    if !root.join("blobs").is_dir() {
+    let store = Store::new(crate::store::models_dir_from_env().ok()?);
+    if !store.is_created() {
         return None;
     }
-    let store = crate::store::Store::new(root);
     let mode = if copy {
-        crate::store::ImportMode::Copy
+        ImportMode::Copy
     } else {
-        crate::store::ImportMode::Link
+        ImportMode::Link
     };
     let p = path.to_path_buf();
     let imported = tokio::task::spawn_blocking(move || store.import_file(&p, mode))
@@ -178,28 +156,12 @@ fn file_name(p: &Path) -> String {
 /// Hashes a local file and uploads it unless the server has it; returns `sha256:<hex>`.
 async fn upload(client: &Client, path: &Path) -> Result<String, CliError> {
     let p = path.to_path_buf();
-    let digest = tokio::task::spawn_blocking(move || -> std::io::Result<String> {
-        let mut f = std::fs::File::open(&p)?;
-        let mut h = Sha256::new();
-        let mut buf = vec![0u8; 1 << 20];
-        loop {
-            let n = f.read(&mut buf)?;
-            if n == 0 {
-                break;
-            }
-            h.update(&buf[..n]);
-        }
-        Ok(format!(
-            "sha256:{}",
-            h.finalize()
-                .iter()
-                .map(|b| format!("{b:02x}"))
-                .collect::<String>()
-        ))
-    })
-    .await
-    .map_err(|e| CliError::Message(e.to_string()))?
-    .map_err(|e| CliError::Message(format!("cannot read {}: {e}", path.display())))?;
+    let digest = tokio::task::spawn_blocking(move || Digest::of_file(&p))
+        .await
+        .map_err(|e| CliError::Message(e.to_string()))?
+        .map_err(|e| CliError::Message(format!("cannot read {}: {e}", path.display())))?
+        .0
+        .to_string();
     if !client.has_blob(&digest).await? {
         let f = tokio::fs::File::open(path)
             .await

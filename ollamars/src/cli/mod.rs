@@ -348,14 +348,12 @@ async fn serve(build: crate::version::BuildMeta) -> Result<(), CliError> {
         .bind_addr()
         .map_err(|e| CliError::Message(format!("cannot use OLLAMA_HOST {}: {e}", host.host)))?;
     let root = crate::store::models_dir_from_env().map_err(|e| CliError::Message(e.to_string()))?;
-    for dir in [root.join("blobs"), root.join("manifests")] {
-        std::fs::create_dir_all(&dir).map_err(|e| {
-            CliError::Message(format!(
-                "cannot create the model store {}: {e}",
-                dir.display()
-            ))
-        })?;
-    }
+    crate::store::Store::new(&root).create_dirs().map_err(|e| {
+        CliError::Message(format!(
+            "cannot create the model store {}: {e}",
+            root.display()
+        ))
+    })?;
     // Ollama's key, for the registry's token challenge: created on first run.
     match crate::env::var("HOME") {
         Some(home) => {

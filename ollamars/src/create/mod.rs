@@ -1,5 +1,6 @@
-//! Model creation with Ollama's rules (spec §1.13, §4, §5): from uploaded GGUF blobs, from an
-//! existing model, from a legacy Modelfile text, or from a local GGUF path.
+//! Model creation with Ollama's rules (spec §1.13, §4, §5): from uploaded GGUF blobs (or a
+//! local GGUF the CLI imported into the store), from an existing model, or from a legacy
+//! Modelfile text.
 //!
 //! [`create`] validates everything it can before it reports any progress (the name, the file
 //! names and digests, every GGUF with the validating reader, the quantization type), so a bad
@@ -21,16 +22,13 @@ pub use template::{DetectedTemplate, detect_template};
 use crate::gguf::{self, Gguf, GgufError, file_type_name};
 use crate::modelfile::{self, Modelfile};
 use crate::name::ModelName;
-use crate::store::{
-    self, Config, Digest, ImportMode, Layer, Manifest, Store, StoreError, StoredManifest,
-};
+use crate::progress::Progress;
+use crate::store::{self, Config, Digest, Layer, Manifest, Store, StoreError, StoredManifest};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value as Json};
 use std::collections::BTreeMap;
 use std::io::{BufReader, Write};
 use std::path::{Component, Path};
-
-pub use crate::progress::Progress;
 
 /// A `messages` entry of a create request.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -197,7 +195,7 @@ pub fn quantize_in_child(exe: std::path::PathBuf) {
 /// # Errors
 /// A message for the parent.
 pub fn quantize_file(input: &Path, output: &Path, kind: &str) -> Result<(), String> {
-    let (t, _) = parse_quantize(kind).map_err(|e| e.to_string())?;
+    let t = parse_quantize(kind).map_err(|e| e.to_string())?;
     llama::quantize(input, output, t, 0).map_err(|e| match e {
         llama::QuantizeError::Failed { status, .. } => {
             format!("llama.cpp could not quantize the model (status {status})")
@@ -206,17 +204,10 @@ pub fn quantize_file(input: &Path, output: &Path, kind: &str) -> Result<(), Stri
     })
 }
 
-/// A quantization target: the `llama` type and its display name.
-fn parse_quantize(q: &str) -> Result<(llama::QuantType, &'static str), CreateError> {
-    let up = q.to_ascii_uppercase();
-    let (t, name) = match up.as_str() {
-        "Q4_K_M" | "Q4_K" => (llama::QuantType::Q4KM, "Q4_K_M"),
-        "Q4_K_S" => (llama::QuantType::Q4KS, "Q4_K_S"),
-        "Q8_0" => (llama::QuantType::Q8_0, "Q8_0"),
-        "F16" => (llama::QuantType::F16, "F16"),
-        _ => return Err(bad(format!("unsupported quantization type {q}"))),
-    };
-    Ok((t, name))
+/// A quantization target (`q4_K_M`/`q4_K`, `q4_K_S`, `q8_0`, `F16`; any case), parsed by
+/// [`llama::QuantType::parse`], or Ollama's error.
+fn parse_quantize(q: &str) -> Result<llama::QuantType, CreateError> {
+    llama::QuantType::parse(q).ok_or_else(|| bad(format!("unsupported quantization type {q}")))
 }
 
 /// The GGUF's file type name, from `general.file_type` or else its tensors (`F32` when every
@@ -329,32 +320,42 @@ pub fn request_from_modelfile(
         }
         req.adapters = Some(ad);
     }
-    req.template = mf.template.clone();
-    req.system = mf.system.clone();
-    if !mf.licenses.is_empty() {
-        req.license = Some(mf.licenses.clone().into());
-    }
-    if !mf.parameters.is_empty() {
-        req.parameters = Some(mf.parameters_json());
-    }
-    if !mf.messages.is_empty() {
-        req.messages = Some(
-            mf.messages
-                .iter()
-                .map(|m| CreateMessage {
-                    role: m.role.as_str().into(),
-                    content: m.content.clone(),
-                })
-                .collect(),
-        );
-    }
-    req.renderer = mf.renderer.clone();
-    req.parser = mf.parser.clone();
-    req.requires = mf.requires.clone();
+    req.set_modelfile_settings(mf);
     Ok(req)
 }
 
+impl CreateRequest {
+    /// Copies everything of a Modelfile except its FROM and ADAPTER lines into the request:
+    /// TEMPLATE, SYSTEM, LICENSE, PARAMETER, MESSAGE, RENDERER, PARSER and REQUIRES. The server
+    /// (the legacy `modelfile` form) and the CLI (`ollamars create`) both build requests so.
+    pub fn set_modelfile_settings(&mut self, mf: &Modelfile) {
+        self.template = mf.template.clone();
+        self.system = mf.system.clone();
+        if !mf.licenses.is_empty() {
+            self.license = Some(mf.licenses.clone().into());
+        }
+        if !mf.parameters.is_empty() {
+            self.parameters = Some(mf.parameters_json());
+        }
+        if !mf.messages.is_empty() {
+            self.messages = Some(
+                mf.messages
+                    .iter()
+                    .map(|m| CreateMessage {
+                        role: m.role.as_str().into(),
+                        content: m.content.clone(),
+                    })
+                    .collect(),
+            );
+        }
+        self.renderer = mf.renderer.clone();
+        self.parser = mf.parser.clone();
+        self.requires = mf.requires.clone();
+    }
+}
+
 /// Expands `~` and resolves `p` against `base` (the Modelfile's directory), as the CLI does.
+#[cfg(test)]
 fn local_path(p: &str, base: &Path) -> std::path::PathBuf {
     let expanded = match p.strip_prefix("~/") {
         Some(rest) => std::env::var_os("HOME")
@@ -368,53 +369,6 @@ fn local_path(p: &str, base: &Path) -> std::path::PathBuf {
     } else {
         base.join(expanded)
     }
-}
-
-/// The client side of `ollama create -f Modelfile`, for a CLI that works on a local store:
-/// every FROM or ADAPTER argument that names an existing local file (relative paths resolve
-/// against `base_dir`, `~` is expanded) is validated as GGUF and imported into the store with
-/// `mode` (see [`Store::import_file`]) and becomes a `files`/`adapters` entry; any other FROM is
-/// a model name. The result is a request for [`create`].
-///
-/// # Errors
-/// A local file that is not a valid GGUF, a directory (safetensors import is not supported),
-/// a missing ADAPTER file, or an import failure.
-pub fn request_from_local_modelfile(
-    store: &Store,
-    name: &str,
-    mf: &Modelfile,
-    base_dir: &Path,
-    mode: ImportMode,
-    quantize: Option<String>,
-) -> Result<CreateRequest, CreateError> {
-    let import = |arg: &str| -> Result<Option<String>, CreateError> {
-        if arg.starts_with('@') {
-            return Ok(Some(arg.to_string()));
-        }
-        let p = local_path(arg, base_dir);
-        let meta = match std::fs::metadata(&p) {
-            Ok(m) => m,
-            Err(_) => return Ok(None),
-        };
-        if meta.is_dir() {
-            return Err(bad(format!(
-                "{arg}: importing a directory (safetensors) is not supported; convert it to GGUF"
-            )));
-        }
-        let f = std::fs::File::open(&p)?;
-        Gguf::from_seekable(BufReader::new(f)).map_err(gguf_error)?;
-        Ok(Some(format!("@{}", store.import_file(&p, mode)?.digest)))
-    };
-    let mut resolved = mf.clone();
-    for f in &mut resolved.from {
-        if let Some(r) = import(f)? {
-            *f = r;
-        }
-    }
-    for a in &mut resolved.adapters {
-        *a = import(a)?.ok_or_else(|| bad(format!("adapter file {a} not found")))?;
-    }
-    request_from_modelfile(name, &resolved, quantize)
 }
 
 /// A layer still to be written, or an existing one to reuse.
@@ -460,33 +414,6 @@ pub fn create(
     create_inner(store, &target, req, progress)
 }
 
-/// Creates `name` from a local GGUF file (the CLI's `FROM ./model.gguf`): validates it with
-/// the GGUF reader, imports it with [`Store::import_file`] (reflink or copy, or a hard link
-/// when asked, see [`ImportMode`]), then creates the model with the rest of `req` as if the
-/// file had been uploaded.
-pub fn create_from_gguf_path(
-    store: &Store,
-    path: &Path,
-    mode: ImportMode,
-    req: &CreateRequest,
-    progress: &mut dyn FnMut(Progress),
-) -> Result<ModelName, CreateError> {
-    let f = std::fs::File::open(path)
-        .map_err(|e| bad(format!("cannot open {}: {e}", path.display())))?;
-    Gguf::from_seekable(BufReader::new(f)).map_err(gguf_error)?;
-    let imported = store.import_file(path, mode)?;
-    let file_name = path
-        .file_name()
-        .and_then(|n| n.to_str())
-        .unwrap_or("model.gguf")
-        .to_string();
-    let mut req = req.clone();
-    req.from = None;
-    req.modelfile = None;
-    req.files = Some(BTreeMap::from([(file_name, imported.digest.to_string())]));
-    create(store, &req, progress)
-}
-
 /// The inherited state of a `from` model.
 struct Base {
     layers: Vec<Layer>,
@@ -519,13 +446,92 @@ fn load_base(store: &Store, from: &str) -> Result<(Base, ModelName), CreateError
     Ok((Base { layers, config }, sm.name))
 }
 
+/// A create request after validation ([`check_request`]): what the writing steps need.
+struct Checked<'r> {
+    /// The `from` model's name, if any.
+    from: Option<&'r str>,
+    quant: Option<llama::QuantType>,
+    license_texts: Option<Vec<String>>,
+    messages: Option<Vec<Json>>,
+    /// The inherited state of `from` (empty without it).
+    base: Base,
+    /// The GGUF to write the model layer from (uploaded, or the inherited one when
+    /// quantizing) and its digest.
+    model_gguf: Option<(Gguf, String)>,
+    /// Digests of the uploaded projectors.
+    projectors: Vec<String>,
+    /// Digest of the uploaded adapter.
+    adapter: Option<String>,
+}
+
+/// The model layer as written by [`write_model_layer`].
+struct ModelStep {
+    /// A new model layer; `None` keeps the inherited one.
+    layer: Option<Layer>,
+    /// The config so far (from the GGUF, or inherited).
+    config: Config,
+    /// The template detected from the GGUF's Jinja template, if any.
+    template: Option<&'static DetectedTemplate>,
+}
+
 fn create_inner(
     store: &Store,
     target: &ModelName,
     req: &CreateRequest,
     progress: &mut dyn FnMut(Progress),
 ) -> Result<ModelName, CreateError> {
-    // ---- Validation: nothing is written and nothing reported until all of it passes. ----
+    // Validation: nothing is written and nothing reported until all of it passes.
+    let Checked {
+        from,
+        quant,
+        license_texts,
+        messages,
+        base,
+        model_gguf,
+        projectors,
+        adapter,
+    } = check_request(store, req)?;
+
+    // Writing: blobs first, config next, manifest last.
+    if from.is_none() {
+        progress(Progress::status("parsing GGUF"));
+    }
+    let mut inherited = base.layers;
+    let model = write_model_layer(
+        store,
+        req,
+        from.is_some(),
+        quant,
+        model_gguf.as_ref(),
+        &inherited,
+        base.config,
+        progress,
+    )?;
+    let mut layers = binary_layers(store, &mut inherited, model.layer, projectors, adapter)?;
+    for l in &layers {
+        progress(Progress::status(format!(
+            "using existing layer {}",
+            l.digest
+        )));
+    }
+    let texts = text_layers(
+        store,
+        req,
+        inherited,
+        model.template,
+        license_texts,
+        messages,
+    )?;
+    layers.extend(write_text_layers(store, texts, progress)?);
+    write_config_and_manifest(store, target, req, model.config, layers, progress)?;
+    progress(Progress::status("success"));
+    Ok(store.resolve(target)?.unwrap_or_else(|| target.clone()))
+}
+
+/// Checks everything that can be checked before a byte is written, in Ollama's order: the
+/// source, the quantization type, the adapters, file names and digests, the template, licenses,
+/// messages, then every GGUF (the `from` model's, when quantizing).
+fn check_request<'r>(store: &Store, req: &'r CreateRequest) -> Result<Checked<'r>, CreateError> {
     let from = req.from.as_deref().filter(|s| !s.is_empty());
     let files = req.files.clone().unwrap_or_default();
     if from.is_none() && files.is_empty() {
@@ -551,17 +557,7 @@ fn create_inner(
         None => None,
     };
     let messages = match &req.messages {
-        Some(ms) => {
-            let mut out = Vec::new();
-            for m in ms {
-                let role = m.role.to_lowercase();
-                if !matches!(role.as_str(), "system" | "user" | "assistant" | "tool") {
-                    return Err(bad(modelfile::INVALID_ROLE));
-                }
-                out.push(serde_json::json!({"role": role, "content": m.content}));
-            }
-            Some(out)
-        }
+        Some(ms) => Some(check_messages(ms)?),
         None => None,
     };
 
@@ -603,13 +599,13 @@ fn create_inner(
             return Err(bad("no files provided to convert"));
         }
     }
-    let mut adapter_digest = None;
+    let mut adapter = None;
     for digest in adapters.values() {
         let g = read_gguf_blob(store, digest)?;
         if gguf_kind(&g) != GgufKind::Adapter && g.get("adapter.type").is_none() {
             return Err(bad("supplied adapter file is not a LoRA adapter GGUF"));
         }
-        adapter_digest = Some(Digest::parse(digest)?.to_string());
+        adapter = Some(Digest::parse(digest)?.to_string());
     }
     if let (Some(_), Some((g, _))) = (quant, &model_gguf) {
         let ft = source_file_type(g);
@@ -618,117 +614,167 @@ fn create_inner(
         }
         quantize_preflight(g)?;
     }
+    Ok(Checked {
+        from,
+        quant,
+        license_texts,
+        messages,
+        base,
+        model_gguf,
+        projectors,
+        adapter,
+    })
+}
 
-    // ---- Writing: blobs first, config next, manifest last. ----
-    let mut auto_template: Option<&'static DetectedTemplate> = None;
-    let mut config = base.config.clone();
-    let mut inherited = base.layers;
-    if from.is_none() {
-        progress(Progress::status("parsing GGUF"));
-    }
-    // The model layer (uploaded, or quantized).
-    let mut model_layer: Option<Layer> = None;
-    if let Some((g, digest)) = &model_gguf {
-        let parent = inherited
-            .iter()
-            .find(|l| l.media_type == store::MEDIA_MODEL)
-            .and_then(|l| l.from.clone());
-        let (layer_digest, size, out_gguf) = match quant {
-            Some((_, qname)) => {
-                let from_name = source_file_type(g).unwrap_or_default();
-                progress(Progress::status(format!(
-                    "quantizing {from_name} model to {qname}"
-                )));
-                let (d, size, q) = quantize_blob(store, digest, qname)?;
-                (d.to_string(), size, Some(q))
-            }
-            None => {
-                let size = std::fs::metadata(store.blob_path(digest)?)?.len();
-                (digest.clone(), size, None)
-            }
-        };
-        let g_for_config = out_gguf.as_ref().unwrap_or(g);
-        let fresh = config_for(g_for_config);
-        if from.is_some() {
-            config.file_type = fresh.file_type;
-        } else {
-            config = Config {
-                renderer: config.renderer.take(),
-                parser: config.parser.take(),
-                requires: config.requires.take(),
-                ..fresh
-            };
+/// The request's messages as stored: lower-cased roles, which must be `system`, `user`,
+/// `assistant` or `tool`.
+fn check_messages(ms: &[CreateMessage]) -> Result<Vec<Json>, CreateError> {
+    let mut out = Vec::new();
+    for m in ms {
+        let role = m.role.to_lowercase();
+        if !matches!(role.as_str(), "system" | "user" | "assistant" | "tool") {
+            return Err(bad(modelfile::INVALID_ROLE));
         }
-        model_layer = Some(Layer {
-            media_type: store::MEDIA_MODEL.into(),
-            digest: layer_digest,
-            size,
-            from: parent,
-            name: None,
+        out.push(serde_json::json!({"role": role, "content": m.content}));
+    }
+    Ok(out)
+}
+
+/// Writes the model layer when there is a GGUF to write it from (quantizing it first when
+/// asked), derives the config from it, and detects the chat template of an imported GGUF.
+#[allow(clippy::too_many_arguments)]
+fn write_model_layer(
+    store: &Store,
+    req: &CreateRequest,
+    inherits: bool,
+    quant: Option<llama::QuantType>,
+    model_gguf: Option<&(Gguf, String)>,
+    inherited: &[Layer],
+    mut config: Config,
+    progress: &mut dyn FnMut(Progress),
+) -> Result<ModelStep, CreateError> {
+    let Some((g, digest)) = model_gguf else {
+        return Ok(ModelStep {
+            layer: None,
+            config,
+            template: None,
         });
-        // Template auto-detection for GGUF imports (§4.5).
-        if from.is_none()
-            && req.template.is_none()
-            && let Some(jinja) = g.chat_template()
-            && let Some(t) = detect_template(jinja)
-        {
-            progress(Progress::status(format!(
-                "using autodetected template {}",
-                t.name
-            )));
-            auto_template = Some(t);
-        }
-    }
-
-    let mut layers: Vec<Layer> = Vec::new();
-    let take = |inh: &mut Vec<Layer>, mt: &str| -> Vec<Layer> {
-        let (hit, rest): (Vec<Layer>, Vec<Layer>) = inh.drain(..).partition(|l| l.media_type == mt);
-        *inh = rest;
-        hit
     };
-    // Model.
-    let old_model = take(&mut inherited, store::MEDIA_MODEL);
-    match model_layer {
+    let parent = inherited
+        .iter()
+        .find(|l| l.media_type == store::MEDIA_MODEL)
+        .and_then(|l| l.from.clone());
+    let (layer_digest, size, out_gguf) = match quant {
+        Some(t) => {
+            let from_name = source_file_type(g).unwrap_or_default();
+            progress(Progress::status(format!(
+                "quantizing {from_name} model to {}",
+                t.name()
+            )));
+            let (d, size, q) = quantize_blob(store, digest, t)?;
+            (d.to_string(), size, Some(q))
+        }
+        None => (digest.clone(), store.blob_size(digest)?, None),
+    };
+    let fresh = config_for(out_gguf.as_ref().unwrap_or(g));
+    if inherits {
+        config.file_type = fresh.file_type;
+    } else {
+        config = Config {
+            renderer: config.renderer.take(),
+            parser: config.parser.take(),
+            requires: config.requires.take(),
+            ..fresh
+        };
+    }
+    let layer = Layer {
+        media_type: store::MEDIA_MODEL.into(),
+        digest: layer_digest,
+        size,
+        from: parent,
+        name: None,
+    };
+    // Template auto-detection for GGUF imports (§4.5).
+    let mut template = None;
+    if !inherits
+        && req.template.is_none()
+        && let Some(jinja) = g.chat_template()
+        && let Some(t) = detect_template(jinja)
+    {
+        progress(Progress::status(format!(
+            "using autodetected template {}",
+            t.name
+        )));
+        template = Some(t);
+    }
+    Ok(ModelStep {
+        layer: Some(layer),
+        config,
+        template,
+    })
+}
+
+/// Removes the layers of media type `mt` from `inherited` and returns them.
+fn take_layers(inherited: &mut Vec<Layer>, mt: &str) -> Vec<Layer> {
+    let (hit, rest): (Vec<Layer>, Vec<Layer>) =
+        inherited.drain(..).partition(|l| l.media_type == mt);
+    *inherited = rest;
+    hit
+}
+
+/// A layer of an uploaded blob, sized from the store.
+fn blob_layer(store: &Store, media_type: &str, digest: String) -> Result<Layer, CreateError> {
+    Ok(Layer {
+        media_type: media_type.into(),
+        size: store.blob_size(&digest)?,
+        digest,
+        from: None,
+        name: None,
+    })
+}
+
+/// The model, projector and adapter layers, in that order: a new model or adapter replaces the
+/// inherited one, new projectors follow the inherited ones.
+fn binary_layers(
+    store: &Store,
+    inherited: &mut Vec<Layer>,
+    model: Option<Layer>,
+    projectors: Vec<String>,
+    adapter: Option<String>,
+) -> Result<Vec<Layer>, CreateError> {
+    let mut layers: Vec<Layer> = Vec::new();
+    let old_model = take_layers(inherited, store::MEDIA_MODEL);
+    match model {
         Some(l) => layers.push(l),
         None => layers.extend(old_model),
     }
-    // Projectors.
-    layers.extend(take(&mut inherited, store::MEDIA_PROJECTOR));
+    layers.extend(take_layers(inherited, store::MEDIA_PROJECTOR));
     for d in projectors {
-        let size = std::fs::metadata(store.blob_path(&d)?)?.len();
-        layers.push(Layer {
-            media_type: store::MEDIA_PROJECTOR.into(),
-            digest: d,
-            size,
-            from: None,
-            name: None,
-        });
+        layers.push(blob_layer(store, store::MEDIA_PROJECTOR, d)?);
     }
-    // Adapter.
-    let old_adapters = take(&mut inherited, store::MEDIA_ADAPTER);
-    match adapter_digest {
-        Some(d) => {
-            let size = std::fs::metadata(store.blob_path(&d)?)?.len();
-            layers.push(Layer {
-                media_type: store::MEDIA_ADAPTER.into(),
-                digest: d,
-                size,
-                from: None,
-                name: None,
-            });
-        }
+    let old_adapters = take_layers(inherited, store::MEDIA_ADAPTER);
+    match adapter {
+        Some(d) => layers.push(blob_layer(store, store::MEDIA_ADAPTER, d)?),
         None => layers.extend(old_adapters),
     }
-    for l in &layers {
-        progress(Progress::status(format!(
-            "using existing layer {}",
-            l.digest
-        )));
-    }
-    // Text layers: a request value replaces the inherited layer.
+    Ok(layers)
+}
+
+/// The text layers (template, system, licenses, parameters, messages) and every other
+/// inherited layer: a request value replaces the inherited layer; parameters are merged over
+/// the inherited ones.
+fn text_layers(
+    store: &Store,
+    req: &CreateRequest,
+    mut inherited: Vec<Layer>,
+    auto_template: Option<&'static DetectedTemplate>,
+    license_texts: Option<Vec<String>>,
+    messages: Option<Vec<Json>>,
+) -> Result<Vec<Pending>, CreateError> {
+    let inherited = &mut inherited;
     let mut texts: Vec<Pending> = Vec::new();
-    let old_template = take(&mut inherited, store::MEDIA_TEMPLATE);
-    let old_prompt = take(&mut inherited, store::MEDIA_PROMPT);
+    let old_template = take_layers(inherited, store::MEDIA_TEMPLATE);
+    let old_prompt = take_layers(inherited, store::MEDIA_PROMPT);
     match &req.template {
         Some(t) => texts.push(Pending::Bytes {
             media_type: store::MEDIA_TEMPLATE,
@@ -745,7 +791,7 @@ fn create_inner(
             texts.extend(old_prompt.into_iter().map(Pending::Existing));
         }
     }
-    let old_system = take(&mut inherited, store::MEDIA_SYSTEM);
+    let old_system = take_layers(inherited, store::MEDIA_SYSTEM);
     match &req.system {
         Some(s) => texts.push(Pending::Bytes {
             media_type: store::MEDIA_SYSTEM,
@@ -753,7 +799,7 @@ fn create_inner(
         }),
         None => texts.extend(old_system.into_iter().map(Pending::Existing)),
     }
-    let old_license = take(&mut inherited, store::MEDIA_LICENSE);
+    let old_license = take_layers(inherited, store::MEDIA_LICENSE);
     match license_texts {
         Some(ls) => {
             for l in ls {
@@ -765,8 +811,29 @@ fn create_inner(
         }
         None => texts.extend(old_license.into_iter().map(Pending::Existing)),
     }
-    // Parameters: request values over inherited ones.
-    let old_params = take(&mut inherited, store::MEDIA_PARAMS);
+    let old_params = take_layers(inherited, store::MEDIA_PARAMS);
+    texts.extend(params_layer(store, req, old_params, auto_template)?);
+    let old_messages = take_layers(inherited, store::MEDIA_MESSAGES);
+    match messages {
+        Some(ms) => texts.push(Pending::Bytes {
+            media_type: store::MEDIA_MESSAGES,
+            data: serde_json::to_vec(&ms).unwrap_or_default(),
+        }),
+        None => texts.extend(old_messages.into_iter().map(Pending::Existing)),
+    }
+    // Any other inherited layers (draft, tensors, …) are kept as they were.
+    texts.extend(inherited.drain(..).map(Pending::Existing));
+    Ok(texts)
+}
+
+/// The parameters layer: the request's values (and a detected template's stop words) over the
+/// inherited ones, or the inherited layers unchanged when nothing changes.
+fn params_layer(
+    store: &Store,
+    req: &CreateRequest,
+    old_params: Vec<Layer>,
+    auto_template: Option<&'static DetectedTemplate>,
+) -> Result<Vec<Pending>, CreateError> {
     let mut params = Map::new();
     for l in &old_params {
         if let Ok(b) = store.read_blob(&l.digest)
@@ -789,26 +856,24 @@ fn create_inner(
             }
         }
     }
-    if params_changed {
-        texts.push(Pending::Bytes {
-            media_type: store::MEDIA_PARAMS,
-            data: serde_json::to_vec(&Json::Object(params))
-                .map_err(|e| CreateError::Quantize(e.to_string()))?,
-        });
-    } else {
-        texts.extend(old_params.into_iter().map(Pending::Existing));
+    if !params_changed {
+        return Ok(old_params.into_iter().map(Pending::Existing).collect());
     }
-    let old_messages = take(&mut inherited, store::MEDIA_MESSAGES);
-    match messages {
-        Some(ms) => texts.push(Pending::Bytes {
-            media_type: store::MEDIA_MESSAGES,
-            data: serde_json::to_vec(&ms).unwrap_or_default(),
-        }),
-        None => texts.extend(old_messages.into_iter().map(Pending::Existing)),
-    }
-    // Any other inherited layers (draft, tensors, …) are kept as they were.
-    texts.extend(inherited.into_iter().map(Pending::Existing));
+    Ok(vec![Pending::Bytes {
+        media_type: store::MEDIA_PARAMS,
+        data: serde_json::to_vec(&Json::Object(params))
+            .map_err(|e| CreateError::Quantize(e.to_string()))?,
+    }])
+}
 
+/// Writes the pending text layers as blobs (reusing existing ones) and returns their layers,
+/// reporting `using existing layer` or `creating new layer` for each.
+fn write_text_layers(
+    store: &Store,
+    texts: Vec<Pending>,
+    progress: &mut dyn FnMut(Progress),
+) -> Result<Vec<Layer>, CreateError> {
+    let mut layers = Vec::new();
     for p in texts {
         match p {
             Pending::Existing(l) => {
@@ -837,7 +902,19 @@ fn create_inner(
             }
         }
     }
+    Ok(layers)
+}
 
+/// Completes the config (the request's renderer, parser and requires; a default platform),
+/// writes it as the config blob, then writes the manifest: the last write of a create.
+fn write_config_and_manifest(
+    store: &Store,
+    target: &ModelName,
+    req: &CreateRequest,
+    mut config: Config,
+    layers: Vec<Layer>,
+    progress: &mut dyn FnMut(Progress),
+) -> Result<(), CreateError> {
     if let Some(r) = &req.renderer {
         config.renderer = Some(r.clone());
     }
@@ -866,8 +943,7 @@ fn create_inner(
     );
     progress(Progress::status("writing manifest"));
     store.write_manifest(target, &manifest)?;
-    progress(Progress::status("success"));
-    Ok(store.resolve(target)?.unwrap_or_else(|| target.clone()))
+    Ok(())
 }
 
 /// Most layers llama.cpp accepts (`LLAMA_MAX_LAYERS`).
@@ -956,8 +1032,9 @@ fn quantize_preflight(g: &Gguf) -> Result<(), CreateError> {
 fn quantize_blob(
     store: &Store,
     digest: &str,
-    to_name: &str,
+    to: llama::QuantType,
 ) -> Result<(Digest, u64, Gguf), CreateError> {
+    let to_name = to.name();
     let input = store.blob_path(digest)?;
     let mut tmp = store.temp_file()?;
     tmp.flush()?;

@@ -1,7 +1,82 @@
 use super::*;
 use crate::gguf::{GgmlType, GgufWriter, Value};
+use crate::store::ImportMode;
 
 use crate::gguf::testing::tiny_llama;
+
+/// A local-store client of `ollama create -f Modelfile` (test helper; the CLI uploads over HTTP):
+/// every FROM or ADAPTER argument that names an existing local file (relative paths resolve
+/// against `base_dir`, `~` is expanded) is validated as GGUF and imported into the store with
+/// `mode` (see [`Store::import_file`]) and becomes a `files`/`adapters` entry; any other FROM is
+/// a model name. The result is a request for [`create`].
+///
+/// # Errors
+/// A local file that is not a valid GGUF, a directory (safetensors import is not supported),
+/// a missing ADAPTER file, or an import failure.
+fn request_from_local_modelfile(
+    store: &Store,
+    name: &str,
+    mf: &Modelfile,
+    base_dir: &Path,
+    mode: ImportMode,
+    quantize: Option<String>,
+) -> Result<CreateRequest, CreateError> {
+    let import = |arg: &str| -> Result<Option<String>, CreateError> {
+        if arg.starts_with('@') {
+            return Ok(Some(arg.to_string()));
+        }
+        let p = local_path(arg, base_dir);
+        let meta = match std::fs::metadata(&p) {
+            Ok(m) => m,
+            Err(_) => return Ok(None),
+        };
+        if meta.is_dir() {
+            return Err(bad(format!(
+                "{arg}: importing a directory (safetensors) is not supported; convert it to GGUF"
+            )));
+        }
+        let f = std::fs::File::open(&p)?;
+        Gguf::from_seekable(BufReader::new(f)).map_err(gguf_error)?;
+        Ok(Some(format!("@{}", store.import_file(&p, mode)?.digest)))
+    };
+    let mut resolved = mf.clone();
+    for f in &mut resolved.from {
+        if let Some(r) = import(f)? {
+            *f = r;
+        }
+    }
+    for a in &mut resolved.adapters {
+        *a = import(a)?.ok_or_else(|| bad(format!("adapter file {a} not found")))?;
+    }
+    request_from_modelfile(name, &resolved, quantize)
+}
+
+/// Creates `name` from a local GGUF file (test helper for `FROM ./model.gguf`): validates it with
+/// the GGUF reader, imports it with [`Store::import_file`] (reflink or copy, or a hard link
+/// when asked, see [`ImportMode`]), then creates the model with the rest of `req` as if the
+/// file had been uploaded.
+fn create_from_gguf_path(
+    store: &Store,
+    path: &Path,
+    mode: ImportMode,
+    req: &CreateRequest,
+    progress: &mut dyn FnMut(Progress),
+) -> Result<ModelName, CreateError> {
+    let f = std::fs::File::open(path)
+        .map_err(|e| bad(format!("cannot open {}: {e}", path.display())))?;
+    Gguf::from_seekable(BufReader::new(f)).map_err(gguf_error)?;
+    let imported = store.import_file(path, mode)?;
+    let file_name = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or("model.gguf")
+        .to_string();
+    let mut req = req.clone();
+    req.from = None;
+    req.modelfile = None;
+    req.files = Some(BTreeMap::from([(file_name, imported.digest.to_string())]));
+    create(store, &req, progress)
+}
 
 struct Fixture {
     _dir: tempfile::TempDir,

@@ -28,6 +28,7 @@ pub use auth::ensure_key;
 pub use config::{BasicCredentials, Credentials, RegistryConfig};
 
 use crate::name::{ModelName, NameError};
+use crate::progress::Progress;
 use crate::store::{Digest, MANIFEST_MEDIA_TYPE, Manifest, Store, StoreError};
 use download::{Downloads, Job};
 use http::{Session, read_bounded, retrying, status_error};
@@ -37,8 +38,6 @@ use std::sync::Arc;
 
 /// The OCI image manifest media type, accepted beside Docker's.
 pub const OCI_MANIFEST_MEDIA_TYPE: &str = "application/vnd.oci.image.manifest.v1+json";
-
-pub use crate::progress::Progress;
 
 /// Called for every progress event, in order (from any task). Cheap to clone.
 pub type ProgressFn = Arc<dyn Fn(Progress) + Send + Sync>;
@@ -148,20 +147,6 @@ pub enum RegistryError {
 }
 
 impl RegistryError {
-    /// The HTTP status a non-streaming `/api/pull` or `/api/push` answers with: 400 for a bad
-    /// name or an `http` name without `insecure`, 404 when pushing a model that is not in the
-    /// store, 507 when the disk is full, and Ollama's 500 for everything else (registry
-    /// errors included, e.g. `pull model manifest: file does not exist`).
-    pub fn http_status(&self) -> u16 {
-        match self {
-            RegistryError::InvalidName(_) | RegistryError::InsecureProtocol => 400,
-            RegistryError::LocalManifest(StoreError::ModelNotFound(_)) => 404,
-            RegistryError::NoSpace => 507,
-            RegistryError::Shared(e) => e.http_status(),
-            _ => 500,
-        }
-    }
-
     /// Whether another try may succeed: transport failures, stalls and `5xx`/`408`/`429`.
     pub fn is_retryable(&self) -> bool {
         match self {

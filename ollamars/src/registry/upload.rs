@@ -3,14 +3,14 @@
 //! `PUT <location>?digest=…`.
 
 use super::http::{Session, location, retrying, status_error};
-use super::{Progress, ProgressFn, RegistryError};
+use super::{ProgressFn, RegistryError};
 use crate::name::ModelName;
+use crate::progress::Progress;
 use crate::store::{Digest, Layer, Store};
 use md5::Digest as _;
 use reqwest::header::{self, HeaderName};
 use reqwest::{Method, StatusCode, Url};
 use std::io::{Read as _, Seek as _};
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -31,15 +31,26 @@ fn with_query(url: &Url, query: &str) -> Result<Url, RegistryError> {
         .map_err(|e| RegistryError::Protocol(format!("bad upload URL: {e}")))
 }
 
-/// Reads `len` bytes of `path` at `offset` and returns their md5.
-fn md5_of(path: &PathBuf, offset: u64, len: u64) -> std::io::Result<[u8; 16]> {
-    let mut f = std::fs::File::open(path)?;
-    f.seek(std::io::SeekFrom::Start(offset))?;
+/// The blob `digest` opened through the store (a regular file, never a symlink) at `offset`.
+fn open_at(store: &Store, digest: &Digest, offset: u64) -> Result<std::fs::File, RegistryError> {
+    let mut f = store.open_blob(digest.as_ref())?;
+    f.seek(std::io::SeekFrom::Start(offset))
+        .map_err(RegistryError::Io)?;
+    Ok(f)
+}
+
+/// Reads `len` bytes of a blob at `offset` and returns their md5.
+fn md5_of(
+    store: &Store,
+    digest: &Digest,
+    offset: u64,
+    len: u64,
+) -> Result<[u8; 16], RegistryError> {
+    let mut r = open_at(store, digest, offset)?.take(len);
     let mut h = md5::Md5::new();
-    let mut r = f.take(len);
     let mut buf = vec![0u8; 1 << 20];
     loop {
-        let n = r.read(&mut buf)?;
+        let n = r.read(&mut buf).map_err(RegistryError::Io)?;
         if n == 0 {
             break;
         }
@@ -48,26 +59,29 @@ fn md5_of(path: &PathBuf, offset: u64, len: u64) -> std::io::Result<[u8; 16]> {
     Ok(h.finalize().into())
 }
 
-/// A streaming request body: `len` bytes of `path` from `offset`, adding what is sent to
-/// `counter`.
-fn part_body(
-    path: &PathBuf,
-    offset: u64,
-    len: u64,
-    counter: &Arc<AtomicU64>,
-) -> std::io::Result<reqwest::Body> {
-    use futures::StreamExt as _;
-    use tokio::io::AsyncReadExt as _;
-    let mut f = std::fs::File::open(path)?;
-    f.seek(std::io::SeekFrom::Start(offset))?;
-    let reader = tokio::fs::File::from_std(f).take(len);
-    let counter = counter.clone();
-    let stream = tokio_util::io::ReaderStream::new(reader).inspect(move |c| {
-        if let Ok(c) = c {
-            counter.fetch_add(c.len() as u64, Ordering::Relaxed);
-        }
-    });
-    Ok(reqwest::Body::wrap_stream(stream))
+/// The blob being pushed: where to read it and what has been sent of it.
+struct Source<'a> {
+    store: &'a Store,
+    digest: &'a Digest,
+    sent: &'a Arc<AtomicU64>,
+}
+
+impl Source<'_> {
+    /// A streaming request body: `len` bytes of the blob from `offset`, adding what is sent to
+    /// the counter.
+    fn body(&self, offset: u64, len: u64) -> Result<reqwest::Body, RegistryError> {
+        use futures::StreamExt as _;
+        use tokio::io::AsyncReadExt as _;
+        let f = open_at(self.store, self.digest, offset)?;
+        let reader = tokio::fs::File::from_std(f).take(len);
+        let counter = self.sent.clone();
+        let stream = tokio_util::io::ReaderStream::new(reader).inspect(move |c| {
+            if let Ok(c) = c {
+                counter.fetch_add(c.len() as u64, Ordering::Relaxed);
+            }
+        });
+        Ok(reqwest::Body::wrap_stream(stream))
+    }
 }
 
 /// Pushes one blob of `name`'s repository, reporting `pushing <12 hex>`.
@@ -79,9 +93,8 @@ pub(crate) async fn push_blob(
     progress: &ProgressFn,
 ) -> Result<(), RegistryError> {
     let digest = Digest::parse(&layer.digest)?;
-    let path = store.blob_path(digest.as_ref())?;
     let total = layer.size;
-    let on_disk = std::fs::metadata(&path).map_err(RegistryError::Io)?.len();
+    let on_disk = store.blob_size(digest.as_ref())?;
     if on_disk != total {
         return Err(RegistryError::Protocol(format!(
             "blob {digest} is {on_disk} bytes but the manifest says {total}"
@@ -139,15 +152,19 @@ pub(crate) async fn push_blob(
     let mut tick = tokio::time::interval(config.progress_interval);
     while offset < total {
         let len = part_size.min(total - offset);
-        let (p, o) = (path.clone(), offset);
+        let (s, d, o) = (store.clone(), digest.clone(), offset);
         md5s.push(
-            tokio::task::spawn_blocking(move || md5_of(&p, o, len))
+            tokio::task::spawn_blocking(move || md5_of(&s, &d, o, len))
                 .await
-                .map_err(|_| RegistryError::Protocol("a file task failed".into()))?
-                .map_err(RegistryError::Io)?,
+                .map_err(|_| RegistryError::Protocol("a file task failed".into()))??,
         );
         let following = {
-            let part = upload_part(session, &next, &path, offset, len, &sent);
+            let source = Source {
+                store,
+                digest: &digest,
+                sent: &sent,
+            };
+            let part = upload_part(session, &next, &source, offset, len);
             tokio::pin!(part);
             loop {
                 tokio::select! {
@@ -186,22 +203,22 @@ pub(crate) async fn push_blob(
 async fn upload_part(
     session: &Session,
     url: &Url,
-    path: &PathBuf,
+    source: &Source<'_>,
     offset: u64,
     len: u64,
-    sent: &Arc<AtomicU64>,
 ) -> Result<Url, RegistryError> {
     let config = session.config();
+    let sent = source.sent;
     let end = offset + len - 1;
     retrying(config, || async {
         sent.store(offset, Ordering::Relaxed);
-        let body = part_body(path, offset, len, sent).map_err(RegistryError::Io)?;
+        let body = source.body(offset, len)?;
         // The body is rebuilt for each try: `send` may have to repeat the request after a 401.
         let body = std::sync::Mutex::new(Some(body));
         let resp = session
             .send(Method::PATCH, url, &|rb| {
                 let b = body.lock().ok().and_then(|mut b| b.take());
-                let b = b.or_else(|| part_body(path, offset, len, sent).ok());
+                let b = b.or_else(|| source.body(offset, len).ok());
                 let rb = rb
                     .header(header::CONTENT_TYPE, "application/octet-stream")
                     .header(header::CONTENT_LENGTH, len.to_string())
@@ -221,12 +238,12 @@ async fn upload_part(
                 .ok_or_else(|| RegistryError::Protocol("a redirect without Location".into()))?;
             drop(resp);
             sent.store(offset, Ordering::Relaxed);
-            let body = part_body(path, offset, len, sent).map_err(RegistryError::Io)?;
+            let body = source.body(offset, len)?;
             let body = std::sync::Mutex::new(Some(body));
             let put = session
                 .send(Method::PUT, &target, &|rb| {
                     let b = body.lock().ok().and_then(|mut b| b.take());
-                    let b = b.or_else(|| part_body(path, offset, len, sent).ok());
+                    let b = b.or_else(|| source.body(offset, len).ok());
                     let rb = rb
                         .header(header::CONTENT_TYPE, "application/octet-stream")
                         .header(header::CONTENT_LENGTH, len.to_string());

@@ -8,16 +8,24 @@
 //! - Every file is written to a temporary name in its final directory, fsynced, then renamed. A
 //!   blob is hashed while it is streamed and renamed into place only if the hash matches, so
 //!   concurrent writers of the same blob are safe and readers never see a partial blob.
+//! - Bytes enter `blobs/` under a digest's name only through the store: [`Store::write_blob`],
+//!   [`Store::import_blob`], [`Store::publish_temp`] (private temporary files) and
+//!   [`PartialBlob::publish`] (a resumable download under Ollama's `sha256-<hex>-partial` name,
+//!   with its `-partial-N` part states). All of them verify the sha256 ([`Hasher`], the one
+//!   hashing loop) and fsync before the rename, and sync the directory after it.
 //! - Symlinks in `blobs/` are never followed (reads refuse them) and never deleted through.
 
+mod digest;
 mod manifest;
+mod partial;
 
+pub use digest::{Digest, Hasher};
 pub use manifest::*;
+pub use partial::{MAX_PARTS, PartState, PartialBlob};
 
 use crate::name::ModelName;
-use sha2::{Digest as _, Sha256};
 use std::fs::{self, File};
-use std::io::{self, Read, Write};
+use std::io::{self, Read, Seek as _, Write};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
@@ -64,75 +72,6 @@ pub enum StoreError {
     /// Filesystem error.
     #[error("store I/O error: {0}")]
     Io(#[from] io::Error),
-}
-
-/// A validated blob digest (`sha256` of the content).
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Digest(String);
-
-impl Digest {
-    /// Parses `sha256:<hex>` or `sha256-<hex>`, where `<hex>` is exactly 64 lowercase hex digits.
-    pub fn parse(s: &str) -> Result<Digest, StoreError> {
-        let hex = s
-            .strip_prefix("sha256:")
-            .or_else(|| s.strip_prefix("sha256-"))
-            .ok_or(StoreError::InvalidDigest)?;
-        if hex.len() != 64 || !hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
-            return Err(StoreError::InvalidDigest);
-        }
-        Ok(Digest(format!("sha256:{hex}")))
-    }
-
-    /// The digest of `bytes`.
-    pub fn of(bytes: &[u8]) -> Digest {
-        Digest::from_hasher(Sha256::new_with_prefix(bytes))
-    }
-
-    fn from_hasher(h: Sha256) -> Digest {
-        let hex: String = h.finalize().iter().map(|b| format!("{b:02x}")).collect();
-        Digest(format!("sha256:{hex}"))
-    }
-
-    /// The 64 hex digits.
-    pub fn hex(&self) -> &str {
-        &self.0[7..]
-    }
-
-    /// The blob's file name, `sha256-<hex>`.
-    pub fn file_name(&self) -> String {
-        format!("sha256-{}", self.hex())
-    }
-}
-
-impl AsRef<str> for Digest {
-    fn as_ref(&self) -> &str {
-        &self.0
-    }
-}
-
-impl std::fmt::Display for Digest {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-/// Copies `r` into `w` while hashing it; returns the digest and the byte count.
-fn copy_hashing(mut r: impl Read, mut w: impl Write) -> io::Result<(Digest, u64)> {
-    let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    let mut size = 0u64;
-    loop {
-        let n = match r.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
-        };
-        hasher.update(&buf[..n]);
-        w.write_all(&buf[..n])?;
-        size += n as u64;
-    }
-    Ok((Digest::from_hasher(hasher), size))
 }
 
 /// The models directory: `$OLLAMA_MODELS`, else `~/.ollama/models`.
@@ -250,6 +189,19 @@ fn sync_dir(dir: &Path) {
     }
 }
 
+/// Finishes a file in `blobs/` before it is renamed into place: hashes it from where `hashed`
+/// left off (it has seen the first `hashed.hashed()` bytes) to its end and fsyncs it, through a
+/// handle opened by path (for a link or clone made at a temporary name, an earlier handle may
+/// refer to the file that the link replaced). Returns the digest and size of the whole file.
+fn seal(path: &Path, mut hashed: Hasher) -> Result<(Digest, u64), StoreError> {
+    let mut f = File::open(path)?;
+    f.seek(io::SeekFrom::Start(hashed.hashed()))?;
+    hashed.read_from(&mut f)?;
+    f.sync_all()?;
+    let size = hashed.hashed();
+    Ok((hashed.digest(), size))
+}
+
 fn hex_of(bytes: &[u8]) -> String {
     Digest::of(bytes).hex().to_string()
 }
@@ -305,6 +257,33 @@ impl Store {
         Ok(is_regular(&self.blob_path(digest)?)?)
     }
 
+    /// A blob's size in bytes; refuses anything but a regular file, as [`Store::open_blob`].
+    pub fn blob_size(&self, digest: &str) -> Result<u64, StoreError> {
+        match fs::symlink_metadata(self.blob_path(digest)?) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                Err(StoreError::BlobNotFound(digest.to_string()))
+            }
+            Err(e) => Err(e.into()),
+            Ok(m) if !m.file_type().is_file() => {
+                Err(StoreError::NotRegularFile(digest.to_string()))
+            }
+            Ok(m) => Ok(m.len()),
+        }
+    }
+
+    /// Whether a store exists at the root: its blob directory is there (a server has used it).
+    pub fn is_created(&self) -> bool {
+        self.blobs_dir().is_dir()
+    }
+
+    /// Creates the root's blob and manifest directories (and the root), as a server does at
+    /// startup; existing ones are kept.
+    pub fn create_dirs(&self) -> Result<(), StoreError> {
+        fs::create_dir_all(self.blobs_dir())?;
+        fs::create_dir_all(self.manifests_dir())?;
+        Ok(())
+    }
+
     /// Opens a blob for reading; refuses anything but a regular file.
     pub fn open_blob(&self, digest: &str) -> Result<File, StoreError> {
         let p = self.blob_path(digest)?;
@@ -325,7 +304,7 @@ impl Store {
     /// was written in place, see [`Store::import_file`]).
     pub fn verify_blob(&self, digest: &str) -> Result<(), StoreError> {
         let want = Digest::parse(digest)?;
-        let (got, _) = copy_hashing(self.open_blob(digest)?, io::sink())?;
+        let (got, _) = Digest::of_reader(self.open_blob(digest)?)?;
         if got == want {
             Ok(())
         } else {
@@ -343,59 +322,71 @@ impl Store {
         Ok(v)
     }
 
-    /// Streams `r` into a temporary file in `blobs/` while hashing it; returns the temp file,
-    /// its digest and size.
-    fn stream_to_temp(
-        &self,
-        mut r: impl Read,
-    ) -> Result<(tempfile::NamedTempFile, Digest, u64), StoreError> {
-        let dir = self.blobs_dir();
-        fs::create_dir_all(&dir)?;
-        let mut tmp = tempfile::Builder::new()
-            .prefix(TMP_PREFIX)
-            .tempfile_in(&dir)?;
-        let (digest, size) = copy_hashing(&mut r, tmp.as_file_mut())?;
-        tmp.as_file().sync_all()?;
-        Ok((tmp, digest, size))
+    /// Streams `r` into a new temporary file in `blobs/` while hashing it; returns the temp
+    /// file and the hasher (fed with every byte written).
+    fn stream_to_temp(&self, r: impl Read) -> Result<(tempfile::TempPath, Hasher), StoreError> {
+        let mut tmp = self.temp_file()?;
+        let mut hashed = Hasher::new();
+        hashed.copy(r, tmp.as_file_mut())?;
+        tmp.as_file_mut().flush()?;
+        Ok((tmp.into_temp_path(), hashed))
     }
 
-    /// Renames a verified temp file to the blob path. Renaming replaces a directory entry and
-    /// never follows a symlink that may sit at the destination.
-    fn publish(&self, tmp: tempfile::NamedTempFile, d: &Digest) -> Result<(), StoreError> {
+    /// Renames a sealed file in `blobs/` (see [`seal`]) to the blob path of `d` and syncs the
+    /// directory: **the** step by which bytes enter `blobs/` under a digest's name. Renaming
+    /// replaces a directory entry and never follows a symlink that may sit at the destination.
+    fn place(&self, from: &Path, d: &Digest) -> Result<(), StoreError> {
         let dest = self.blob_path(d.as_ref())?;
-        tmp.persist(&dest).map_err(|e| StoreError::Io(e.error))?;
+        fs::rename(from, &dest)?;
         sync_dir(&self.blobs_dir());
+        Ok(())
+    }
+
+    /// [`Store::place`]s a sealed temporary file, or removes it when the blob already exists
+    /// (and `keep_existing`).
+    fn place_temp(
+        &self,
+        tmp: tempfile::TempPath,
+        d: &Digest,
+        keep_existing: bool,
+    ) -> Result<(), StoreError> {
+        if keep_existing && self.has_blob(d.as_ref())? {
+            return Ok(());
+        }
+        self.place(&tmp, d)?;
+        // Renamed: nothing is left under the temporary name to delete.
+        let _ = tmp.keep();
         Ok(())
     }
 
     /// Writes a blob whose digest is known in advance (as `POST /api/blobs/:digest` does).
     ///
     /// If the blob already exists the reader is not read. Otherwise the data is streamed to a
-    /// temporary file while hashed, fsynced, checked against `expected`, and renamed into
+    /// private temporary file while hashed (concurrent writers of one digest never share a
+    /// file, unlike a [`PartialBlob`]), fsynced, checked against `expected`, and renamed into
     /// place; on a mismatch nothing is published and the temporary file is removed.
     pub fn write_blob(&self, expected: &str, r: impl Read) -> Result<BlobWrite, StoreError> {
         let want = Digest::parse(expected)?;
         if self.has_blob(want.as_ref())? {
             return Ok(BlobWrite::Existed);
         }
-        let (tmp, got, size) = self.stream_to_temp(r)?;
+        let (tmp, hashed) = self.stream_to_temp(r)?;
+        let (got, size) = seal(&tmp, hashed)?;
         if got != want {
             return Err(StoreError::DigestMismatch {
                 expected: want.to_string(),
                 got: got.to_string(),
             });
         }
-        self.publish(tmp, &got)?;
+        self.place_temp(tmp, &got, false)?;
         Ok(BlobWrite::Created(size))
     }
 
     /// Writes a blob whose digest is not known in advance; returns its digest and size.
     pub fn import_blob(&self, r: impl Read) -> Result<(Digest, u64), StoreError> {
-        let (tmp, d, size) = self.stream_to_temp(r)?;
-        if self.has_blob(d.as_ref())? {
-            return Ok((d, size));
-        }
-        self.publish(tmp, &d)?;
+        let (tmp, hashed) = self.stream_to_temp(r)?;
+        let (d, size) = seal(&tmp, hashed)?;
+        self.place_temp(tmp, &d, true)?;
         Ok((d, size))
     }
 
@@ -413,15 +404,9 @@ impl Store {
     /// temporary name): hashes it, fsyncs it and renames it to its digest's path. If that blob
     /// already exists the temporary file is removed instead. Returns the digest and size.
     pub fn publish_temp(&self, tmp: tempfile::NamedTempFile) -> Result<(Digest, u64), StoreError> {
-        let mut f = File::open(tmp.path())?;
-        let (d, size) = copy_hashing(&mut f, io::sink())?;
-        // Sync through a handle opened by path: for a link or clone, the temp file's own
-        // handle refers to the file that the link replaced.
-        f.sync_all()?;
-        if self.has_blob(d.as_ref())? {
-            return Ok((d, size));
-        }
-        self.publish(tmp, &d)?;
+        let tmp = tmp.into_temp_path();
+        let (d, size) = seal(&tmp, Hasher::new())?;
+        self.place_temp(tmp, &d, true)?;
         Ok((d, size))
     }
 

@@ -595,3 +595,273 @@ fn models_dir_and_noprune_env() {
     }
     assert_eq!(prune_enabled_from_env(), saved.1.is_none());
 }
+
+#[test]
+fn one_hasher_for_bytes_streams_files_and_prefixes() {
+    let dir = tempfile::tempdir().unwrap();
+    let data: Vec<u8> = (0..3_000_000u32).map(|i| (i % 253) as u8).collect();
+    let want = Digest::of(&data);
+    assert_eq!(
+        Digest::of_reader(&data[..]).unwrap(),
+        (want.clone(), data.len() as u64)
+    );
+    let p = dir.path().join("f");
+    fs::write(&p, &data).unwrap();
+    assert_eq!(
+        Digest::of_file(&p).unwrap(),
+        (want.clone(), data.len() as u64)
+    );
+    // A hasher continued over the rest gives the digest of the whole.
+    let mut h = Hasher::new();
+    h.update(&data[..12345]);
+    let mut copy = Vec::new();
+    assert_eq!(
+        h.copy(&data[12345..], &mut copy).unwrap(),
+        (data.len() - 12345) as u64
+    );
+    assert_eq!(copy, &data[12345..]);
+    assert_eq!(h.hashed(), data.len() as u64);
+    assert_eq!(h.digest(), want);
+    assert_ne!(Digest::of(&data[1..]), want);
+    assert!(Digest::of_file(&dir.path().join("missing")).is_err());
+}
+
+#[test]
+fn store_dirs_and_blob_sizes() {
+    let top = tempfile::tempdir().unwrap();
+    let s = Store::new(top.path().join("models"));
+    assert!(!s.is_created());
+    s.create_dirs().unwrap();
+    assert!(s.is_created());
+    assert!(top.path().join("models/blobs").is_dir());
+    assert!(top.path().join("models/manifests").is_dir());
+    s.create_dirs().unwrap();
+    let (d, n) = s.import_blob(&b"twelve bytes"[..]).unwrap();
+    assert_eq!(s.blob_size(d.as_ref()).unwrap(), n);
+    assert_eq!(n, 12);
+    let missing = Digest::of(b"missing");
+    assert!(matches!(
+        s.blob_size(missing.as_ref()),
+        Err(StoreError::BlobNotFound(_))
+    ));
+    assert!(matches!(
+        s.blob_size("sha256:../x"),
+        Err(StoreError::InvalidDigest)
+    ));
+}
+
+#[test]
+fn partial_blobs_use_ollamas_names() {
+    let s = Store::new("/models");
+    let d = hex64('c');
+    let p = s.partial_blob(&format!("sha256:{d}")).unwrap();
+    assert_eq!(
+        p.path(),
+        Path::new(&format!("/models/blobs/sha256-{d}-partial"))
+    );
+    assert_eq!(
+        p.state_file(3),
+        PathBuf::from(format!("/models/blobs/sha256-{d}-partial-3"))
+    );
+    assert_eq!(p.digest().hex(), d);
+    for bad in ["sha256:../../x", "sha256-x", "", "sha256:"] {
+        assert!(matches!(
+            s.partial_blob(bad),
+            Err(StoreError::InvalidDigest)
+        ));
+    }
+}
+
+#[test]
+fn parts_resume_only_when_consistent() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Store::new(dir.path());
+    let partial = s.partial_blob(Digest::of(b"x").as_ref()).unwrap();
+    let parts = partial.resume_or_plan(25, 10).unwrap();
+    assert_eq!(parts.len(), 3);
+    assert_eq!(parts[2].size, 5);
+    assert_eq!(partial.existing_size().unwrap(), Some(25));
+    assert_eq!(partial.load_parts(25).unwrap(), parts);
+    assert_eq!(partial.resume_or_plan(25, 7).unwrap(), parts, "resumed");
+    assert!(partial.load_parts(26).is_none(), "size changed");
+    let mut p = parts[1];
+    p.completed = 11;
+    partial.save_part(&p).unwrap();
+    assert!(partial.load_parts(25).is_none(), "completed > size");
+    fs::write(partial.state_file(1), b"{").unwrap();
+    assert!(partial.load_parts(25).is_none(), "garbage state");
+    // An unusable state means a fresh plan.
+    let fresh = partial.resume_or_plan(25, 20).unwrap();
+    assert_eq!(fresh.len(), 2);
+    assert!(!partial.state_file(2).exists(), "old states are removed");
+    partial.remove();
+    assert!(!partial.path().exists() && !partial.state_file(0).exists());
+    assert_eq!(partial.existing_size().unwrap(), None);
+    assert!(partial.load_parts(25).is_none());
+}
+
+#[test]
+fn parts_written_by_ollama_resume() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Store::new(dir.path());
+    let data = b"0123456789abcdefghij".to_vec();
+    let d = Digest::of(&data);
+    let blobs = dir.path().join("blobs");
+    fs::create_dir_all(&blobs).unwrap();
+    // Ollama's files: the partial blob at full size and one JSON state per part.
+    let mut on_disk = data[..5].to_vec();
+    on_disk.resize(data.len(), 0);
+    fs::write(blobs.join(format!("{}-partial", d.file_name())), &on_disk).unwrap();
+    fs::write(
+        blobs.join(format!("{}-partial-0", d.file_name())),
+        br#"{"N":0,"Offset":0,"Size":10,"Completed":5}"#,
+    )
+    .unwrap();
+    fs::write(
+        blobs.join(format!("{}-partial-1", d.file_name())),
+        br#"{"N":1,"Offset":10,"Size":10,"Completed":0}"#,
+    )
+    .unwrap();
+    let partial = s.partial_blob(d.as_ref()).unwrap();
+    let parts = partial.load_parts(20).unwrap();
+    assert_eq!(
+        parts,
+        [
+            PartState {
+                n: 0,
+                offset: 0,
+                size: 10,
+                completed: 5
+            },
+            PartState {
+                n: 1,
+                offset: 10,
+                size: 10,
+                completed: 0
+            }
+        ]
+    );
+    assert!(!parts[0].is_complete());
+    // The state is written back in the same shape.
+    let done = PartState {
+        completed: 10,
+        ..parts[0]
+    };
+    partial.save_part(&done).unwrap();
+    assert!(done.is_complete());
+    assert_eq!(
+        fs::read_to_string(partial.state_file(0)).unwrap(),
+        r#"{"N":0,"Offset":0,"Size":10,"Completed":10}"#
+    );
+    // Fill the rest at offsets, then publish.
+    let mut f = partial.open_for_writes().unwrap();
+    f.seek(io::SeekFrom::Start(5)).unwrap();
+    f.write_all(&data[5..]).unwrap();
+    drop(f);
+    assert_eq!(partial.clone().publish(Hasher::new()).unwrap(), 20);
+    assert_eq!(s.read_blob(d.as_ref()).unwrap(), data);
+    assert_eq!(files_under(&blobs), vec![s.blob_path(d.as_ref()).unwrap()]);
+    // Without a partial file there is nothing to publish or write to.
+    assert!(matches!(
+        partial.clone().publish(Hasher::new()),
+        Err(StoreError::NotRegularFile(_))
+    ));
+    assert!(matches!(
+        partial.open_for_writes(),
+        Err(StoreError::NotRegularFile(_))
+    ));
+}
+
+#[test]
+fn publishing_a_partial_blob_verifies_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Store::new(dir.path());
+    let data: Vec<u8> = (0..100_000u32).map(|i| (i % 241) as u8).collect();
+    let d = Digest::of(&data);
+    let partial = s.partial_blob(d.as_ref()).unwrap();
+    partial.plan(data.len() as u64, 30_000).unwrap();
+    let mut f = partial.open_for_writes().unwrap();
+    f.write_all(&data).unwrap();
+    drop(f);
+    // A hasher that has seen a prefix: only the rest is read back.
+    let mut prefix = Hasher::new();
+    prefix.update(&data[..30_000]);
+    assert_eq!(partial.publish(prefix).unwrap(), data.len() as u64);
+    assert_eq!(s.read_blob(d.as_ref()).unwrap(), data);
+    let blobs = dir.path().join("blobs");
+    assert_eq!(files_under(&blobs), vec![s.blob_path(d.as_ref()).unwrap()]);
+
+    // Wrong bytes: a typed error, and the partial file and its states are gone.
+    let other = Digest::of(b"other");
+    let partial = s.partial_blob(other.as_ref()).unwrap();
+    partial.plan(8, 4).unwrap();
+    partial
+        .open_for_writes()
+        .unwrap()
+        .write_all(b"not that")
+        .unwrap();
+    let got = Digest::of(b"not that");
+    match partial.publish(Hasher::new()) {
+        Err(StoreError::DigestMismatch { expected, got: g }) => {
+            assert_eq!((expected, g), (other.to_string(), got.to_string()));
+        }
+        r => panic!("{r:?}"),
+    }
+    assert!(!s.has_blob(other.as_ref()).unwrap());
+    assert_eq!(files_under(&blobs), vec![s.blob_path(d.as_ref()).unwrap()]);
+    // A wrong prefix hasher is caught the same way.
+    let partial = s.partial_blob(other.as_ref()).unwrap();
+    partial.plan(5, 5).unwrap();
+    partial
+        .open_for_writes()
+        .unwrap()
+        .write_all(b"other")
+        .unwrap();
+    let mut wrong = Hasher::new();
+    wrong.update(b"OT");
+    assert!(matches!(
+        partial.publish(wrong),
+        Err(StoreError::DigestMismatch { .. })
+    ));
+    assert!(!s.has_blob(other.as_ref()).unwrap());
+}
+
+#[cfg(unix)]
+#[test]
+fn partial_blobs_never_follow_symlinks() {
+    let top = tempfile::tempdir().unwrap();
+    let s = Store::new(top.path().join("models"));
+    let outside = top.path().join("outside");
+    fs::write(&outside, b"keep me").unwrap();
+    s.create_dirs().unwrap();
+    let d = Digest::of(b"abcd");
+    let partial = s.partial_blob(d.as_ref()).unwrap();
+    std::os::unix::fs::symlink(&outside, partial.path()).unwrap();
+    std::os::unix::fs::symlink(&outside, partial.state_file(0)).unwrap();
+    assert_eq!(partial.existing_size().unwrap(), None);
+    assert!(partial.load_parts(7).is_none());
+    assert!(matches!(
+        partial.open_for_writes(),
+        Err(StoreError::NotRegularFile(_))
+    ));
+    assert!(matches!(
+        partial.clone().publish(Hasher::new()),
+        Err(StoreError::NotRegularFile(_))
+    ));
+    // Planning replaces the links with files of its own.
+    partial.plan(4, 2).unwrap();
+    assert!(fs::symlink_metadata(partial.path()).unwrap().is_file());
+    assert!(
+        fs::symlink_metadata(partial.state_file(0))
+            .unwrap()
+            .is_file()
+    );
+    partial
+        .open_for_writes()
+        .unwrap()
+        .write_all(b"abcd")
+        .unwrap();
+    partial.publish(Hasher::new()).unwrap();
+    assert_eq!(fs::read(&outside).unwrap(), b"keep me");
+    assert_eq!(s.read_blob(d.as_ref()).unwrap(), b"abcd");
+}
