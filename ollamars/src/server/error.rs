@@ -273,3 +273,39 @@ impl From<RegistryError> for ApiError {
         ApiError::from(&e)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The statuses of the registry's errors (a non-streaming pull or push): a bad name or
+    /// `http` without `insecure` is the client's, a missing local model 404, a full disk 507.
+    #[test]
+    fn registry_statuses() {
+        let status = |e: RegistryError| ApiError::from(e).status;
+        assert_eq!(status(RegistryError::InsecureProtocol), StatusCode::BAD_REQUEST);
+        assert_eq!(
+            status(RegistryError::LocalManifest(StoreError::ModelNotFound("m".into()))),
+            StatusCode::NOT_FOUND
+        );
+        assert_eq!(status(RegistryError::NoSpace), StatusCode::INSUFFICIENT_STORAGE);
+        assert_eq!(
+            status(RegistryError::Shared(std::sync::Arc::new(RegistryError::NoSpace))),
+            StatusCode::INSUFFICIENT_STORAGE
+        );
+        assert_eq!(status(RegistryError::Stalled), StatusCode::INTERNAL_SERVER_ERROR);
+    }
+
+    #[test]
+    fn bodies_are_ollamas_and_openais() {
+        let e = ApiError::not_found("model 'x' not found");
+        let r = e.clone().into_response();
+        assert_eq!(r.status(), StatusCode::NOT_FOUND);
+        let body = OpenAiError::body(e.message, false, true);
+        assert_eq!(
+            serde_json::to_value(body).unwrap(),
+            serde_json::json!({"error": {"message": "model 'x' not found",
+                "type": "invalid_request_error", "param": null, "code": "model_not_found"}})
+        );
+    }
+}
