@@ -1,39 +1,28 @@
 //! Root build script: embeds the build metadata printed by `ollamars --version` (the crate
 //! version, the llama.cpp pin, the enabled backends and, for `dynamic-backends`, the modules
 //! built) and gives a `dynamic-backends` binary its rpath `$ORIGIN/../lib/ollamars`.
+//!
+//! The pin and the backends are what llama-sys built, as its build script reports them
+//! (`DEP_LLAMA_PIN`, `DEP_LLAMA_BACKENDS`, the same values as `llama_sys::build_info`): this
+//! script does not work them out again. Cargo reruns it whenever llama-sys's build script reruns.
 
 use std::env;
 use std::fs;
 use std::path::PathBuf;
 
-fn main() {
-    let root =
-        PathBuf::from(env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
-    let pin_file = root.join("vendor/llama.cpp.sha256");
-    println!("cargo:rerun-if-changed={}", pin_file.display());
-    println!("cargo:rerun-if-env-changed=LLAMA_CPP_DIR");
+/// Metadata that llama-sys's build script emits as `cargo:KEY=VALUE` for its dependents.
+fn llama_sys(key: &str) -> String {
+    let var = format!("DEP_LLAMA_{key}");
+    env::var(&var).unwrap_or_else(|_| {
+        panic!("{var} is not set: llama-sys (links = \"llama\") must be a direct dependency")
+    })
+}
 
-    let pin = match env::var("LLAMA_CPP_DIR") {
-        Ok(dir) if !dir.is_empty() => format!("local {dir}"),
-        _ => fs::read_to_string(&pin_file)
-            .ok()
-            .and_then(|t| {
-                let mut w = t.split_whitespace().skip(1);
-                Some(format!("{} {}", w.next()?, w.next()?))
-            })
-            .unwrap_or_else(|| "unknown".to_string()),
-    };
-    let mut backends = vec!["cpu"];
-    for (feature, name) in [
-        ("CUDA", "cuda"),
-        ("METAL", "metal"),
-        ("VULKAN", "vulkan"),
-        ("RPC", "rpc"),
-    ] {
-        if env::var_os(format!("CARGO_FEATURE_{feature}")).is_some() {
-            backends.push(name);
-        }
-    }
+fn main() {
+    println!("cargo:rerun-if-changed=build.rs");
+
+    let pin = llama_sys("PIN");
+    let backends = llama_sys("BACKENDS");
     // A CUDA runtime outside the loader's default folders (the toolkit from PyPI wheels):
     // the binary finds libcudart and cuBLAS there without LD_LIBRARY_PATH.
     if let Some(dir) = env::var_os("DEP_LLAMA_CUDA_LIB_DIR") {
@@ -43,7 +32,7 @@ fn main() {
         );
     }
     println!("cargo:rustc-env=OLLAMARS_LLAMA_CPP_PIN={pin}");
-    println!("cargo:rustc-env=OLLAMARS_BACKENDS={}", backends.join(","));
+    println!("cargo:rustc-env=OLLAMARS_BACKENDS={backends}");
 
     let mut modules = Vec::new();
     if env::var_os("CARGO_FEATURE_DYNAMIC_BACKENDS").is_some() {
