@@ -80,7 +80,7 @@ pub mod version {
 pub mod backends;
 pub mod cli;
 pub mod client;
-pub mod env;
+pub mod config;
 pub mod format;
 
 pub mod create;
