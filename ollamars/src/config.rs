@@ -476,7 +476,7 @@ impl Config {
     /// the server's variables checked, the client's at their defaults.
     ///
     /// # Errors
-    /// The first variable of the server's whose value does not parse.
+    /// A variable of the server's whose value does not parse (the first one found).
     pub fn for_server() -> Result<Config, ConfigError> {
         Config::from_lookup(Side::Server, &|name| std::env::var_os(name))
     }
@@ -485,7 +485,7 @@ impl Config {
     /// variables (and the shared ones) checked, the server's not read at all.
     ///
     /// # Errors
-    /// The first variable of the client's whose value does not parse.
+    /// A variable of the client's whose value does not parse (the first one found).
     pub fn for_client() -> Result<Config, ConfigError> {
         Config::from_lookup(Side::Client, &|name| std::env::var_os(name))
     }
@@ -494,7 +494,7 @@ impl Config {
     /// for tests.
     ///
     /// # Errors
-    /// The first variable read for `side` whose value does not parse.
+    /// A variable read for `side` whose value does not parse (the first one found).
     pub fn from_vars<I, K, V>(side: Side, vars: I) -> Result<Config, ConfigError>
     where
         I: IntoIterator<Item = (K, V)>,
