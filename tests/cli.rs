@@ -191,3 +191,66 @@ fn errors_a_user_sees() {
         "{text}"
     );
 }
+
+/// A variable whose value does not parse stops `serve` before it listens, with the variable,
+/// the value and what is accepted; a client command does not read the server's variables.
+#[test]
+fn a_bad_variable_stops_serve_not_the_client() {
+    let dir = std::env::temp_dir().join(format!("ollamars-cli-badvar-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let serve = |var: &str, value: &str| {
+        Command::new(BIN)
+            .arg("serve")
+            // Never a real address: the server must stop before it binds.
+            .env("OLLAMA_HOST", "127.0.0.1:1")
+            .env("OLLAMA_MODELS", dir.join("models"))
+            .env("HOME", &dir)
+            .env(var, value)
+            .output()
+            .unwrap()
+    };
+    for (var, value, want) in [
+        (
+            "OLLAMA_NUM_PARALLEL",
+            "abc",
+            "Error: OLLAMA_NUM_PARALLEL=\"abc\" is not valid: expected a whole number\n",
+        ),
+        (
+            "OLLAMA_KV_CACHE_TYPE",
+            "bogus",
+            "Error: OLLAMA_KV_CACHE_TYPE=\"bogus\" is not valid: expected f16, q8_0 or q4_0\n",
+        ),
+    ] {
+        let out = serve(var, value);
+        assert!(!out.status.success(), "{var}={value}");
+        assert_eq!(String::from_utf8_lossy(&out.stderr), want);
+        assert!(!dir.join("models").exists(), "it stopped first");
+    }
+
+    let out = Command::new(BIN)
+        .arg("list")
+        .env("OLLAMA_HOST", "127.0.0.1:1")
+        .env("OLLAMA_NUM_PARALLEL", "abc")
+        .env("OLLAMA_KV_CACHE_TYPE", "bogus")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("ollamars serve") && !err.contains("not valid"),
+        "{err}"
+    );
+    // A shared variable is checked on both sides.
+    let out = Command::new(BIN)
+        .arg("list")
+        .env("OLLAMA_HOST", "127.0.0.1:port")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.starts_with("Error: OLLAMA_HOST=\"127.0.0.1:port\" is not valid"),
+        "{err}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use llama::backend::{LoadReport, ModuleOptions, ModuleOutcome, SkipReason};
 
 /// The environment variable that forces one CPU variant (`zen4`, `haswell`, `x64`, …).
-pub const CPU_VARIANT_VAR: &str = "OLLAMARS_CPU_VARIANT";
+pub const CPU_VARIANT_VAR: &str = crate::config::vars::OLLAMARS_CPU_VARIANT.name;
 
 /// The folder of a packaged tree that holds the libraries and modules, relative to the
 /// executable's folder.
@@ -57,18 +57,20 @@ pub struct Backends {
 }
 
 /// Loads the backend modules once for this process (a no-op for static builds, and on every
-/// call after the first).
+/// call after the first, which returns the first call's result), with CPU variant
+/// `cpu_variant` (`OLLAMARS_CPU_VARIANT`, [`crate::config::Config::cpu_variant`]) if given,
+/// else the best one this CPU can run.
 ///
 /// # Errors
 /// A message for the user: no module folder, no CPU module this CPU can run (naming what it
 /// lacks), or `OLLAMARS_CPU_VARIANT` naming a variant that is absent or unsupported.
-pub fn init() -> Result<Backends, String> {
+pub fn init(cpu_variant: Option<&str>) -> Result<Backends, String> {
     static ONCE: std::sync::OnceLock<Result<Backends, String>> = std::sync::OnceLock::new();
-    ONCE.get_or_init(load).clone()
+    ONCE.get_or_init(|| load(cpu_variant.map(str::to_string)))
+        .clone()
 }
 
-fn load() -> Result<Backends, String> {
-    let forced = crate::env::var(CPU_VARIANT_VAR);
+fn load(forced: Option<String>) -> Result<Backends, String> {
     if !llama::build_info().cpu.contains("variants") {
         if let Some(v) = forced {
             tracing::warn!(

@@ -50,9 +50,9 @@ impl Client {
         }
     }
 
-    /// A client for `OLLAMA_HOST`.
-    pub fn from_env() -> Client {
-        Client::new(crate::env::Host::from_env().client_url())
+    /// A client for `config`'s `OLLAMA_HOST`.
+    pub fn from_config(config: &crate::config::Config) -> Client {
+        Client::new(config.host.client_url())
     }
 
     /// The server's base URL.

@@ -81,8 +81,8 @@ pub mod api;
 pub mod backends;
 pub mod cli;
 pub mod client;
+pub mod config;
 pub mod duration;
-pub mod env;
 pub mod format;
 pub mod progress;
 

@@ -4,12 +4,13 @@
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode};
 use http_body_util::BodyExt;
+use ollamars::config::Config;
 use ollamars::server::{ServerState, router};
 use ollamars::store::Store;
 use tower::ServiceExt;
 
 async fn call(store: &Store, method: Method, uri: &str, body: &str) -> (StatusCode, String) {
-    let app = router(ServerState::new(store.clone(), true));
+    let app = router(ServerState::new(store.clone(), &Config::default()));
     let req = Request::builder()
         .method(method)
         .uri(uri)

@@ -16,11 +16,13 @@ use serde_json::Value;
 use super::CliError;
 use crate::client::Client;
 use crate::create::CreateRequest;
+use crate::config::Config;
 use crate::modelfile::Modelfile;
 use crate::store::{Digest, ImportMode, Store};
 
 pub async fn run(
     client: &Client,
+    config: &Config,
     model: &str,
     file: &str,
     quantize: Option<&str>,
@@ -50,7 +52,7 @@ pub async fn run(
         None => return Err(CliError::Message("no FROM line in the Modelfile".into())),
         Some(from) => match local_file(&base, from) {
             Some(p) => {
-                let digest = match link_into_local_store(client, &p, copy).await {
+                let digest = match link_into_local_store(client, config, &p, copy).await {
                     Some(d) => d,
                     None => upload(client, &p).await?,
                 };
@@ -98,15 +100,20 @@ pub async fn run(
 
 /// Imports `path` straight into the store of a server on this machine (linking unless `copy`),
 /// if the server sees the same store; `None` means "upload it instead".
-async fn link_into_local_store(client: &Client, path: &Path, copy: bool) -> Option<String> {
-    let host = crate::env::Host::from_env();
-    let loopback = host
+async fn link_into_local_store(
+    client: &Client,
+    config: &Config,
+    path: &Path,
+    copy: bool,
+) -> Option<String> {
+    let loopback = config
+        .host
         .bind_addr()
         .is_ok_and(|a| a.ip().is_loopback() || a.ip().is_unspecified());
     if !loopback {
         return None;
     }
-    let store = Store::new(crate::store::models_dir_from_env().ok()?);
+    let store = Store::new(crate::store::models_dir(config).ok()?);
     if !store.is_created() {
         return None;
     }
@@ -136,10 +143,7 @@ async fn link_into_local_store(client: &Client, path: &Path, copy: bool) -> Opti
 
 /// A FROM/ADAPTER argument that names a local file: `~` expanded, relative to the Modelfile.
 fn local_file(base: &Path, arg: &str) -> Option<PathBuf> {
-    let expanded = match arg.strip_prefix("~/") {
-        Some(rest) => std::env::var_os("HOME").map(|h| PathBuf::from(h).join(rest))?,
-        None => PathBuf::from(arg),
-    };
+    let expanded = crate::config::expand_home(arg);
     let p = if expanded.is_absolute() {
         expanded
     } else {

@@ -15,10 +15,8 @@ pub(crate) struct HistoryFile {
 
 impl HistoryFile {
     /// `~/.ollama/history` (nothing is read or written when there is no home directory).
-    pub(crate) fn default_path() -> Option<PathBuf> {
-        crate::env::var("HOME")
-            .or_else(|| crate::env::var("USERPROFILE"))
-            .map(|h| Path::new(&h).join(".ollama").join("history"))
+    pub(crate) fn default_path(config: &crate::config::Config) -> Option<PathBuf> {
+        config.ollama_home().map(|h| h.join("history"))
     }
 
     /// Reads the file at `path` (a missing or unreadable file is an empty history).

@@ -21,6 +21,7 @@ use clap::{CommandFactory, Parser, Subcommand};
 use serde_json::Value;
 
 use crate::client::{Client, ClientError};
+use crate::config::{Config, ConfigError};
 use crate::format::{human_bytes, human_time};
 
 /// An error for the user: printed as `Error: <message>`, exit status 1.
@@ -29,6 +30,9 @@ pub enum CliError {
     /// From the server or the connection.
     #[error(transparent)]
     Client(#[from] ClientError),
+    /// An environment variable with a value that does not parse.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
     /// Anything else, already worded for the user.
     #[error("{0}")]
     Message(String),
@@ -36,7 +40,11 @@ pub enum CliError {
 
 /// Large language model runner (Ollama-compatible).
 #[derive(Debug, Parser)]
-#[command(name = "ollamars", disable_version_flag = true)]
+#[command(
+    name = "ollamars",
+    disable_version_flag = true,
+    after_help = crate::config::client_vars_help()
+)]
 pub struct Cli {
     /// Show version information.
     #[arg(short = 'v', long = "version")]
@@ -50,7 +58,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Start ollamars (serves the API on OLLAMA_HOST, models in OLLAMA_MODELS).
-    #[command(alias = "start", after_help = crate::env::server_vars_help())]
+    #[command(alias = "start", after_help = crate::config::server_vars_help())]
     Serve,
     /// Create a model from a Modelfile.
     Create {
@@ -218,34 +226,50 @@ pub fn main(build: crate::version::BuildMeta) -> std::process::ExitCode {
     }
 }
 
-/// Runs a parsed command line.
+fn usage() -> Result<(), CliError> {
+    let name = crate::version::program_name();
+    println!("Usage: {name} [command]\n\nRun '{name} --help' for the commands.");
+    Ok(())
+}
+
+fn completion(shell: clap_complete::Shell) -> Result<(), CliError> {
+    let script = completion_script(shell, crate::version::program_name());
+    std::io::stdout()
+        .write_all(&script)
+        .map_err(|e| CliError::Message(format!("cannot write the script: {e}")))
+}
+
+/// Runs a parsed command line. The environment is read first, once: the server's variables for
+/// `serve` ([`Config::for_server`]), the client's for the rest ([`Config::for_client`]); the
+/// usage line and `completion` need none.
 ///
 /// # Errors
-/// [`CliError`] with a message for the user.
+/// [`CliError`] with a message for the user, [`CliError::Config`] for a variable that does not
+/// parse.
 pub async fn run(cli: Cli, build: crate::version::BuildMeta) -> Result<(), CliError> {
-    let client = Client::from_env();
+    match cli.command {
+        None if !cli.version => return usage(),
+        Some(Command::Completion { shell }) if !cli.version => return completion(shell),
+        _ => {}
+    }
+    let config = match cli.command {
+        Some(Command::Serve) => Config::for_server()?,
+        _ => Config::for_client()?,
+    };
+    let client = Client::from_config(&config);
     if cli.version {
-        return version(&client, build).await;
+        return version(&client, &config, build).await;
     }
     match cli.command {
-        None => {
-            let name = crate::version::program_name();
-            println!("Usage: {name} [command]\n\nRun '{name} --help' for the commands.");
-            Ok(())
-        }
-        Some(Command::Completion { shell }) => {
-            let script = completion_script(shell, crate::version::program_name());
-            std::io::stdout()
-                .write_all(&script)
-                .map_err(|e| CliError::Message(format!("cannot write the script: {e}")))
-        }
-        Some(Command::Serve) => serve(build).await,
+        None => usage(),
+        Some(Command::Completion { shell }) => completion(shell),
+        Some(Command::Serve) => serve(build, &config).await,
         Some(Command::Create {
             model,
             file,
             quantize,
             copy,
-        }) => create::run(&client, &model, &file, quantize.as_deref(), copy).await,
+        }) => create::run(&client, &config, &model, &file, quantize.as_deref(), copy).await,
         Some(Command::Show {
             model,
             license,
@@ -284,6 +308,7 @@ pub async fn run(cli: Cli, build: crate::version::BuildMeta) -> Result<(), CliEr
         }) => {
             run::run(
                 &client,
+                &config,
                 RunArgs {
                     model,
                     prompt,
@@ -337,17 +362,18 @@ pub async fn run(cli: Cli, build: crate::version::BuildMeta) -> Result<(), CliEr
 
 /// `ollamars serve`: the API on `OLLAMA_HOST` over the store in `OLLAMA_MODELS`, until
 /// SIGINT or SIGTERM.
-async fn serve(build: crate::version::BuildMeta) -> Result<(), CliError> {
-    crate::env::init_logging();
+async fn serve(build: crate::version::BuildMeta, config: &Config) -> Result<(), CliError> {
+    crate::config::init_logging(config.log_level);
     // The backend modules first: a release without a CPU module this CPU can run stops here,
     // with what is missing, instead of failing at the first model load.
-    let backends = crate::backends::init().map_err(CliError::Message)?;
+    let backends =
+        crate::backends::init(config.cpu_variant.as_deref()).map_err(CliError::Message)?;
     backends.log_modules(build.modules);
-    let host = crate::env::Host::from_env();
+    let host = &config.host;
     let addr = host
         .bind_addr()
         .map_err(|e| CliError::Message(format!("cannot use OLLAMA_HOST {}: {e}", host.host)))?;
-    let root = crate::store::models_dir_from_env().map_err(|e| CliError::Message(e.to_string()))?;
+    let root = crate::store::models_dir(config).map_err(|e| CliError::Message(e.to_string()))?;
     crate::store::Store::new(&root).create_dirs().map_err(|e| {
         CliError::Message(format!(
             "cannot create the model store {}: {e}",
@@ -355,21 +381,17 @@ async fn serve(build: crate::version::BuildMeta) -> Result<(), CliError> {
         ))
     })?;
     // Ollama's key, for the registry's token challenge: created on first run.
-    match crate::env::var("HOME") {
-        Some(home) => {
-            let dir = std::path::PathBuf::from(home).join(".ollama");
-            match crate::registry::ensure_key(&dir) {
-                Ok(public) => tracing::debug!("registry key {}: {public}", dir.display()),
-                Err(e) => {
-                    tracing::warn!("cannot create the registry key in {}: {e}", dir.display())
-                }
+    match config.ollama_home() {
+        Some(dir) => match crate::registry::ensure_key(&dir) {
+            Ok(public) => tracing::debug!("registry key {}: {public}", dir.display()),
+            Err(e) => {
+                tracing::warn!("cannot create the registry key in {}: {e}", dir.display())
             }
-        }
+        },
         None => tracing::warn!("HOME is not set: no registry key"),
     }
     let store = crate::store::Store::new(&root);
-    let prune = crate::store::prune_enabled_from_env();
-    if prune {
+    if !config.noprune {
         let grace = std::time::Duration::from_secs(3600);
         if let Err(e) = store.prune(grace) {
             eprintln!("Warning: pruning the model store failed: {e}");
@@ -404,7 +426,7 @@ async fn serve(build: crate::version::BuildMeta) -> Result<(), CliError> {
     };
     crate::server::serve_until(
         listener,
-        crate::server::ServerState::for_binary(store, prune),
+        crate::server::ServerState::for_binary(store, config),
         shutdown,
     )
     .await
@@ -412,7 +434,11 @@ async fn serve(build: crate::version::BuildMeta) -> Result<(), CliError> {
 }
 
 /// `ollamars --version`: the server's version, and the client's where they differ or no server answers.
-async fn version(client: &Client, build: crate::version::BuildMeta) -> Result<(), CliError> {
+async fn version(
+    client: &Client,
+    config: &Config,
+    build: crate::version::BuildMeta,
+) -> Result<(), CliError> {
     let mine = build.version;
     let name = crate::version::program_name();
     match client.version().await {
@@ -428,7 +454,8 @@ async fn version(client: &Client, build: crate::version::BuildMeta) -> Result<()
         }
     }
     // This binary's engine: which CPU variant and GPU backends it loads on this machine.
-    let backends = crate::backends::init().map_err(CliError::Message)?;
+    let backends =
+        crate::backends::init(config.cpu_variant.as_deref()).map_err(CliError::Message)?;
     println!("{}", build.version_line(name, &backends.summary()));
     Ok(())
 }
@@ -516,9 +543,25 @@ mod tests {
     fn serve_help_lists_the_environment() {
         let help = help_of(&["ollamars", "serve", "--help"]);
         assert!(help.contains("Environment Variables:"), "{help}");
-        for v in crate::env::SERVER_VARS {
+        for v in crate::config::vars_of(crate::config::Side::Server) {
             assert!(help.contains(v.name), "{} missing from:\n{help}", v.name);
         }
+        // Each with its type and default.
+        assert!(help.contains("OLLAMA_KV_CACHE_TYPE"), "{help}");
+        assert!(
+            help.contains("f16|q8_0|q4_0") && help.contains("(default: 512)"),
+            "{help}"
+        );
+    }
+
+    #[test]
+    fn help_lists_the_client_environment() {
+        let help = help_of(&["ollamars", "--help"]);
+        assert!(help.contains("Environment Variables:"), "{help}");
+        for v in crate::config::vars_of(crate::config::Side::Client) {
+            assert!(help.contains(v.name), "{} missing from:\n{help}", v.name);
+        }
+        assert!(!help.contains("OLLAMA_NUM_PARALLEL"), "{help}");
     }
 
     #[test]

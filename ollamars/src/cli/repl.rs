@@ -188,7 +188,11 @@ struct Repl<'c> {
 }
 
 /// Runs the interactive session until `/bye` or Ctrl-D.
-pub(crate) async fn run(client: &Client, session: Session) -> Result<(), CliError> {
+pub(crate) async fn run(
+    client: &Client,
+    cfg: &crate::config::Config,
+    session: Session,
+) -> Result<(), CliError> {
     let config = rustyline::Config::builder()
         .auto_add_history(false)
         .max_history_size(super::history::LIMIT)
@@ -202,14 +206,14 @@ pub(crate) async fn run(client: &Client, session: Session) -> Result<(), CliErro
         KeyEvent::ctrl('C'),
         EventHandler::Conditional(Box::new(CtrlC(ctrl_c_on_empty.clone()))),
     );
-    let mut file = HistoryFile::open(HistoryFile::default_path());
+    let mut file = HistoryFile::open(HistoryFile::default_path(cfg));
     for entry in file.entries() {
         let _ = editor.history_mut().add(entry);
     }
     let mut repl = Repl {
         client,
         session,
-        history_on: !crate::env::flag("OLLAMA_NOHISTORY"),
+        history_on: !cfg.nohistory,
     };
     let mut input = Input::new();
     loop {

@@ -110,10 +110,9 @@ pub(crate) async fn show_model(client: &Client, model: &str) -> Result<Value, Cl
     }
 }
 
-/// The columns to wrap at: `COLUMNS`, else the terminal's width, else 80.
-pub(crate) fn terminal_columns() -> usize {
-    crate::env::var("COLUMNS")
-        .and_then(|c| c.parse().ok())
+/// The columns to wrap at: `columns` (`COLUMNS`), else the terminal's width, else 80.
+pub(crate) fn terminal_columns(columns: Option<usize>) -> usize {
+    columns
         .or_else(|| terminal_size::terminal_size().map(|(w, _)| usize::from(w.0)))
         .unwrap_or(80)
 }
@@ -147,6 +146,9 @@ pub(crate) struct Session {
     pub word_wrap: bool,
     /// Timings after each reply.
     pub verbose: bool,
+    /// `COLUMNS` ([`crate::config::Config::columns`]): the width to wrap at instead of the
+    /// terminal's.
+    pub columns: Option<usize>,
 }
 
 impl Session {
@@ -188,7 +190,7 @@ impl Session {
         let tty = std::io::stdout().is_terminal();
         DisplayOptions {
             wrap: if self.word_wrap && tty {
-                WordWrap::for_terminal(terminal_columns())
+                WordWrap::for_terminal(terminal_columns(self.columns))
             } else {
                 None
             },
@@ -331,7 +333,11 @@ pub(crate) async fn stream_chat(
 }
 
 /// `ollamars run`.
-pub(crate) async fn run(client: &Client, args: RunArgs) -> Result<(), CliError> {
+pub(crate) async fn run(
+    client: &Client,
+    config: &crate::config::Config,
+    args: RunArgs,
+) -> Result<(), CliError> {
     let think = args
         .think
         .as_deref()
@@ -388,6 +394,7 @@ pub(crate) async fn run(client: &Client, args: RunArgs) -> Result<(), CliError> 
         keep_alive,
         word_wrap: !args.nowordwrap,
         verbose: args.verbose,
+        columns: config.columns,
     };
     session.adopt(&args.model, &info);
 
@@ -414,7 +421,7 @@ pub(crate) async fn run(client: &Client, args: RunArgs) -> Result<(), CliError> 
                 _ => {}
             }
         }
-        return super::repl::run(client, session).await;
+        return super::repl::run(client, config, session).await;
     }
 
     let messages: Vec<Value> = if prompt.is_empty() {
@@ -531,6 +538,7 @@ mod tests {
             keep_alive: None,
             word_wrap: true,
             verbose: false,
+            columns: None,
         }
     }
 

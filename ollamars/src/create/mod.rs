@@ -357,13 +357,7 @@ impl CreateRequest {
 /// Expands `~` and resolves `p` against `base` (the Modelfile's directory), as the CLI does.
 #[cfg(test)]
 fn local_path(p: &str, base: &Path) -> std::path::PathBuf {
-    let expanded = match p.strip_prefix("~/") {
-        Some(rest) => std::env::var_os("HOME")
-            .map(|h| Path::new(&h).join(rest))
-            .unwrap_or_else(|| p.into()),
-        None if p == "~" => std::env::var_os("HOME").map_or_else(|| p.into(), Into::into),
-        None => p.into(),
-    };
+    let expanded = crate::config::expand_home(p);
     if expanded.is_absolute() {
         expanded
     } else {

@@ -153,7 +153,8 @@ impl Credentials {
 }
 
 /// Process-wide configuration of [`super::Registry`]. [`RegistryConfig::default`] has Ollama's
-/// tunables and no key or credentials; [`RegistryConfig::from_env`] adds what the environment says.
+/// tunables and no key or credentials; [`RegistryConfig::from_config`] adds what the
+/// configuration says.
 #[derive(Debug, Clone)]
 pub struct RegistryConfig {
     /// Ollama's ed25519 key (OpenSSH format) for the token challenge, normally
@@ -236,16 +237,16 @@ impl Default for RegistryConfig {
 }
 
 impl RegistryConfig {
-    /// The defaults plus the environment: the key `~/.ollama/id_ed25519`, credentials from
+    /// The defaults plus `config`: the key `~/.ollama/id_ed25519`, credentials from
     /// `OLLAMARS_REGISTRY_AUTH` and `~/.ollama/credentials.json` (an unreadable file is ignored
     /// with a warning), and `OLLAMA_NOPRUNE`. Proxies (`HTTPS_PROXY`, `NO_PROXY`) are read by the
     /// HTTP client itself.
-    pub fn from_env() -> RegistryConfig {
+    pub fn from_config(config: &crate::config::Config) -> RegistryConfig {
         let mut c = RegistryConfig::default();
-        let home = crate::env::var("HOME").map(|h| PathBuf::from(h).join(".ollama"));
+        let home = config.ollama_home();
         c.key_path = home.as_ref().map(|h| h.join("id_ed25519"));
-        if let Some(v) = crate::env::var("OLLAMARS_REGISTRY_AUTH") {
-            c.credentials = Credentials::from_env_value(&v);
+        if let Some(v) = &config.registry_auth {
+            c.credentials = Credentials::from_env_value(v.expose());
         }
         if let Some(path) = home.map(|h| h.join("credentials.json")) {
             match std::fs::read(&path) {
@@ -254,7 +255,7 @@ impl RegistryConfig {
                 Err(e) => tracing::warn!("cannot read the registry credentials file: {e}"),
             }
         }
-        c.prune = crate::store::prune_enabled_from_env();
+        c.prune = !config.noprune;
         c
     }
 

@@ -125,11 +125,11 @@ pub enum LoadFailure {
     Context(#[from] llama::ContextError),
 }
 
-fn kv_type(name: &str) -> KvCacheType {
-    match name {
-        "q8_0" => KvCacheType::Q8_0,
-        "q4_0" => KvCacheType::Q4_0,
-        _ => KvCacheType::F16,
+fn kv_type(t: crate::config::KvCacheType) -> KvCacheType {
+    match t {
+        crate::config::KvCacheType::F16 => KvCacheType::F16,
+        crate::config::KvCacheType::Q8_0 => KvCacheType::Q8_0,
+        crate::config::KvCacheType::Q4_0 => KvCacheType::Q4_0,
     }
 }
 
@@ -176,8 +176,8 @@ impl Engine {
                 Some(true) => FlashAttention::Enabled,
                 Some(false) => FlashAttention::Disabled,
             },
-            type_k: kv_type(&opts.kv_cache_type),
-            type_v: kv_type(&opts.kv_cache_type),
+            type_k: kv_type(opts.kv_cache_type),
+            type_v: kv_type(opts.kv_cache_type),
             // Full-size caches on sliding-window layers, so cached prefixes can be reused.
             swa_full: true,
             ..ContextParams::default()
@@ -199,10 +199,10 @@ impl Engine {
         let heads = meta_u64(&model, &format!("{arch}.attention.head_count")).unwrap_or(1);
         let heads_kv =
             meta_u64(&model, &format!("{arch}.attention.head_count_kv")).unwrap_or(heads);
-        let elem = match opts.kv_cache_type.as_str() {
-            "q8_0" => 1,
-            "q4_0" => 1,
-            _ => 2,
+        let elem = match opts.kv_cache_type {
+            crate::config::KvCacheType::Q8_0 => 1,
+            crate::config::KvCacheType::Q4_0 => 1,
+            crate::config::KvCacheType::F16 => 2,
         };
         let kv =
             u64::from(num_ctx * parallel) * n_layer * n_embd * heads_kv / heads.max(1) * 2 * elem;

@@ -39,9 +39,17 @@ impl Sink for StdoutSink {
 /// Entry point of `ollamars runner MODEL_PATH LOAD_OPTIONS_JSON` (hidden; started by the
 /// server's scheduler, not by hand).
 pub fn main() -> ExitCode {
-    crate::env::init_logging();
+    // The server's configuration: it has checked the same environment already.
+    let config = crate::config::Config::for_server();
+    crate::config::init_logging(
+        config
+            .as_ref()
+            .map_or(tracing::Level::INFO, |c| c.log_level),
+    );
     // The same backend modules (and OLLAMARS_CPU_VARIANT) as the server that started us.
-    let backends = crate::backends::init();
+    let backends = config
+        .map_err(|e| e.to_string())
+        .and_then(|c| crate::backends::init(c.cpu_variant.as_deref()));
     if let Ok(b) = &backends
         && let Some(r) = b.report
     {

@@ -34,7 +34,7 @@ pub struct LoadOptions {
     /// Flash attention: `None` automatic.
     pub flash_attention: Option<bool>,
     /// KV cache type (`f16`, `q8_0`, `q4_0`).
-    pub kv_cache_type: String,
+    pub kv_cache_type: crate::config::KvCacheType,
     /// Load as an embedding model (pooled output, one slot).
     pub embedding: bool,
 }

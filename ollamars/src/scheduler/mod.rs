@@ -23,6 +23,7 @@
 //!   unless a request attached in between (a generation counter tells).
 
 use crate::api::KeepAlive;
+use crate::config::{Config, KvCacheType};
 use crate::runner::proto::LoadOptions;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, Weak};
@@ -36,7 +37,7 @@ pub use runner::{RUNNER_DIED, RunnerProcess, SpawnError};
 /// Ollama's text for a full queue.
 pub const QUEUE_FULL: &str = "server busy, please try again.  maximum pending requests exceeded";
 
-/// Scheduler settings (from the environment in `ollamars serve`).
+/// Scheduler settings (from the [`Config`] in `ollamars serve`).
 #[derive(Debug, Clone)]
 pub struct SchedConfig {
     /// The binary that has the hidden `runner` subcommand.
@@ -54,56 +55,26 @@ pub struct SchedConfig {
     /// Flash attention (`None`: automatic).
     pub flash_attention: Option<bool>,
     /// KV cache type.
-    pub kv_cache_type: String,
+    pub kv_cache_type: KvCacheType,
     /// Default `num_ctx`.
     pub context_length: u32,
 }
 
 impl SchedConfig {
-    /// Settings from `OLLAMA_*` variables (spec §3.3), running runners from `runner_exe`
-    /// (`OLLAMARS_RUNNER_EXE` overrides it: a wrapper that adds limits, a debugger, ...).
-    pub fn from_env(runner_exe: PathBuf) -> SchedConfig {
-        use crate::env;
-        let runner_exe = env::var("OLLAMARS_RUNNER_EXE").map_or(runner_exe, PathBuf::from);
-        let uint = |name: &str, default: u64| -> u64 {
-            match env::var(name) {
-                None => default,
-                Some(v) => v.parse().unwrap_or_else(|_| {
-                    tracing::warn!("invalid {name}={v}, using {default}");
-                    default
-                }),
-            }
-        };
-        let keep_alive = env::var("OLLAMA_KEEP_ALIVE")
-            .and_then(|v| KeepAlive::from_env_value(&v).ok())
-            .unwrap_or(KeepAlive::DEFAULT);
-        let load_timeout = match env::var("OLLAMA_LOAD_TIMEOUT") {
-            None => Some(Duration::from_secs(300)),
-            Some(v) => match KeepAlive::from_env_value(&v) {
-                Ok(KeepAlive::For(d)) if !d.is_zero() => Some(d),
-                Ok(_) => None,
-                Err(_) => Some(Duration::from_secs(300)),
-            },
-        };
-        let flash_attention =
-            env::var("OLLAMA_FLASH_ATTENTION").map(|_| env::flag("OLLAMA_FLASH_ATTENTION"));
-        let max_loaded = match uint("OLLAMA_MAX_LOADED_MODELS", 0) {
-            0 => 3,
-            n => n as usize,
-        };
+    /// Settings from `config` (`OLLAMA_*` variables, spec §3.3), running runners from
+    /// `runner_exe` unless `OLLAMARS_RUNNER_EXE` names another program (a wrapper that adds
+    /// limits, a debugger, ...).
+    pub fn from_config(config: &Config, runner_exe: PathBuf) -> SchedConfig {
         SchedConfig {
-            runner_exe,
-            max_loaded,
-            num_parallel: uint("OLLAMA_NUM_PARALLEL", 1).clamp(1, 256) as u32,
-            max_queue: uint("OLLAMA_MAX_QUEUE", 512) as usize,
-            keep_alive,
-            load_timeout,
-            flash_attention,
-            kv_cache_type: env::var("OLLAMA_KV_CACHE_TYPE").unwrap_or_else(|| "f16".into()),
-            context_length: match uint("OLLAMA_CONTEXT_LENGTH", 0) {
-                0 => 4096,
-                n => n.min(u64::from(u32::MAX)) as u32,
-            },
+            runner_exe: config.runner_exe.clone().unwrap_or(runner_exe),
+            max_loaded: config.max_loaded_models,
+            num_parallel: config.num_parallel,
+            max_queue: config.max_queue,
+            keep_alive: config.keep_alive,
+            load_timeout: config.load_timeout,
+            flash_attention: config.flash_attention,
+            kv_cache_type: config.kv_cache_type,
+            context_length: config.context_length,
         }
     }
 }
@@ -354,7 +325,7 @@ impl Scheduler {
                 self.cfg.num_parallel
             },
             flash_attention: self.cfg.flash_attention,
-            kv_cache_type: self.cfg.kv_cache_type.clone(),
+            kv_cache_type: self.cfg.kv_cache_type,
             ..base
         }
     }

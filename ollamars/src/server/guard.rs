@@ -45,33 +45,23 @@ pub struct Guard {
 }
 
 impl Guard {
-    /// Default origins plus `OLLAMA_ORIGINS`.
-    pub fn from_env() -> Guard {
-        Guard::new(crate::env::var("OLLAMA_ORIGINS").as_deref())
+    /// Default origins plus `OLLAMA_ORIGINS` ([`crate::config::Config::origins`]).
+    pub fn from_config(config: &crate::config::Config) -> Guard {
+        Guard::with_origins(config.origins.iter().cloned())
     }
 
     /// Default origins plus `extra` (comma separated, `*` wildcards).
     pub fn new(extra: Option<&str>) -> Guard {
+        Guard::with_origins(crate::config::split_list(extra))
+    }
+
+    fn with_origins(extra: impl IntoIterator<Item = String>) -> Guard {
         let mut origins: Vec<String> = DEFAULT_ORIGINS.iter().map(|s| (*s).to_string()).collect();
-        origins.extend(
-            extra
-                .unwrap_or_default()
-                .split(',')
-                .map(str::trim)
-                .filter(|s| !s.is_empty())
-                .map(str::to_string),
-        );
-        let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname")
-            .ok()
-            .or_else(|| std::env::var("HOSTNAME").ok())
-            .or_else(|| std::env::var("COMPUTERNAME").ok())
-            .unwrap_or_default()
-            .trim()
-            .to_ascii_lowercase();
+        origins.extend(extra);
         Guard {
             origins,
             listener: OnceLock::new(),
-            hostname,
+            hostname: crate::config::hostname(),
         }
     }
 

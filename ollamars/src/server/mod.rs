@@ -19,6 +19,7 @@ pub mod tools;
 
 pub use error::{ApiError, OpenAiError};
 
+use crate::config::Config;
 use crate::scheduler::{self as sched, Scheduler};
 use crate::store::Store;
 use axum::Router;
@@ -48,39 +49,37 @@ pub struct ServerState {
 }
 
 impl ServerState {
-    /// State over `store`, with the scheduler configured from the environment and runners
-    /// started from this executable. Deleting a model removes its unreferenced blobs unless
-    /// `prune` is false (`OLLAMA_NOPRUNE`).
-    pub fn new(store: Store, prune: bool) -> ServerState {
+    /// State over `store` configured by `config`: the scheduler's settings, the registry
+    /// client's, the CORS origins, and pruning (deleting a model removes its unreferenced
+    /// blobs unless `OLLAMA_NOPRUNE`). Runners are started from this executable.
+    pub fn new(store: Store, config: &Config) -> ServerState {
         let exe = std::env::current_exe().unwrap_or_else(|_| "ollamars".into());
-        ServerState::with_scheduler(store, prune, sched::SchedConfig::from_env(exe))
+        ServerState::with_scheduler(store, config, sched::SchedConfig::from_config(config, exe))
     }
 
     /// As [`new`](Self::new), for the `ollamars` binary itself: llama.cpp work that the server
     /// starts (runners, quantization) runs in child processes of this executable.
-    pub fn for_binary(store: Store, prune: bool) -> ServerState {
+    pub fn for_binary(store: Store, config: &Config) -> ServerState {
         if let Ok(exe) = std::env::current_exe() {
             crate::create::quantize_in_child(exe);
         }
-        ServerState::new(store, prune)
+        ServerState::new(store, config)
     }
 
-    /// State with explicit scheduler settings (e.g. another runner executable).
-    /// The registry client is configured from the environment
-    /// ([`crate::registry::RegistryConfig::from_env`]).
-    pub fn with_scheduler(store: Store, prune: bool, cfg: sched::SchedConfig) -> ServerState {
-        let mut rc = crate::registry::RegistryConfig::from_env();
-        rc.prune = prune;
+    /// State with explicit scheduler settings (e.g. another runner executable); the rest from
+    /// `config` ([`crate::registry::RegistryConfig::from_config`] for the registry client).
+    pub fn with_scheduler(store: Store, config: &Config, cfg: sched::SchedConfig) -> ServerState {
+        let rc = crate::registry::RegistryConfig::from_config(config);
         let registry = crate::registry::Registry::new(store.clone(), rc).map_err(|e| {
             tracing::warn!("the registry client is unavailable: {e}");
             Arc::<str>::from(format!("the registry client is unavailable: {e}"))
         });
         ServerState {
             store: Arc::new(store),
-            prune,
+            prune: !config.noprune,
             sched: sched::Scheduler::new(cfg),
             models: Arc::default(),
-            guard: Arc::new(guard::Guard::from_env()),
+            guard: Arc::new(guard::Guard::from_config(config)),
             registry,
         }
     }

@@ -120,7 +120,7 @@ impl Options {
                 num_thread: 0,
                 parallel: 1,
                 flash_attention: None,
-                kv_cache_type: "f16".into(),
+                kv_cache_type: crate::config::KvCacheType::default(),
                 embedding: false,
             },
             sampling: SamplingOptions {

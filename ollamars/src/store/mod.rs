@@ -74,19 +74,15 @@ pub enum StoreError {
     Io(#[from] io::Error),
 }
 
-/// The models directory: `$OLLAMA_MODELS`, else `~/.ollama/models`.
-pub fn models_dir_from_env() -> Result<PathBuf, StoreError> {
-    if let Some(p) = crate::env::var("OLLAMA_MODELS") {
-        return Ok(PathBuf::from(p));
-    }
-    crate::env::var("HOME")
-        .map(|h| PathBuf::from(h).join(".ollama").join("models"))
+/// The models directory of `config`: `$OLLAMA_MODELS`, else `~/.ollama/models`.
+///
+/// # Errors
+/// [`StoreError::NoModelsDir`] when neither `OLLAMA_MODELS` nor the home directory is known.
+pub fn models_dir(config: &crate::config::Config) -> Result<PathBuf, StoreError> {
+    config
+        .models_dir()
+        .map(Path::to_path_buf)
         .ok_or(StoreError::NoModelsDir)
-}
-
-/// Whether blob pruning is enabled: it is unless `OLLAMA_NOPRUNE` is set (to anything).
-pub fn prune_enabled_from_env() -> bool {
-    !crate::env::flag("OLLAMA_NOPRUNE")
 }
 
 /// The result of [`Store::write_blob`].

@@ -582,18 +582,28 @@ fn concurrent_writers_of_one_blob() {
 
 #[test]
 fn models_dir_and_noprune_env() {
-    // Setting variables needs `unsafe` in edition 2024 (and this crate forbids it), so the
-    // functions are checked against the environment the tests run in.
-    let saved = (
-        std::env::var_os("OLLAMA_MODELS"),
-        std::env::var_os("OLLAMA_NOPRUNE"),
-    );
-    let dir = models_dir_from_env().unwrap();
-    match &saved.0 {
-        Some(p) if !p.is_empty() => assert_eq!(dir, PathBuf::from(p)),
-        _ => assert!(dir.ends_with(".ollama/models")),
-    }
-    assert_eq!(prune_enabled_from_env(), saved.1.is_none());
+    // The functions are checked against a configuration built from given variables (setting
+    // variables needs `unsafe` in edition 2024, and this crate forbids it).
+    use crate::config::{Config, Side};
+    let cfg =
+        |vars: &[(&str, &str)]| Config::from_vars(Side::Server, vars.iter().copied()).unwrap();
+    let dir = models_dir(&cfg(&[
+        ("OLLAMA_MODELS", "/srv/models"),
+        ("HOME", "/home/u"),
+    ]))
+    .unwrap();
+    assert_eq!(dir, PathBuf::from("/srv/models"));
+    let dir = models_dir(&cfg(&[("HOME", "/home/u")])).unwrap();
+    assert!(dir.ends_with(".ollama/models"));
+    assert!(matches!(
+        models_dir(&cfg(&[])),
+        Err(StoreError::NoModelsDir)
+    ));
+    // Pruning is on unless OLLAMA_NOPRUNE is true; `0` and `false` are false, as in Ollama.
+    assert!(!cfg(&[]).noprune);
+    assert!(cfg(&[("OLLAMA_NOPRUNE", "1")]).noprune);
+    assert!(!cfg(&[("OLLAMA_NOPRUNE", "0")]).noprune);
+    assert!(!cfg(&[("OLLAMA_NOPRUNE", "false")]).noprune);
 }
 
 #[test]

@@ -2,6 +2,7 @@
 //! real test model, and small GGUFs.
 #![allow(dead_code)]
 
+use ollamars::config::Config;
 use ollamars::gguf::{GgmlType, GgufWriter, Value};
 use ollamars::server::{ServerState, router};
 use ollamars::store::Store;
@@ -24,7 +25,7 @@ impl TestServer {
         let root = dir.path().join("store/models");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let app = router(ServerState::new(Store::new(&root), true));
+        let app = router(ServerState::new(Store::new(&root), &Config::default()));
         tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
         TestServer {
             base: format!("http://{addr}"),
