@@ -936,7 +936,10 @@ async fn push_uploads_in_parts_mounts_and_sends_the_manifest_last() {
         .unwrap_err();
     assert_eq!(e.to_string(), "couldn't retrieve manifest");
     assert!(
-        matches!(&e, RegistryError::LocalManifest(StoreError::ModelNotFound(_))),
+        matches!(
+            &e,
+            RegistryError::LocalManifest(StoreError::ModelNotFound(_))
+        ),
         "{e:?}"
     );
     assert_eq!(

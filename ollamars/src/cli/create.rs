@@ -15,8 +15,8 @@ use serde_json::Value;
 
 use super::CliError;
 use crate::client::Client;
-use crate::create::CreateRequest;
 use crate::config::Config;
+use crate::create::CreateRequest;
 use crate::modelfile::Modelfile;
 use crate::store::{Digest, ImportMode, Store};
 

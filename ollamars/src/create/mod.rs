@@ -10,10 +10,11 @@
 //!
 //! Quantization runs llama.cpp's quantizer. llama.cpp reports most bad input as an error, but
 //! some hyperparameter checks are assertions that abort the process; the
-//! architecture-independent ones (layer and expert counts) are checked here first. In
-//! `ollamars serve` the quantizer runs in a child process (`ollamars runner quantize`, see
-//! [`quantize_in_child`]), so an abort on a hostile file fails that request, not the server.
-//! Library users that do not call [`quantize_in_child`] quantize in their own process.
+//! architecture-independent ones (layer and expert counts) are checked here first. Where it runs
+//! is the caller's choice, a [`Quantizer`]: [`create`] quantizes in this process
+//! ([`InProcess`]); `ollamars serve` passes [`create_with`] one that runs it in a tool runner
+//! (`ollamars runner tool`, over the runner protocol), so an abort on a hostile file fails that
+//! request, not the server.
 
 mod template;
 
@@ -182,15 +183,28 @@ fn check_file_name(name: &str) -> Result<(), CreateError> {
     Ok(())
 }
 
-static QUANTIZE_EXE: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
-
-/// Runs quantization in a child process: `exe runner quantize IN OUT TYPE` (the `ollamars`
-/// binary). Call once at startup; later calls are ignored.
-pub fn quantize_in_child(exe: std::path::PathBuf) {
-    let _ = QUANTIZE_EXE.set(exe);
+/// Runs llama.cpp's quantizer: from `input` to `output` as the llama.cpp type `kind`
+/// (`Q4_K_M`, …). The message of an error is for the client (no server paths).
+pub trait Quantizer: Send + Sync + std::fmt::Debug {
+    /// Quantizes one file.
+    ///
+    /// # Errors
+    /// A message for the client.
+    fn quantize(&self, input: &Path, output: &Path, kind: &str) -> Result<(), String>;
 }
 
-/// The child side of [`quantize_in_child`]: quantizes `input` to `output` as `kind`.
+/// Quantizes in this process.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct InProcess;
+
+impl Quantizer for InProcess {
+    fn quantize(&self, input: &Path, output: &Path, kind: &str) -> Result<(), String> {
+        quantize_file(input, output, kind)
+    }
+}
+
+/// Quantizes `input` to `output` as `kind` in this process (what [`InProcess`] and the tool
+/// runner run).
 ///
 /// # Errors
 /// A message for the parent.
@@ -388,6 +402,19 @@ pub fn create(
     req: &CreateRequest,
     progress: &mut dyn FnMut(Progress),
 ) -> Result<ModelName, CreateError> {
+    create_with(store, req, &InProcess, progress)
+}
+
+/// [`create`] with quantization run by `quantizer`.
+///
+/// # Errors
+/// As [`create`].
+pub fn create_with(
+    store: &Store,
+    req: &CreateRequest,
+    quantizer: &dyn Quantizer,
+    progress: &mut dyn FnMut(Progress),
+) -> Result<ModelName, CreateError> {
     let name_text = req
         .model
         .as_deref()
@@ -403,9 +430,9 @@ pub fn create(
         let quant = req.quantize.clone().or(req.quantization.clone());
         let mut legacy = request_from_modelfile(name_text, &parsed.modelfile, quant)?;
         legacy.stream = req.stream;
-        return create_inner(store, &target, &legacy, progress);
+        return create_inner(store, &target, &legacy, quantizer, progress);
     }
-    create_inner(store, &target, req, progress)
+    create_inner(store, &target, req, quantizer, progress)
 }
 
 /// The inherited state of a `from` model.
@@ -472,6 +499,7 @@ fn create_inner(
     store: &Store,
     target: &ModelName,
     req: &CreateRequest,
+    quantizer: &dyn Quantizer,
     progress: &mut dyn FnMut(Progress),
 ) -> Result<ModelName, CreateError> {
     // Validation: nothing is written and nothing reported until all of it passes.
@@ -493,6 +521,7 @@ fn create_inner(
     let mut inherited = base.layers;
     let model = write_model_layer(
         store,
+        quantizer,
         req,
         from.is_some(),
         quant,
@@ -639,6 +668,7 @@ fn check_messages(ms: &[CreateMessage]) -> Result<Vec<Json>, CreateError> {
 #[allow(clippy::too_many_arguments)]
 fn write_model_layer(
     store: &Store,
+    quantizer: &dyn Quantizer,
     req: &CreateRequest,
     inherits: bool,
     quant: Option<llama::QuantType>,
@@ -665,7 +695,7 @@ fn write_model_layer(
                 "quantizing {from_name} model to {}",
                 t.name()
             )));
-            let (d, size, q) = quantize_blob(store, digest, t)?;
+            let (d, size, q) = quantize_blob(store, quantizer, digest, t)?;
             (d.to_string(), size, Some(q))
         }
         None => (digest.clone(), store.blob_size(digest)?, None),
@@ -1025,39 +1055,16 @@ fn quantize_preflight(g: &Gguf) -> Result<(), CreateError> {
 /// result with the GGUF reader, and publishes it as a blob.
 fn quantize_blob(
     store: &Store,
+    quantizer: &dyn Quantizer,
     digest: &str,
     to: llama::QuantType,
 ) -> Result<(Digest, u64, Gguf), CreateError> {
-    let to_name = to.name();
     let input = store.blob_path(digest)?;
     let mut tmp = store.temp_file()?;
     tmp.flush()?;
-    // Error texts never carry server paths (security rule 6).
-    match QUANTIZE_EXE.get() {
-        Some(exe) => {
-            let out = std::process::Command::new(exe)
-                .args(["runner", "quantize"])
-                .arg(&input)
-                .arg(tmp.path())
-                .arg(to_name)
-                .stdin(std::process::Stdio::null())
-                .stdout(std::process::Stdio::null())
-                .stderr(std::process::Stdio::piped())
-                .output()?;
-            if !out.status.success() {
-                let msg = String::from_utf8_lossy(&out.stderr);
-                let last = msg.lines().rev().find(|l| l.starts_with("Error: "));
-                return Err(CreateError::Quantize(match last {
-                    Some(l) => l.trim_start_matches("Error: ").to_string(),
-                    None => format!(
-                        "llama.cpp's quantizer stopped unexpectedly ({})",
-                        out.status
-                    ),
-                }));
-            }
-        }
-        None => quantize_file(&input, tmp.path(), to_name).map_err(CreateError::Quantize)?,
-    }
+    quantizer
+        .quantize(&input, tmp.path(), to.name())
+        .map_err(CreateError::Quantize)?;
     let out = std::fs::File::open(tmp.path())?;
     let g = Gguf::from_seekable(BufReader::new(out))
         .map_err(|e| CreateError::Quantize(format!("llama.cpp wrote an invalid GGUF: {e}")))?;

@@ -68,17 +68,6 @@ pub fn main() -> ExitCode {
     if args.len() == 1 && args[0] == "tool" {
         return serve_tools();
     }
-    if let [mode, input, output, kind] = args.as_slice()
-        && mode == "quantize"
-    {
-        return match crate::create::quantize_file(input.as_ref(), output.as_ref(), kind) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("Error: {e}");
-                ExitCode::from(2)
-            }
-        };
-    }
     let (path, opts) = match args.as_slice() {
         [path, opts] => match serde_json::from_str::<LoadOptions>(opts) {
             Ok(o) => (path.clone(), o),

@@ -32,7 +32,7 @@ use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 
 pub mod runner;
 
-pub use runner::{RUNNER_DIED, RunnerProcess, SpawnError};
+pub use runner::{RUNNER_DIED, RunnerProcess, SpawnError, ToolQuantizer};
 
 /// Ollama's text for a full queue.
 pub const QUEUE_FULL: &str = "server busy, please try again.  maximum pending requests exceeded";

@@ -299,6 +299,45 @@ impl CompletionStream {
     }
 }
 
+/// Quantizes in a tool runner (`exe runner tool`), a process per request, over the runner
+/// protocol: an abort inside llama.cpp ends that process and fails the request, not the server.
+/// Called from the blocking pool (where `/api/create` runs), inside the server's runtime.
+#[derive(Debug, Clone)]
+pub struct ToolQuantizer {
+    exe: std::path::PathBuf,
+}
+
+impl ToolQuantizer {
+    /// Tool runners started from `exe` (the runner executable).
+    pub fn new(exe: std::path::PathBuf) -> ToolQuantizer {
+        ToolQuantizer { exe }
+    }
+}
+
+impl crate::create::Quantizer for ToolQuantizer {
+    fn quantize(&self, input: &Path, output: &Path, kind: &str) -> Result<(), String> {
+        let rt = tokio::runtime::Handle::try_current()
+            .map_err(|_| "quantization needs the server's runtime".to_string())?;
+        let job = proto::Quantize {
+            input: input.to_path_buf(),
+            output: output.to_path_buf(),
+            kind: kind.to_string(),
+        };
+        rt.block_on(async {
+            let tool = RunnerProcess::spawn_tool(&self.exe).map_err(|e| e.to_string())?;
+            let r = tool.call(job).await;
+            tool.shutdown().await;
+            r.map_err(|e| {
+                if e.message == RUNNER_DIED {
+                    "llama.cpp's quantizer stopped unexpectedly".to_string()
+                } else {
+                    e.message
+                }
+            })
+        })
+    }
+}
+
 /// `exe runner …` with piped stdin and stdout (the protocol) and inherited stderr (llama.cpp's
 /// logs), killed when dropped: how every child process of the server starts.
 pub fn runner_command(exe: &Path) -> Command {

@@ -283,17 +283,30 @@ mod tests {
     #[test]
     fn registry_statuses() {
         let status = |e: RegistryError| ApiError::from(e).status;
-        assert_eq!(status(RegistryError::InsecureProtocol), StatusCode::BAD_REQUEST);
         assert_eq!(
-            status(RegistryError::LocalManifest(StoreError::ModelNotFound("m".into()))),
+            status(RegistryError::InsecureProtocol),
+            StatusCode::BAD_REQUEST
+        );
+        assert_eq!(
+            status(RegistryError::LocalManifest(StoreError::ModelNotFound(
+                "m".into()
+            ))),
             StatusCode::NOT_FOUND
         );
-        assert_eq!(status(RegistryError::NoSpace), StatusCode::INSUFFICIENT_STORAGE);
         assert_eq!(
-            status(RegistryError::Shared(std::sync::Arc::new(RegistryError::NoSpace))),
+            status(RegistryError::NoSpace),
             StatusCode::INSUFFICIENT_STORAGE
         );
-        assert_eq!(status(RegistryError::Stalled), StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(
+            status(RegistryError::Shared(std::sync::Arc::new(
+                RegistryError::NoSpace
+            ))),
+            StatusCode::INSUFFICIENT_STORAGE
+        );
+        assert_eq!(
+            status(RegistryError::Stalled),
+            StatusCode::INTERNAL_SERVER_ERROR
+        );
     }
 
     #[test]

@@ -46,6 +46,8 @@ pub struct ServerState {
     /// The registry client for `/api/pull` and `/api/push` (one per server, so concurrent pulls
     /// of a blob share one download), or why it could not be built.
     registry: Result<crate::registry::Registry, Arc<str>>,
+    /// Where `/api/create` quantizes: in this process, or in a tool runner.
+    quantizer: Arc<dyn crate::create::Quantizer>,
 }
 
 impl ServerState {
@@ -58,12 +60,14 @@ impl ServerState {
     }
 
     /// As [`new`](Self::new), for the `ollamars` binary itself: llama.cpp work that the server
-    /// starts (runners, quantization) runs in child processes of this executable.
+    /// starts (runners, and quantization in a tool runner) runs in child processes of the
+    /// runner executable.
     pub fn for_binary(store: Store, config: &Config) -> ServerState {
-        if let Ok(exe) = std::env::current_exe() {
-            crate::create::quantize_in_child(exe);
-        }
-        ServerState::new(store, config)
+        let mut st = ServerState::new(store, config);
+        st.quantizer = Arc::new(sched::ToolQuantizer::new(
+            st.sched.config().runner_exe.clone(),
+        ));
+        st
     }
 
     /// State with explicit scheduler settings (e.g. another runner executable); the rest from
@@ -81,6 +85,7 @@ impl ServerState {
             models: Arc::default(),
             guard: Arc::new(guard::Guard::from_config(config)),
             registry,
+            quantizer: Arc::new(crate::create::InProcess),
         }
     }
 
@@ -113,6 +118,11 @@ impl ServerState {
     /// The scheduler.
     pub fn scheduler(&self) -> &Arc<Scheduler> {
         &self.sched
+    }
+
+    /// Where `/api/create` quantizes.
+    pub fn quantizer(&self) -> Arc<dyn crate::create::Quantizer> {
+        self.quantizer.clone()
     }
 
     /// The store.

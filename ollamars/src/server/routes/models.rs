@@ -79,9 +79,10 @@ pub(in crate::server) async fn create_model(
     let stream = req.stream.unwrap_or(true);
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<Event<CreateError>>();
     let store = st.store.clone();
+    let quantizer = st.quantizer();
     tokio::task::spawn_blocking(move || {
         let ptx = tx.clone();
-        let r = create::create(&store, &req, &mut |p| {
+        let r = create::create_with(&store, &req, quantizer.as_ref(), &mut |p| {
             let _ = ptx.send(Event::Progress(p));
         });
         let _ = tx.send(Event::Done(r.map(|_| ())));
