@@ -88,12 +88,14 @@ where
     };
     if !stream {
         let mut last = first;
-        while !done {
-            match rx.recv().await {
-                Some(Event::Progress(p)) => last = p,
-                Some(Event::Done(Err(e))) => return Err(e.into()),
-                Some(Event::Done(Ok(()))) => break,
-                None => return Err(ApiError::internal(stopped)),
+        if !done {
+            loop {
+                match rx.recv().await {
+                    Some(Event::Progress(p)) => last = p,
+                    Some(Event::Done(Err(e))) => return Err(e.into()),
+                    Some(Event::Done(Ok(()))) => break,
+                    None => return Err(ApiError::internal(stopped)),
+                }
             }
         }
         drop(keep);

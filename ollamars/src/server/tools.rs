@@ -5,6 +5,7 @@
 //! Text that may be the start of the tag is held back until it is known; a tag followed by
 //! something that is not a call is given back as content.
 
+pub use crate::api::validate::ToolChoice;
 use crate::template::{ToolCall, ToolCallFunction};
 use serde_json::{Map, Value};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -294,6 +295,65 @@ pub fn native_tag(template_text: &str) -> &'static str {
     "{"
 }
 
+/// The grammar that forces a call (`Required` or `Function`): the tool tag, then
+/// `{"name": ..., "arguments": ...}` with the arguments constrained by the tool's parameter
+/// schema. `None` for `Auto` and `None`.
+///
+/// # Errors
+/// A message for an unknown tool name or a parameter schema the grammar cannot express.
+pub fn choice_grammar(
+    tools: &[crate::template::Tool],
+    choice: &ToolChoice,
+    tag: &str,
+) -> Result<Option<String>, String> {
+    let chosen: Vec<&crate::template::Tool> = match choice {
+        ToolChoice::Auto | ToolChoice::None => return Ok(None),
+        ToolChoice::Required => tools.iter().collect(),
+        ToolChoice::Function(name) => {
+            let t: Vec<_> = tools.iter().filter(|t| &t.function.name == name).collect();
+            if t.is_empty() {
+                return Err(format!("tool_choice names {name:?}, which is not in tools"));
+            }
+            t
+        }
+    };
+    if chosen.is_empty() {
+        return Err("tool_choice requires tools".into());
+    }
+    let alternatives: Vec<Value> = chosen
+        .iter()
+        .map(|t| {
+            let params = serde_json::to_value(&t.function.parameters).unwrap_or(Value::Bool(true));
+            let params = match params {
+                Value::Object(mut o) => {
+                    o.retain(|_, v| !v.is_null());
+                    if o.get("properties")
+                        .is_none_or(|p| p.as_object().is_some_and(Map::is_empty))
+                    {
+                        serde_json::json!({"type": "object"})
+                    } else {
+                        Value::Object(o)
+                    }
+                }
+                other => other,
+            };
+            serde_json::json!({"type": "object",
+                "properties": {"name": {"const": t.function.name}, "arguments": params},
+                "required": ["name", "arguments"], "additionalProperties": false})
+        })
+        .collect();
+    let schema = if alternatives.len() == 1 {
+        alternatives.into_iter().next().unwrap_or_default()
+    } else {
+        serde_json::json!({ "anyOf": alternatives })
+    };
+    // A bare-JSON tag (`{`) is part of the call itself.
+    let prefix = tag.trim().trim_end_matches(['{', '[']).trim_end();
+    crate::grammar::prefixed(prefix, &schema)
+        .map(Some)
+        .map_err(|e| format!("tool parameters: {e}"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -434,65 +494,4 @@ mod tests {
         assert_eq!(native_tag("... <tool_call> ..."), "<tool_call>");
         assert_eq!(native_tag("plain"), "{");
     }
-}
-
-pub use crate::api::validate::ToolChoice;
-
-/// The grammar that forces a call (`Required` or `Function`): the tool tag, then
-/// `{"name": ..., "arguments": ...}` with the arguments constrained by the tool's parameter
-/// schema. `None` for `Auto` and `None`.
-///
-/// # Errors
-/// A message for an unknown tool name or a parameter schema the grammar cannot express.
-pub fn choice_grammar(
-    tools: &[crate::template::Tool],
-    choice: &ToolChoice,
-    tag: &str,
-) -> Result<Option<String>, String> {
-    let chosen: Vec<&crate::template::Tool> = match choice {
-        ToolChoice::Auto | ToolChoice::None => return Ok(None),
-        ToolChoice::Required => tools.iter().collect(),
-        ToolChoice::Function(name) => {
-            let t: Vec<_> = tools.iter().filter(|t| &t.function.name == name).collect();
-            if t.is_empty() {
-                return Err(format!("tool_choice names {name:?}, which is not in tools"));
-            }
-            t
-        }
-    };
-    if chosen.is_empty() {
-        return Err("tool_choice requires tools".into());
-    }
-    let alternatives: Vec<Value> = chosen
-        .iter()
-        .map(|t| {
-            let params = serde_json::to_value(&t.function.parameters).unwrap_or(Value::Bool(true));
-            let params = match params {
-                Value::Object(mut o) => {
-                    o.retain(|_, v| !v.is_null());
-                    if o.get("properties")
-                        .is_none_or(|p| p.as_object().is_some_and(Map::is_empty))
-                    {
-                        serde_json::json!({"type": "object"})
-                    } else {
-                        Value::Object(o)
-                    }
-                }
-                other => other,
-            };
-            serde_json::json!({"type": "object",
-                "properties": {"name": {"const": t.function.name}, "arguments": params},
-                "required": ["name", "arguments"], "additionalProperties": false})
-        })
-        .collect();
-    let schema = if alternatives.len() == 1 {
-        alternatives.into_iter().next().unwrap_or_default()
-    } else {
-        serde_json::json!({ "anyOf": alternatives })
-    };
-    // A bare-JSON tag (`{`) is part of the call itself.
-    let prefix = tag.trim().trim_end_matches(['{', '[']).trim_end();
-    crate::grammar::prefixed(prefix, &schema)
-        .map(Some)
-        .map_err(|e| format!("tool parameters: {e}"))
 }
