@@ -15,7 +15,7 @@ use super::auth::{Challenge, Key, token_query};
 use super::{RegistryConfig, RegistryError};
 use futures::StreamExt as _;
 use reqwest::header::{self, HeaderMap, HeaderValue};
-use reqwest::{Method, RequestBuilder, Response, StatusCode, Url};
+use reqwest::{Method, RequestBuilder, Response, Url};
 use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -266,7 +266,7 @@ impl Session {
                 rb = rb.header(header::AUTHORIZATION, a);
             }
             let resp = self.timed_send(build(rb)).await?;
-            if resp.status() != StatusCode::UNAUTHORIZED || !to_registry {
+            if resp.status().as_u16() != 401 || !to_registry {
                 return Ok(resp);
             }
             if challenged {

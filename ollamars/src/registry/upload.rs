@@ -9,7 +9,7 @@ use crate::progress::Progress;
 use crate::store::{Digest, Layer, Store};
 use md5::Digest as _;
 use reqwest::header::{self, HeaderName};
-use reqwest::{Method, StatusCode, Url};
+use reqwest::{Method, Url};
 use std::io::{Read as _, Seek as _};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -118,7 +118,8 @@ pub(crate) async fn push_blob(
         emit(total);
         return Ok(());
     }
-    if head.status() != StatusCode::NOT_FOUND {
+    // 404 Not Found: the registry lacks the blob, so it is uploaded; any other status fails.
+    if head.status().as_u16() != 404 {
         return Err(status_error(head, config).await);
     }
 
@@ -134,7 +135,8 @@ pub(crate) async fn push_blob(
         )?;
     }
     let started = bodiless(session, Method::POST, &start_url).await?;
-    if started.status() == StatusCode::CREATED {
+    // 201 Created: a cross-repository mount succeeded.
+    if started.status().as_u16() == 201 {
         emit(total);
         return Ok(());
     }
@@ -231,7 +233,8 @@ async fn upload_part(
             })
             .await?;
         let status = resp.status();
-        if status == StatusCode::TEMPORARY_REDIRECT {
+        if status.as_u16() == 307 {
+            // 307 Temporary Redirect.
             // ollama.com: the part goes to a presigned URL; the next request to the registry.
             let next = location(&resp, &[DOCKER_UPLOAD_LOCATION, header::LOCATION]);
             let target = location(&resp, &[header::LOCATION])

@@ -19,6 +19,7 @@
 pub mod engine;
 pub mod prompt;
 pub mod proto;
+mod sampling;
 
 use engine::{Engine, Sink};
 use proto::{EngineError, FromRunner, LoadOptions, ToRunner};

@@ -9,7 +9,7 @@ use crate::registry::http::{Session, check_encoding, location, retrying, status_
 use crate::store::{PartState, PartialBlob};
 use futures::StreamExt as _;
 use reqwest::header::{self, HeaderValue};
-use reqwest::{Method, StatusCode, Url};
+use reqwest::{Method, Url};
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 use tokio::io::{AsyncSeekExt as _, AsyncWriteExt as _};
@@ -25,7 +25,8 @@ async fn direct_url(session: &Session, start: &Url) -> Result<Url, RegistryError
                     rb.header(header::RANGE, HeaderValue::from_static("bytes=0-0"))
                 })
                 .await?;
-            if resp.status().is_server_error() || resp.status() == StatusCode::TOO_MANY_REQUESTS {
+            // 429 Too Many Requests and 5xx are worth another try.
+            if resp.status().is_server_error() || resp.status().as_u16() == 429 {
                 return Err(status_error(resp, session.config()).await);
             }
             Ok(resp)
@@ -186,8 +187,10 @@ async fn fetch_try(
     };
     let status = resp.status();
     let whole = start == 0 && end + 1 == job.size;
-    match status {
-        StatusCode::PARTIAL_CONTENT => {
+    // The registry's answer: 206 Partial Content with our range; 200 OK only for a request of
+    // the whole blob; 408, 429 and 5xx are retried; other 4xx are final.
+    match status.as_u16() {
+        206 => {
             if !content_range_ok(
                 resp.headers().get(header::CONTENT_RANGE),
                 start,
@@ -199,25 +202,21 @@ async fn fetch_try(
                 ))));
             }
         }
-        StatusCode::OK if whole => {}
-        StatusCode::OK => {
+        200 if whole => {}
+        200 => {
             return Err(TryEnd::Fatal(RegistryError::Protocol(
                 "the registry ignored the Range header".into(),
             )));
         }
-        s if s.is_server_error()
-            || s == StatusCode::TOO_MANY_REQUESTS
-            || s == StatusCode::REQUEST_TIMEOUT =>
-        {
+        408 | 429 | 500..=599 => {
             return Err(TryEnd::Retry(status_error(resp, config).await));
         }
-        s if s.is_client_error() => {
+        400..=499 => {
             return Err(TryEnd::Fatal(status_error(resp, config).await));
         }
         s => {
             return Err(TryEnd::Fatal(RegistryError::Protocol(format!(
-                "unexpected status {} for a blob range",
-                s.as_u16()
+                "unexpected status {s} for a blob range"
             ))));
         }
     }
