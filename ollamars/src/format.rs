@@ -63,6 +63,19 @@ pub fn human_time(t: chrono::DateTime<chrono::Utc>, now: chrono::DateTime<chrono
     }
 }
 
+/// The backslash escape that GBNF literals, Go's `%#v` and Go's JSON strings share for `c`
+/// (`\"`, `\\`, `\n`, `\r`, `\t`), if it is one of those.
+pub(crate) fn c_escape(c: char) -> Option<&'static str> {
+    Some(match c {
+        '"' => "\\\"",
+        '\\' => "\\\\",
+        '\n' => "\\n",
+        '\r' => "\\r",
+        '\t' => "\\t",
+        _ => return None,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

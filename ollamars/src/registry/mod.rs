@@ -270,12 +270,7 @@ impl Registry {
         name: &ModelName,
     ) -> Result<Vec<u8>, RegistryError> {
         let config = &self.inner.config;
-        let url = session.url(&format!(
-            "/v2/{}/{}/manifests/{}",
-            name.namespace(),
-            name.model(),
-            name.tag()
-        ))?;
+        let url = manifest_url(session, name)?;
         let accept = format!("{MANIFEST_MEDIA_TYPE}, {OCI_MANIFEST_MEDIA_TYPE}");
         retrying(config, || async {
             let resp = session
@@ -408,12 +403,7 @@ impl Registry {
         }
 
         say(&progress, "pushing manifest");
-        let url = session.url(&format!(
-            "/v2/{}/{}/manifests/{}",
-            name.namespace(),
-            name.model(),
-            name.tag()
-        ))?;
+        let url = manifest_url(&session, name)?;
         let media_type = if stored.manifest.media_type == OCI_MANIFEST_MEDIA_TYPE {
             OCI_MANIFEST_MEDIA_TYPE
         } else {
@@ -439,4 +429,14 @@ impl Registry {
         say(&progress, "success");
         Ok(())
     }
+}
+
+/// `/v2/<namespace>/<model>/manifests/<tag>` on the session's registry.
+fn manifest_url(session: &Session, name: &ModelName) -> Result<Url, RegistryError> {
+    session.url(&format!(
+        "/v2/{}/{}/manifests/{}",
+        name.namespace(),
+        name.model(),
+        name.tag()
+    ))
 }

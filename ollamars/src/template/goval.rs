@@ -703,12 +703,11 @@ pub(crate) fn go_json_float(f: f64) -> Option<String> {
 pub(crate) fn go_json_string(s: &str, out: &mut String) {
     out.push('"');
     for c in s.chars() {
+        if let Some(e) = crate::format::c_escape(c) {
+            out.push_str(e);
+            continue;
+        }
         match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
             '\u{8}' => out.push_str("\\b"),
             '\u{c}' => out.push_str("\\f"),
             '<' | '>' | '&' | '\u{2028}' | '\u{2029}' => {

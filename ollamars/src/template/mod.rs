@@ -288,32 +288,24 @@ impl Template {
 
         let mut types = GoTypes::default();
         if !values.prompt.is_empty() && !values.suffix.is_empty() {
-            let mut entries = vec![
+            let entries = vec![
                 ("Prompt", goval::string(&values.prompt)),
                 ("Suffix", goval::string(&values.suffix)),
                 ("Response", goval::string("")),
             ];
-            entries.extend(think.iter().cloned());
-            let data = types.root(entries);
-            let runner = self.runner(&self.inner.exec_main, types, today, limit);
-            runner.run(&mut out, &data)?;
-            return Ok(out.buf);
+            return self.run_main(entries, &think, types, today, limit, out);
         }
 
         if !values.force_legacy && self.uses_messages() {
             let messages = types.messages(&messages);
             let tools = types.tools(&values.tools);
-            let mut entries = vec![
+            let entries = vec![
                 ("System", goval::string(&system)),
                 ("Messages", messages),
                 ("Tools", tools),
                 ("Response", goval::string("")),
             ];
-            entries.extend(think.iter().cloned());
-            let data = types.root(entries);
-            let runner = self.runner(&self.inner.exec_main, types, today, limit);
-            runner.run(&mut out, &data)?;
-            return Ok(out.buf);
+            return self.run_main(entries, &think, types, today, limit, out);
         }
 
         let turn = |system: &str, prompt: &str, response: &str| {
@@ -350,6 +342,23 @@ impl Template {
         ast::rewrite_for_printing(&mut last);
         let cut = self.runner(&last, GoTypes::default(), today, limit);
         cut.run(&mut out, &turn(&system, &prompt, &response))?;
+        Ok(out.buf)
+    }
+
+    /// Runs the main tree once over `entries` (and the think values) into `out`.
+    fn run_main(
+        &self,
+        mut entries: Vec<(&'static str, GValue)>,
+        think: &[(&'static str, GValue)],
+        mut types: GoTypes,
+        today: NaiveDate,
+        limit: usize,
+        mut out: LimitedWriter,
+    ) -> Result<String, TemplateError> {
+        entries.extend(think.iter().cloned());
+        let data = types.root(entries);
+        self.runner(&self.inner.exec_main, types, today, limit)
+            .run(&mut out, &data)?;
         Ok(out.buf)
     }
 
