@@ -5,7 +5,8 @@
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Progress {
     /// `pulling manifest`, `pulling <12 hex>`, `verifying sha256 digest`, `parsing GGUF`,
-    /// `writing manifest`, `success`, …
+    /// `writing manifest`, `success`, … (empty when a line has none).
+    #[serde(default)]
     pub status: String,
     /// The blob or layer digest, on per-blob lines.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -105,7 +105,7 @@ pub async fn run(
 
     let mut last = String::new();
     client
-        .stream("/api/create", &Value::Object(req), |line| {
+        .stream("/api/create", &Value::Object(req), |line: &Value| {
             if let Some(status) = line.get("status").and_then(Value::as_str)
                 && status != last
             {

@@ -18,8 +18,8 @@ pub use run::RunArgs;
 use std::io::Write;
 
 use clap::{CommandFactory, Parser, Subcommand};
-use serde_json::Value;
 
+use crate::api::{CopyRequest, ModelRequest};
 use crate::client::{Client, ClientError};
 use crate::format::{human_bytes, human_time};
 
@@ -313,7 +313,11 @@ pub async fn run(cli: Cli, build: crate::version::BuildMeta) -> Result<(), CliEr
             source,
             destination,
         }) => {
-            client.copy(&source, &destination).await?;
+            let req = CopyRequest {
+                source: source.clone(),
+                destination: destination.clone(),
+            };
+            client.copy(&req).await?;
             println!("copied '{source}' to '{destination}'");
             Ok(())
         }
@@ -327,7 +331,7 @@ pub async fn run(cli: Cli, build: crate::version::BuildMeta) -> Result<(), CliEr
                 {
                     eprintln!("Warning: unable to stop model '{m}': {e}");
                 }
-                client.delete(&m).await?;
+                client.delete(&ModelRequest::new(&m)).await?;
                 println!("deleted '{m}'");
             }
             Ok(())
@@ -419,6 +423,7 @@ async fn version(client: &Client, build: crate::version::BuildMeta) -> Result<()
     let name = crate::version::program_name();
     match client.version().await {
         Ok(v) => {
+            let v = v.version;
             println!("{name} version is {v}");
             if v != mine {
                 eprintln!("Warning: client version is {mine}");
@@ -467,33 +472,22 @@ async fn list(client: &Client, prefix: Option<&str>) -> Result<(), CliError> {
         "SIZE".into(),
         "MODIFIED".into(),
     ]];
-    for m in resp["models"].as_array().into_iter().flatten() {
-        let name = m["name"].as_str().unwrap_or("");
-        if prefix.is_some_and(|p| !name.starts_with(p)) {
+    for m in &resp.models {
+        if prefix.is_some_and(|p| !m.name.starts_with(p)) {
             continue;
         }
-        let id: String = m["digest"]
-            .as_str()
-            .unwrap_or("")
-            .chars()
-            .take(12)
-            .collect();
-        let size = human_bytes(m["size"].as_u64().unwrap_or(0));
-        let modified = m["modified_at"]
-            .as_str()
-            .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+        let id: String = m.digest.chars().take(12).collect();
+        let size = human_bytes(m.size);
+        let modified = chrono::DateTime::parse_from_rfc3339(&m.modified_at)
+            .ok()
             .map_or_else(String::new, |t| {
                 human_time(t.with_timezone(&chrono::Utc), now)
             });
-        rows.push(vec![name.to_string(), id, size, modified]);
+        rows.push(vec![m.name.clone(), id, size, modified]);
     }
     let mut stdout = std::io::stdout().lock();
     let _ = stdout.write_all(table(&rows).as_bytes());
     Ok(())
-}
-
-fn str_field<'a>(v: &'a Value, k: &str) -> &'a str {
-    v.get(k).and_then(Value::as_str).unwrap_or("")
 }
 
 #[cfg(test)]
