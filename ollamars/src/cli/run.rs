@@ -17,30 +17,53 @@ use crate::api::{
 };
 use crate::client::{Client, ClientError};
 
-/// The flags of `ollamars run`.
-#[derive(Debug, Clone, Default)]
+/// The flags of `ollamars run` (the doc comments are its `--help`).
+#[derive(Debug, Clone, Default, clap::Args)]
 pub struct RunArgs {
     /// The model.
     pub model: String,
-    /// The prompt words (joined with spaces).
+    /// The prompt (piped standard input goes before it). Without one, on a terminal, an
+    /// interactive session starts.
     pub prompt: Vec<String>,
-    /// `--keepalive`: Go duration text.
+    /// Duration to keep the model loaded (e.g. 5m, 1h30m; negative means forever).
+    #[arg(long)]
     pub keepalive: Option<String>,
-    /// `--verbose`: timings after each reply.
+    /// Show timings for the response.
+    #[arg(long)]
     pub verbose: bool,
-    /// `--insecure`: pull a missing model over plain http.
+    /// Use an insecure registry (plain http) when the model has to be pulled.
+    #[arg(long)]
     pub insecure: bool,
-    /// `--nowordwrap`.
+    /// Don't wrap words to the next line automatically.
+    #[arg(long)]
     pub nowordwrap: bool,
-    /// `--format`: `json` or a JSON schema.
+    /// Response format: json, or a JSON schema.
+    #[arg(long)]
     pub format: Option<String>,
-    /// `--think[=VALUE]`.
+    /// Thinking: true, false, or a level (low, medium, high, max) for models that think.
+    #[arg(
+        long,
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "true",
+        value_name = "VALUE"
+    )]
     pub think: Option<String>,
-    /// `--hidethinking`.
+    /// Hide the model's thinking (when it thinks).
+    #[arg(long)]
     pub hidethinking: bool,
-    /// `--truncate[=BOOL]` (embedding models).
+    /// Embedding models: truncate inputs longer than the context (the server's default
+    /// is true; --truncate=false makes that an error).
+    #[arg(
+        long,
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "true",
+        value_name = "BOOL"
+    )]
     pub truncate: Option<bool>,
-    /// `--dimensions N` (embedding models).
+    /// Embedding models: cut the vectors to this many dimensions.
+    #[arg(long, value_name = "N")]
     pub dimensions: Option<u32>,
 }
 
