@@ -139,3 +139,58 @@ pub fn format_go(nanos: i128) -> String {
         format!("{sign}{h}h{m}m{s}{frac}s")
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_go_durations() {
+        assert_eq!(parse_go("0"), Ok(0));
+        assert_eq!(parse_go("5m"), Ok(5 * MIN));
+        assert_eq!(parse_go("1h30m"), Ok(HOUR + 30 * MIN));
+        assert_eq!(parse_go("1.5s"), Ok(1_500 * MS));
+        assert_eq!(parse_go(".5h"), Ok(30 * MIN));
+        assert_eq!(parse_go("-1m"), Ok(-MIN));
+        assert_eq!(parse_go("+10s"), Ok(10 * SEC));
+        assert_eq!(parse_go("3µs"), Ok(3 * US));
+        assert_eq!(parse_go("3us2ns"), Ok(3 * US + 2));
+        assert_eq!(parse_go("24h"), Ok(24 * HOUR));
+        for bad in ["", "-1", "10", "5x", "m", ".s", "1..5s", "-", "9999999999h"] {
+            assert!(parse_go(bad).is_err(), "{bad:?} parsed");
+        }
+    }
+
+    #[test]
+    fn go_error_texts() {
+        assert_eq!(
+            parse_go("5").unwrap_err().to_string(),
+            "time: missing unit in duration \"5\""
+        );
+        assert_eq!(
+            parse_go("5x").unwrap_err().to_string(),
+            "time: unknown unit \"x\" in duration \"5x\""
+        );
+        assert_eq!(
+            parse_go("").unwrap_err().to_string(),
+            "time: invalid duration \"\""
+        );
+    }
+
+    #[test]
+    fn writes_go_durations() {
+        assert_eq!(format_go(0), "0s");
+        assert_eq!(format_go(7), "7ns");
+        assert_eq!(format_go(42 * US), "42µs");
+        assert_eq!(format_go(1_500), "1.5µs");
+        assert_eq!(format_go(812_500_000), "812.5ms");
+        assert_eq!(format_go(12_345_678), "12.345678ms");
+        assert_eq!(format_go(1_500 * MS), "1.5s");
+        assert_eq!(format_go(2 * MIN + 3 * SEC), "2m3s");
+        assert_eq!(format_go(5 * MIN), "5m0s");
+        assert_eq!(format_go(HOUR), "1h0m0s");
+        assert_eq!(format_go(HOUR + 1), "1h0m0.000000001s");
+        assert_eq!(format_go(-MIN), "-1m0s");
+        assert_eq!(format_go(2_345_678_901), "2.345678901s");
+    }
+}

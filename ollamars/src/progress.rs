@@ -7,7 +7,9 @@ use serde::{Deserialize, Serialize};
 /// One progress line. Serialize skips `None` fields.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Progress {
-    /// `parsing GGUF`, `pulling manifest`, `pulling <12 hex>`, `writing manifest`, `success`, …
+    /// `pulling manifest`, `pulling <12 hex>`, `verifying sha256 digest`, `parsing GGUF`,
+    /// `writing manifest`, `success`, … (empty when a line has none).
+    #[serde(default)]
     pub status: String,
     /// The blob's digest, on per-blob lines (transfers, quantization).
     #[serde(default, skip_serializing_if = "Option::is_none")]

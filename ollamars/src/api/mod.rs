@@ -391,6 +391,38 @@ impl ModelRequest {
     }
 }
 
+/// `POST /api/show` as the client sends it: `verbose` always (as Ollama's client does), and
+/// from an interactive session its `system` message and `options`, to see the model as the
+/// session has changed it.
+///
+/// The server reads this body as a [`ModelRequest`]: it answers for the stored model and
+/// ignores `system` and `options` (whatever their type), as it did before this type existed.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ShowRequest {
+    /// The model.
+    #[serde(default)]
+    pub model: String,
+    /// Include large metadata arrays.
+    #[serde(default)]
+    pub verbose: bool,
+    /// The session's system message.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub system: Option<String>,
+    /// The session's options.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub options: Option<Map<String, Value>>,
+}
+
+impl ShowRequest {
+    /// A request for `model`, without large metadata arrays.
+    pub fn new(model: impl Into<String>) -> ShowRequest {
+        ShowRequest {
+            model: model.into(),
+            ..ShowRequest::default()
+        }
+    }
+}
+
 /// `POST /api/copy`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CopyRequest {

@@ -11,8 +11,6 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use serde_json::Value;
-
 use super::CliError;
 use crate::client::Client;
 use crate::config::Config;
@@ -86,12 +84,10 @@ pub async fn run(
 
     let mut last = String::new();
     client
-        .stream("/api/create", &req, |line| {
-            if let Some(status) = line.get("status").and_then(Value::as_str)
-                && status != last
-            {
-                eprintln!("{status}");
-                last = status.to_string();
+        .create(&req, |p| {
+            if !p.status.is_empty() && p.status != last {
+                eprintln!("{}", p.status);
+                last.clone_from(&p.status);
             }
         })
         .await?;

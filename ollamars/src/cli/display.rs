@@ -1,9 +1,8 @@
 //! How a streamed reply is shown: thinking first (dimmed on a terminal, or hidden), then the
 //! content, word-wrapped on a terminal; and the assistant message it adds up to.
 
-use serde_json::{Value, json};
-
 use super::wrap::WordWrap;
+use crate::api::{Message, ToolCall};
 
 const GREY: &str = "\x1b[38;5;245m";
 const BOLD: &str = "\x1b[1m";
@@ -55,7 +54,12 @@ impl Reply {
     }
 
     /// The output for one chunk (`message` of a chat chunk or a generate chunk's fields).
-    pub(crate) fn chunk(&mut self, thinking: &str, content: &str, tool_calls: &[Value]) -> String {
+    pub(crate) fn chunk(
+        &mut self,
+        thinking: &str,
+        content: &str,
+        tool_calls: &[ToolCall],
+    ) -> String {
         let mut out = String::new();
         if !thinking.is_empty() {
             self.thinking.push_str(thinking);
@@ -112,18 +116,17 @@ impl Reply {
     }
 
     /// The CLI registers no tools, so any call the model makes is reported, not run.
-    fn tool_calls(&self, calls: &[Value]) -> String {
+    fn tool_calls(&self, calls: &[ToolCall]) -> String {
         let mut out = String::new();
         for (i, call) in calls.iter().enumerate() {
             if i > 0 {
                 out.push('\n');
             }
-            let f = &call["function"];
+            let f = &call.function;
             out.push_str(&format!(
                 "  The model called a function this CLI does not provide: {}() with arguments {}",
-                f["name"].as_str().unwrap_or(""),
-                f.get("arguments")
-                    .map_or_else(|| "{}".into(), Value::to_string)
+                f.name,
+                serde_json::Value::Object(f.arguments.clone())
             ));
         }
         if self.opts.plain {
@@ -134,18 +137,18 @@ impl Reply {
     }
 
     /// The assistant message to keep in the conversation.
-    pub(crate) fn message(&self) -> Value {
-        let mut m = json!({"role": "assistant", "content": self.content});
-        if !self.thinking.is_empty() {
-            m["thinking"] = json!(self.thinking);
+    pub(crate) fn message(&self) -> Message {
+        Message {
+            thinking: self.thinking.clone(),
+            ..Message::new("assistant", self.content.clone())
         }
-        m
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     fn plain(hide: bool) -> Reply {
         Reply::new(DisplayOptions {
@@ -161,7 +164,7 @@ mod tests {
         let out = [r.chunk("", "Hel", &[]), r.chunk("", "lo", &[])].concat() + &r.finish();
         assert_eq!(out, "Hello");
         assert_eq!(
-            r.message(),
+            json!(r.message()),
             json!({"role": "assistant", "content": "Hello"})
         );
     }
@@ -179,7 +182,7 @@ mod tests {
             out,
             "Thinking...\nLet me think.\n...done thinking.\n\nAnswer"
         );
-        assert_eq!(r.message()["thinking"], "Let me think.");
+        assert_eq!(json!(r.message())["thinking"], "Let me think.");
     }
 
     #[test]
@@ -187,7 +190,7 @@ mod tests {
         let mut r = plain(true);
         let out = [r.chunk("hmm", "", &[]), r.chunk("", "Yes", &[])].concat();
         assert_eq!(out, "Yes");
-        assert_eq!(r.message()["thinking"], "hmm");
+        assert_eq!(json!(r.message())["thinking"], "hmm");
     }
 
     #[test]
@@ -218,7 +221,10 @@ mod tests {
     #[test]
     fn tool_calls_are_reported() {
         let mut r = plain(false);
-        let calls = [json!({"function": {"name": "get_weather", "arguments": {"city": "Paris"}}})];
+        let calls: [ToolCall; 1] = [serde_json::from_value(
+            json!({"function": {"name": "get_weather", "arguments": {"city": "Paris"}}}),
+        )
+        .unwrap()];
         let out = r.chunk("", "", &calls);
         assert!(
             out.contains("get_weather()") && out.contains(r#"{"city":"Paris"}"#),

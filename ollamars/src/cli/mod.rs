@@ -18,8 +18,8 @@ pub use run::RunArgs;
 use std::io::Write;
 
 use clap::{CommandFactory, Parser, Subcommand};
-use serde_json::Value;
 
+use crate::api::{CopyRequest, ModelRequest};
 use crate::client::{Client, ClientError};
 use crate::config::{Config, ConfigError};
 use crate::format::{human_bytes, human_time};
@@ -98,53 +98,7 @@ pub enum Command {
         verbose: bool,
     },
     /// Run a model: answer a prompt, or chat interactively.
-    Run {
-        /// The model.
-        model: String,
-        /// The prompt (piped standard input goes before it). Without one, on a terminal, an
-        /// interactive session starts.
-        prompt: Vec<String>,
-        /// Duration to keep the model loaded (e.g. 5m, 1h30m; negative means forever).
-        #[arg(long)]
-        keepalive: Option<String>,
-        /// Show timings for the response.
-        #[arg(long)]
-        verbose: bool,
-        /// Use an insecure registry (plain http) when the model has to be pulled.
-        #[arg(long)]
-        insecure: bool,
-        /// Don't wrap words to the next line automatically.
-        #[arg(long)]
-        nowordwrap: bool,
-        /// Response format: json, or a JSON schema.
-        #[arg(long)]
-        format: Option<String>,
-        /// Thinking: true, false, or a level (low, medium, high, max) for models that think.
-        #[arg(
-            long,
-            num_args = 0..=1,
-            require_equals = true,
-            default_missing_value = "true",
-            value_name = "VALUE"
-        )]
-        think: Option<String>,
-        /// Hide the model's thinking (when it thinks).
-        #[arg(long)]
-        hidethinking: bool,
-        /// Embedding models: truncate inputs longer than the context (the server's default
-        /// is true; --truncate=false makes that an error).
-        #[arg(
-            long,
-            num_args = 0..=1,
-            require_equals = true,
-            default_missing_value = "true",
-            value_name = "BOOL"
-        )]
-        truncate: Option<bool>,
-        /// Embedding models: cut the vectors to this many dimensions.
-        #[arg(long, value_name = "N")]
-        dimensions: Option<u32>,
-    },
+    Run(RunArgs),
     /// Pull a model from a registry.
     Pull {
         /// The model (`[host/][namespace/]model[:tag]`).
@@ -293,38 +247,7 @@ pub async fn run(cli: Cli, build: crate::version::BuildMeta) -> Result<(), CliEr
             )
             .await
         }
-        Some(Command::Run {
-            model,
-            prompt,
-            keepalive,
-            verbose,
-            insecure,
-            nowordwrap,
-            format,
-            think,
-            hidethinking,
-            truncate,
-            dimensions,
-        }) => {
-            run::run(
-                &client,
-                &config,
-                RunArgs {
-                    model,
-                    prompt,
-                    keepalive,
-                    verbose,
-                    insecure,
-                    nowordwrap,
-                    format,
-                    think,
-                    hidethinking,
-                    truncate,
-                    dimensions,
-                },
-            )
-            .await
-        }
+        Some(Command::Run(args)) => run::run(&client, &config, args).await,
         Some(Command::Pull { model, insecure }) => {
             pull::transfer(&client, pull::Direction::Pull, &model, insecure).await
         }
@@ -338,7 +261,11 @@ pub async fn run(cli: Cli, build: crate::version::BuildMeta) -> Result<(), CliEr
             source,
             destination,
         }) => {
-            client.copy(&source, &destination).await?;
+            let req = CopyRequest {
+                source: source.clone(),
+                destination: destination.clone(),
+            };
+            client.copy(&req).await?;
             println!("copied '{source}' to '{destination}'");
             Ok(())
         }
@@ -352,7 +279,7 @@ pub async fn run(cli: Cli, build: crate::version::BuildMeta) -> Result<(), CliEr
                 {
                     eprintln!("Warning: unable to stop model '{m}': {e}");
                 }
-                client.delete(&m).await?;
+                client.delete(&ModelRequest::new(&m)).await?;
                 println!("deleted '{m}'");
             }
             Ok(())
@@ -443,6 +370,7 @@ async fn version(
     let name = crate::version::program_name();
     match client.version().await {
         Ok(v) => {
+            let v = v.version;
             println!("{name} version is {v}");
             if v != mine {
                 eprintln!("Warning: client version is {mine}");
@@ -492,33 +420,22 @@ async fn list(client: &Client, prefix: Option<&str>) -> Result<(), CliError> {
         "SIZE".into(),
         "MODIFIED".into(),
     ]];
-    for m in resp["models"].as_array().into_iter().flatten() {
-        let name = m["name"].as_str().unwrap_or("");
-        if prefix.is_some_and(|p| !name.starts_with(p)) {
+    for m in &resp.models {
+        if prefix.is_some_and(|p| !m.name.starts_with(p)) {
             continue;
         }
-        let id: String = m["digest"]
-            .as_str()
-            .unwrap_or("")
-            .chars()
-            .take(12)
-            .collect();
-        let size = human_bytes(m["size"].as_u64().unwrap_or(0));
-        let modified = m["modified_at"]
-            .as_str()
-            .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+        let id: String = m.digest.chars().take(12).collect();
+        let size = human_bytes(m.size);
+        let modified = chrono::DateTime::parse_from_rfc3339(&m.modified_at)
+            .ok()
             .map_or_else(String::new, |t| {
                 human_time(t.with_timezone(&chrono::Utc), now)
             });
-        rows.push(vec![name.to_string(), id, size, modified]);
+        rows.push(vec![m.name.clone(), id, size, modified]);
     }
     let mut stdout = std::io::stdout().lock();
     let _ = stdout.write_all(table(&rows).as_bytes());
     Ok(())
-}
-
-fn str_field<'a>(v: &'a Value, k: &str) -> &'a str {
-    v.get(k).and_then(Value::as_str).unwrap_or("")
 }
 
 #[cfg(test)]
@@ -562,6 +479,57 @@ mod tests {
             assert!(help.contains(v.name), "{} missing from:\n{help}", v.name);
         }
         assert!(!help.contains("OLLAMA_NUM_PARALLEL"), "{help}");
+    }
+
+    #[test]
+    fn run_flags_fill_run_args() {
+        let parse = |args: &[&str]| match Cli::try_parse_from(args).map(|c| c.command) {
+            Ok(Some(Command::Run(a))) => a,
+            other => panic!("{args:?}: {other:?}"),
+        };
+        let a = parse(&[
+            "ollamars",
+            "run",
+            "m",
+            "why",
+            "so",
+            "--think",
+            "--keepalive",
+            "5m",
+            "--truncate=false",
+            "--dimensions",
+            "8",
+            "--verbose",
+            "--hidethinking",
+        ]);
+        assert_eq!(a.model, "m");
+        assert_eq!(a.prompt, ["why", "so"]);
+        assert_eq!(a.think.as_deref(), Some("true"));
+        assert_eq!(a.keepalive.as_deref(), Some("5m"));
+        assert_eq!(a.truncate, Some(false));
+        assert_eq!(a.dimensions, Some(8));
+        assert!(a.verbose && a.hidethinking && !a.insecure && !a.nowordwrap);
+        let a = parse(&[
+            "ollamars",
+            "run",
+            "m",
+            "--think=low",
+            "--truncate",
+            "--format",
+            "json",
+        ]);
+        assert_eq!(a.think.as_deref(), Some("low"));
+        assert_eq!(a.truncate, Some(true));
+        assert_eq!(a.format.as_deref(), Some("json"));
+        assert!(a.prompt.is_empty() && a.keepalive.is_none() && a.dimensions.is_none());
+        // `--think VALUE` needs the `=`: a following word is the prompt.
+        let a = parse(&["ollamars", "run", "m", "--think", "high"]);
+        assert_eq!(
+            (a.think.as_deref(), &a.prompt[..]),
+            (Some("true"), &["high".to_string()][..])
+        );
+        assert!(Cli::try_parse_from(["ollamars", "run"]).is_err());
+        assert!(Cli::try_parse_from(["ollamars", "run", "m", "--dimensions", "x"]).is_err());
     }
 
     #[test]

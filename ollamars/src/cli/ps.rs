@@ -1,8 +1,7 @@
 //! `ollamars ps` and `ollamars stop`.
 
-use serde_json::{Value, json};
-
-use super::{CliError, str_field, table};
+use super::{CliError, table};
+use crate::api::{GenerateRequest, KeepAlive, PsResponse, RunParams};
 use crate::client::{Client, ClientError};
 use crate::format::{human_bytes, human_time};
 
@@ -39,7 +38,7 @@ pub(crate) fn until(expires_at: &str, now: chrono::DateTime<chrono::Utc>) -> Str
 /// The `ps` table: a header row, then one row per loaded model whose name starts with
 /// `prefix`.
 pub(crate) fn rows(
-    resp: &Value,
+    resp: &PsResponse,
     prefix: Option<&str>,
     now: chrono::DateTime<chrono::Utc>,
 ) -> Vec<Vec<String>> {
@@ -48,20 +47,17 @@ pub(crate) fn rows(
             .map(String::from)
             .to_vec(),
     ];
-    for m in resp["models"].as_array().into_iter().flatten() {
-        let name = str_field(m, "name");
-        if prefix.is_some_and(|p| !name.starts_with(p)) {
+    for m in &resp.models {
+        if prefix.is_some_and(|p| !m.name.starts_with(p)) {
             continue;
         }
-        let size = m["size"].as_u64().unwrap_or(0);
-        let vram = m["size_vram"].as_u64().unwrap_or(0);
         rows.push(vec![
-            name.to_string(),
-            str_field(m, "digest").chars().take(12).collect(),
-            human_bytes(size),
-            processor(size, vram),
-            m["context_length"].as_u64().unwrap_or(0).to_string(),
-            until(str_field(m, "expires_at"), now),
+            m.name.clone(),
+            m.digest.chars().take(12).collect(),
+            human_bytes(m.size),
+            processor(m.size, m.size_vram),
+            m.context_length.to_string(),
+            until(&m.expires_at, now),
         ]);
     }
     rows
@@ -76,13 +72,15 @@ pub(crate) async fn ps(client: &Client, prefix: Option<&str>) -> Result<(), CliE
 
 /// Asks the server to unload `model` now (generate, no prompt, `keep_alive` 0).
 pub(crate) async fn unload(client: &Client, model: &str) -> Result<(), ClientError> {
-    client
-        .stream(
-            "/api/generate",
-            &json!({"model": model, "keep_alive": 0}),
-            |_| {},
-        )
-        .await
+    let req = GenerateRequest {
+        run: RunParams {
+            model: model.to_string(),
+            keep_alive: Some(KeepAlive::For(std::time::Duration::ZERO)),
+            ..RunParams::default()
+        },
+        ..GenerateRequest::default()
+    };
+    client.generate(&req, |_| {}).await
 }
 
 /// `ollamars stop MODEL`.
@@ -98,6 +96,7 @@ pub(crate) async fn stop(client: &Client, model: &str) -> Result<(), CliError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::api::PsModel;
     use chrono::TimeZone;
 
     #[test]
@@ -125,14 +124,29 @@ mod tests {
     #[test]
     fn table_rows() {
         let now = chrono::Utc.with_ymd_and_hms(2026, 1, 1, 12, 0, 0).unwrap();
-        let resp = json!({"models": [
-            {"name": "smol:latest", "model": "smol:latest", "size": 98_000_000u64, "size_vram": 0,
-             "digest": "0123456789abcdef0123", "context_length": 4096,
-             "expires_at": "2026-01-01T12:05:00Z"},
-            {"name": "other:latest", "size": 2_000_000_000u64, "size_vram": 2_000_000_000u64,
-             "digest": "fedcba9876543210", "context_length": 8192,
-             "expires_at": "2999-01-01T00:00:00Z"}
-        ]});
+        let resp = PsResponse {
+            models: vec![
+                PsModel {
+                    name: "smol:latest".into(),
+                    model: "smol:latest".into(),
+                    size: 98_000_000,
+                    size_vram: 0,
+                    digest: "0123456789abcdef0123".into(),
+                    context_length: 4096,
+                    expires_at: "2026-01-01T12:05:00Z".into(),
+                    ..PsModel::default()
+                },
+                PsModel {
+                    name: "other:latest".into(),
+                    size: 2_000_000_000,
+                    size_vram: 2_000_000_000,
+                    digest: "fedcba9876543210".into(),
+                    context_length: 8192,
+                    expires_at: "2999-01-01T00:00:00Z".into(),
+                    ..PsModel::default()
+                },
+            ],
+        };
         let all = rows(&resp, None, now);
         assert_eq!(
             all[0],

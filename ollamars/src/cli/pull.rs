@@ -16,9 +16,9 @@ use std::io::{IsTerminal, Write};
 use std::time::Duration;
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressState, ProgressStyle};
-use serde_json::{Value, json};
 
 use super::CliError;
+use crate::api::{Progress, TransferRequest};
 use crate::client::Client;
 use crate::format::human_bytes;
 
@@ -38,13 +38,16 @@ pub(crate) async fn transfer(
     model: &str,
     insecure: bool,
 ) -> Result<(), CliError> {
-    let path = match dir {
-        Direction::Pull => "/api/pull",
-        Direction::Push => "/api/push",
+    let req = TransferRequest {
+        stream: Some(true),
+        ..TransferRequest::new(model, insecure)
     };
-    let body = json!({"model": model, "insecure": insecure, "stream": true});
     let mut view = ProgressView::new(std::io::stderr().is_terminal());
-    let r = client.stream(path, &body, |line| view.update(line)).await;
+    let on_line = |line: &Progress| view.update(line);
+    let r = match dir {
+        Direction::Pull => client.pull(&req, on_line).await,
+        Direction::Push => client.push(&req, on_line).await,
+    };
     view.finish();
     r?;
     Ok(())
@@ -143,9 +146,9 @@ impl ProgressView {
     }
 
     /// Takes one progress line of the server's stream.
-    pub(crate) fn update(&mut self, line: &Value) {
-        let status = line.get("status").and_then(Value::as_str).unwrap_or("");
-        let digest = line.get("digest").and_then(Value::as_str).unwrap_or("");
+    pub(crate) fn update(&mut self, line: &Progress) {
+        let status = line.status.as_str();
+        let digest = line.digest.as_deref().unwrap_or("");
         let Some(multi) = self.multi.clone() else {
             if !status.is_empty() && status != self.status {
                 let mut err = std::io::stderr().lock();
@@ -167,8 +170,8 @@ impl ProgressView {
             return;
         }
         self.stop_spinner();
-        let total = line.get("total").and_then(Value::as_u64).unwrap_or(0);
-        let completed = line.get("completed").and_then(Value::as_u64).unwrap_or(0);
+        let total = line.total.unwrap_or(0);
+        let completed = line.completed.unwrap_or(0);
         let bar = self.bars.entry(digest.to_string()).or_insert_with(|| {
             let b = multi.add(ProgressBar::new(total));
             b.set_style(bar_style());
@@ -205,6 +208,12 @@ impl ProgressView {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
+
+    /// A progress line as the server sends it.
+    fn line(v: serde_json::Value) -> Progress {
+        serde_json::from_value(v).unwrap()
+    }
 
     #[test]
     fn go_style_seconds() {
@@ -217,13 +226,13 @@ mod tests {
     #[test]
     fn plain_view_takes_every_line_shape() {
         let mut v = ProgressView::new(false);
-        v.update(&json!({"status": "pulling manifest"}));
-        v.update(
-            &json!({"status": "pulling abc", "digest": "sha256:abc", "total": 10, "completed": 3}),
-        );
-        v.update(
-            &json!({"status": "pulling abc", "digest": "sha256:abc", "total": 10, "completed": 10}),
-        );
+        v.update(&line(json!({"status": "pulling manifest"})));
+        v.update(&line(
+            json!({"status": "pulling abc", "digest": "sha256:abc", "total": 10, "completed": 3}),
+        ));
+        v.update(&line(
+            json!({"status": "pulling abc", "digest": "sha256:abc", "total": 10, "completed": 10}),
+        ));
         assert_eq!(v.status, "pulling abc");
         v.finish();
     }
@@ -232,14 +241,14 @@ mod tests {
     fn terminal_view_keeps_one_bar_per_digest() {
         let mut v = ProgressView::new(true);
         // Hidden draw target: indicatif draws nothing when stderr is not a terminal.
-        v.update(&json!({"status": "pulling manifest"}));
+        v.update(&line(json!({"status": "pulling manifest"})));
         for c in [0, 5, 10] {
-            v.update(&json!({"status": "pulling abc", "digest": "sha256:abc", "total": 10, "completed": c}));
+            v.update(&line(json!({"status": "pulling abc", "digest": "sha256:abc", "total": 10, "completed": c})));
         }
-        v.update(
-            &json!({"status": "pulling def", "digest": "sha256:def", "total": 4, "completed": 4}),
-        );
-        v.update(&json!({"status": "success"}));
+        v.update(&line(
+            json!({"status": "pulling def", "digest": "sha256:def", "total": 4, "completed": 4}),
+        ));
+        v.update(&line(json!({"status": "success"})));
         assert_eq!(v.bars.len(), 2);
         assert!(v.bars.values().all(ProgressBar::is_finished));
         assert!(v.spinner.is_some());

@@ -10,14 +10,16 @@ use rustyline::history::{DefaultHistory, History as _};
 use rustyline::{
     Cmd, ConditionalEventHandler, Editor, Event, EventContext, EventHandler, KeyEvent, RepeatCount,
 };
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use super::history::HistoryFile;
 use super::input::{Command, Input, Set, Step, option_text, parameter_value, set_option};
 use super::run::{Outcome, Session, stream_chat, think_value};
 use super::timing::summary;
-use super::{CliError, show, str_field};
+use super::{CliError, show};
+use crate::api::{Message, ShowRequest, ThinkValue};
 use crate::client::Client;
+use crate::create::{CreateMessage, CreateRequest};
 
 const PLACEHOLDER: &str = "Send a message (/? for help)";
 
@@ -263,9 +265,9 @@ impl Repl<'_> {
     /// One exchange: the message, the streamed reply, and both kept in the conversation.
     async fn turn(&mut self, text: String) {
         let s = &mut self.session;
-        s.messages.push(json!({"role": "user", "content": text}));
-        let body = s.chat_body(&s.messages);
-        match stream_chat(self.client, &body, s.display(), true).await {
+        s.messages.push(Message::new("user", text));
+        let req = s.chat_request(&s.messages);
+        match stream_chat(self.client, &req, s.display(), true).await {
             Ok(Outcome::Done(reply, last)) => {
                 s.messages.push(reply.message());
                 println!("\n");
@@ -301,8 +303,7 @@ impl Repl<'_> {
                 let s = &mut self.session;
                 s.messages.clear();
                 if !s.system.is_empty() {
-                    s.messages
-                        .push(json!({"role": "system", "content": s.system}));
+                    s.messages.push(Message::new("system", s.system.clone()));
                 }
                 println!("Cleared session context");
             }
@@ -336,9 +337,9 @@ impl Repl<'_> {
             },
             Set::System(text) => {
                 s.system = text.clone();
-                let msg = json!({"role": "system", "content": text});
+                let msg = Message::new("system", text);
                 match s.messages.last_mut() {
-                    Some(last) if str_field(last, "role") == "system" => *last = msg,
+                    Some(last) if last.role == "system" => *last = msg,
                     _ => s.messages.push(msg),
                 }
                 println!("Set system message.");
@@ -352,7 +353,7 @@ impl Repl<'_> {
                 println!("Set '{}' mode.", if on { "wordwrap" } else { "nowordwrap" });
             }
             Set::FormatJson => {
-                s.format = Some(json!("json"));
+                s.format = Some(Value::from("json"));
                 println!("Set format to 'json' mode.");
             }
             Set::FormatInvalid => {
@@ -379,7 +380,7 @@ impl Repl<'_> {
                 Err(e) => println!("{e}"),
             },
             Set::NoThink => {
-                s.think = Some(Value::Bool(false));
+                s.think = Some(ThinkValue::Bool(false));
                 s.think_explicit = true;
                 self.warn_no_thinking();
                 println!("Set 'nothink' mode.");
@@ -404,31 +405,28 @@ impl Repl<'_> {
             return;
         };
         let s = &self.session;
-        let mut req = json!({"model": s.model});
-        if !s.system.is_empty() {
-            req["system"] = json!(s.system);
-        }
-        if !s.options.is_empty() {
-            req["options"] = Value::Object(s.options.clone());
-        }
-        let info = match self.client.show_request(&req).await {
+        let req = ShowRequest {
+            system: (!s.system.is_empty()).then(|| s.system.clone()),
+            options: (!s.options.is_empty()).then(|| s.options.clone()),
+            ..ShowRequest::new(s.model.clone())
+        };
+        let info = match self.client.show(&req).await {
             Ok(i) => i,
             Err(e) => {
                 eprintln!("Error: couldn't get model: {e}");
                 return;
             }
         };
-        let field = |k: &str| str_field(&info, k).to_string();
         match what {
             "info" => print!("{}", show::overview(&info, false)),
-            "license" => match field("license") {
+            "license" => match &info.license {
                 l if l.is_empty() => println!("No license was specified for this model."),
                 l => println!("{l}"),
             },
-            "modelfile" => println!("{}", field("modelfile")),
+            "modelfile" => println!("{}", info.modelfile),
             "parameters" => {
                 println!("Model defined parameters:");
-                let params = field("parameters");
+                let params = &info.parameters;
                 if params.trim().is_empty() {
                     println!("  No additional parameters were specified for this model.");
                 } else {
@@ -448,13 +446,13 @@ impl Repl<'_> {
             "system" => {
                 if !s.system.is_empty() {
                     println!("{}\n", s.system);
-                } else if !field("system").is_empty() {
-                    println!("{}\n", field("system"));
+                } else if !info.system.is_empty() {
+                    println!("{}\n", info.system);
                 } else {
                     println!("No system message was specified for this model.");
                 }
             }
-            "template" => match field("template") {
+            "template" => match &info.template {
                 t if t.is_empty() => println!("No prompt template was specified for this model."),
                 t => println!("{t}"),
             },
@@ -464,7 +462,7 @@ impl Repl<'_> {
 
     async fn load(&mut self, model: &str) {
         println!("Loading model '{model}'");
-        let info = match self.client.show(model, false).await {
+        let info = match self.client.show(&ShowRequest::new(model)).await {
             Ok(i) => i,
             Err(e) if e.status() == Some(404) => {
                 println!("Couldn't find model '{model}'");
@@ -487,23 +485,24 @@ impl Repl<'_> {
 
     async fn save(&mut self, name: &str) {
         let s = &self.session;
-        let mut req = json!({"model": name, "from": s.model});
-        if !s.system.is_empty() {
-            req["system"] = json!(s.system);
-        }
-        if !s.options.is_empty() {
-            req["parameters"] = Value::Object(s.options.clone());
-        }
-        let messages: Vec<Value> = s
+        let messages: Vec<CreateMessage> = s
             .loaded_messages
             .iter()
             .chain(&s.messages)
-            .map(|m| json!({"role": str_field(m, "role"), "content": str_field(m, "content")}))
+            .map(|m| CreateMessage {
+                role: m.role.clone(),
+                content: m.content.clone(),
+            })
             .collect();
-        if !messages.is_empty() {
-            req["messages"] = Value::Array(messages);
-        }
-        match self.client.stream("/api/create", &req, |_| {}).await {
+        let req = CreateRequest {
+            model: Some(name.to_string()),
+            from: Some(s.model.clone()),
+            system: (!s.system.is_empty()).then(|| s.system.clone()),
+            parameters: (!s.options.is_empty()).then(|| s.options.clone()),
+            messages: (!messages.is_empty()).then_some(messages),
+            ..CreateRequest::default()
+        };
+        match self.client.create(&req, |_| {}).await {
             Ok(()) => println!("Created new model '{name}'"),
             Err(e) if e.to_string().contains("invalid model name") => {
                 println!("error: The model name '{name}' is invalid");

@@ -5,51 +5,95 @@ use std::io::{IsTerminal, Read, Write};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use serde_json::{Map, Value, json};
+use serde_json::{Map, Value};
 
+use super::CliError;
 use super::display::{DisplayOptions, Reply};
-use super::timing::{keep_alive_json, parse_go_duration, summary};
+use super::timing::summary;
 use super::wrap::WordWrap;
-use super::{CliError, str_field};
+use crate::api::{
+    ChatRequest, EmbedRequest, KeepAlive, Message, Metrics, RunParams, ShowRequest, ShowResponse,
+    ThinkLevel, ThinkValue,
+};
 use crate::client::{Client, ClientError};
 
-/// The flags of `ollamars run`.
-#[derive(Debug, Clone, Default)]
+/// The flags of `ollamars run` (the doc comments are its `--help`).
+#[derive(Debug, Clone, Default, clap::Args)]
 pub struct RunArgs {
     /// The model.
     pub model: String,
-    /// The prompt words (joined with spaces).
+    /// The prompt (piped standard input goes before it). Without one, on a terminal, an
+    /// interactive session starts.
     pub prompt: Vec<String>,
-    /// `--keepalive`: Go duration text.
+    /// Duration to keep the model loaded (e.g. 5m, 1h30m; negative means forever).
+    #[arg(long)]
     pub keepalive: Option<String>,
-    /// `--verbose`: timings after each reply.
+    /// Show timings for the response.
+    #[arg(long)]
     pub verbose: bool,
-    /// `--insecure`: pull a missing model over plain http.
+    /// Use an insecure registry (plain http) when the model has to be pulled.
+    #[arg(long)]
     pub insecure: bool,
-    /// `--nowordwrap`.
+    /// Don't wrap words to the next line automatically.
+    #[arg(long)]
     pub nowordwrap: bool,
-    /// `--format`: `json` or a JSON schema.
+    /// Response format: json, or a JSON schema.
+    #[arg(long)]
     pub format: Option<String>,
-    /// `--think[=VALUE]`.
+    /// Thinking: true, false, or a level (low, medium, high, max) for models that think.
+    #[arg(
+        long,
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "true",
+        value_name = "VALUE"
+    )]
     pub think: Option<String>,
-    /// `--hidethinking`.
+    /// Hide the model's thinking (when it thinks).
+    #[arg(long)]
     pub hidethinking: bool,
-    /// `--truncate[=BOOL]` (embedding models).
+    /// Embedding models: truncate inputs longer than the context (the server's default
+    /// is true; --truncate=false makes that an error).
+    #[arg(
+        long,
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "true",
+        value_name = "BOOL"
+    )]
     pub truncate: Option<bool>,
-    /// `--dimensions N` (embedding models).
+    /// Embedding models: cut the vectors to this many dimensions.
+    #[arg(long, value_name = "N")]
     pub dimensions: Option<u32>,
 }
 
 /// `--think` / `/set think` values: `true`, `false`, or a level.
-pub(crate) fn think_value(text: &str) -> Result<Value, String> {
+pub(crate) fn think_value(text: &str) -> Result<ThinkValue, String> {
+    let level = |l| Ok(ThinkValue::Level(l));
     match text {
-        "" | "true" => Ok(Value::Bool(true)),
-        "false" => Ok(Value::Bool(false)),
-        "low" | "medium" | "high" | "max" => Ok(Value::from(text)),
+        "" | "true" => Ok(ThinkValue::Bool(true)),
+        "false" => Ok(ThinkValue::Bool(false)),
+        "low" => level(ThinkLevel::Low),
+        "medium" => level(ThinkLevel::Medium),
+        "high" => level(ThinkLevel::High),
+        "max" => level(ThinkLevel::Max),
         other => Err(format!(
             "invalid value for think: {other:?} (must be true, false, low, medium, high, or max)"
         )),
     }
+}
+
+/// `--keepalive`: a Go duration; negative is forever (sent as `-1`), otherwise it is sent as
+/// Go's text of the duration.
+pub(crate) fn keep_alive_flag(text: &str) -> Result<KeepAlive, crate::duration::DurationError> {
+    crate::duration::parse_go(text).map(keep_alive_from_nanos)
+}
+
+/// A parsed `--keepalive` (signed nanoseconds, at most Go's range) as the request's value.
+fn keep_alive_from_nanos(nanos: i128) -> KeepAlive {
+    u64::try_from(nanos).map_or(KeepAlive::Forever, |n| {
+        KeepAlive::For(Duration::from_nanos(n))
+    })
 }
 
 /// `--format`: `json`, or a JSON schema object.
@@ -77,20 +121,16 @@ pub(crate) fn join_prompt(stdin: Option<&str>, words: &[String]) -> String {
 }
 
 /// Whether a model only embeds (capabilities has `embedding` and no `completion`).
-pub(crate) fn embedding_only(info: &Value) -> bool {
-    let caps = capabilities(info);
+pub(crate) fn embedding_only(info: &ShowResponse) -> bool {
+    let caps = &info.capabilities;
     caps.iter().any(|c| c == "embedding") && !caps.iter().any(|c| c == "completion")
 }
 
-/// A `show` response's capabilities.
-pub(crate) fn capabilities(info: &Value) -> Vec<String> {
-    info["capabilities"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(Value::as_str)
-        .map(str::to_string)
-        .collect()
+/// A Modelfile MESSAGE of a `show` response (`role` and `content`; anything else is left
+/// out, and a field that is not a string reads as empty).
+fn loaded_message(v: &Value) -> Message {
+    let field = |k: &str| v.get(k).and_then(Value::as_str).unwrap_or("").to_string();
+    Message::new(field("role"), field("content"))
 }
 
 /// What a user sees for a model the server does not have.
@@ -103,8 +143,8 @@ pub(crate) fn not_found(model: &str) -> CliError {
 }
 
 /// `POST /api/show`, with a 404 worded for the user.
-pub(crate) async fn show_model(client: &Client, model: &str) -> Result<Value, CliError> {
-    match client.show(model, false).await {
+pub(crate) async fn show_model(client: &Client, model: &str) -> Result<ShowResponse, CliError> {
+    match client.show(&ShowRequest::new(model)).await {
         Err(e) if e.status() == Some(404) => Err(not_found(model)),
         other => Ok(other?),
     }
@@ -125,9 +165,9 @@ pub(crate) struct Session {
     /// Its capabilities (from `show`).
     pub capabilities: Vec<String>,
     /// Its Modelfile MESSAGEs (the server adds them itself; kept for `/save`).
-    pub loaded_messages: Vec<Value>,
+    pub loaded_messages: Vec<Message>,
     /// The conversation so far.
-    pub messages: Vec<Value>,
+    pub messages: Vec<Message>,
     /// A system message set in this session.
     pub system: String,
     /// Options set in this session.
@@ -135,13 +175,13 @@ pub(crate) struct Session {
     /// `format`.
     pub format: Option<Value>,
     /// `think`.
-    pub think: Option<Value>,
+    pub think: Option<ThinkValue>,
     /// Whether `think` was chosen by the user (else it follows the model's capabilities).
     pub think_explicit: bool,
     /// Hide the model's thinking.
     pub hide_thinking: bool,
     /// `keep_alive`.
-    pub keep_alive: Option<Value>,
+    pub keep_alive: Option<KeepAlive>,
     /// Word wrap (on a terminal).
     pub word_wrap: bool,
     /// Timings after each reply.
@@ -154,35 +194,34 @@ pub(crate) struct Session {
 impl Session {
     /// Takes the model's details from its `show` response: capabilities, MESSAGEs and, unless
     /// the user chose, thinking on for models that think.
-    pub(crate) fn adopt(&mut self, model: &str, info: &Value) {
+    pub(crate) fn adopt(&mut self, model: &str, info: &ShowResponse) {
         self.model = model.to_string();
-        self.capabilities = capabilities(info);
-        self.loaded_messages = info["messages"].as_array().cloned().unwrap_or_default();
+        self.capabilities = info.capabilities.clone();
+        self.loaded_messages = info.messages.iter().map(loaded_message).collect();
         if !self.think_explicit {
             self.think = self
                 .capabilities
                 .iter()
                 .any(|c| c == "thinking")
-                .then_some(Value::Bool(true));
+                .then_some(ThinkValue::Bool(true));
         }
     }
 
-    /// A `/api/chat` request for `messages`.
-    pub(crate) fn chat_body(&self, messages: &[Value]) -> Value {
-        let mut body = json!({"model": self.model, "messages": messages, "stream": true});
-        if let Some(f) = &self.format {
-            body["format"] = f.clone();
+    /// A streamed `/api/chat` request for `messages`.
+    pub(crate) fn chat_request(&self, messages: &[Message]) -> ChatRequest {
+        ChatRequest {
+            run: RunParams {
+                model: self.model.clone(),
+                format: self.format.clone().unwrap_or(Value::Null),
+                options: (!self.options.is_empty()).then(|| self.options.clone()),
+                think: self.think,
+                keep_alive: self.keep_alive,
+                stream: Some(true),
+                ..RunParams::default()
+            },
+            messages: messages.to_vec(),
+            ..ChatRequest::default()
         }
-        if !self.options.is_empty() {
-            body["options"] = Value::Object(self.options.clone());
-        }
-        if let Some(t) = &self.think {
-            body["think"] = t.clone();
-        }
-        if let Some(k) = &self.keep_alive {
-            body["keep_alive"] = k.clone();
-        }
-        body
     }
 
     /// How replies are shown now.
@@ -202,15 +241,17 @@ impl Session {
     /// Loads the model (chat with no messages) so the first reply does not wait for it.
     pub(crate) async fn load(&self, client: &Client) -> Result<(), ClientError> {
         let spinner = Spinner::start(std::io::stderr().is_terminal());
-        let mut body = json!({"model": self.model, "messages": []});
-        if let Some(t) = &self.think {
-            // A model that cannot think fails here, before the first prompt.
-            body["think"] = t.clone();
-        }
-        if let Some(k) = &self.keep_alive {
-            body["keep_alive"] = k.clone();
-        }
-        let r = client.stream("/api/chat", &body, |_| {}).await;
+        let req = ChatRequest {
+            run: RunParams {
+                model: self.model.clone(),
+                // A model that cannot think fails here, before the first prompt.
+                think: self.think,
+                keep_alive: self.keep_alive,
+                ..RunParams::default()
+            },
+            ..ChatRequest::default()
+        };
+        let r = client.chat(&req, |_| {}).await;
         spinner.stop();
         r
     }
@@ -219,8 +260,8 @@ impl Session {
 /// How a streamed reply ended.
 #[derive(Debug)]
 pub(crate) enum Outcome {
-    /// The server finished it; the final chunk holds the metrics.
-    Done(Reply, Value),
+    /// The server finished it, with the final chunk's metrics.
+    Done(Reply, Metrics),
     /// The user pressed Ctrl-C (the request was dropped, which stops the generation).
     Cancelled(Reply),
 }
@@ -285,24 +326,23 @@ fn write_out(text: &str) {
 /// Streams a `/api/chat` reply to stdout. With `cancellable`, Ctrl-C ends it early.
 pub(crate) async fn stream_chat(
     client: &Client,
-    body: &Value,
+    req: &ChatRequest,
     display: DisplayOptions,
     cancellable: bool,
 ) -> Result<Outcome, ClientError> {
     let mut reply = Reply::new(display);
-    let mut last = Value::Null;
+    let mut last = Metrics::default();
     let spinner = Spinner::start(std::io::stderr().is_terminal());
     let finished = {
-        let request = client.stream("/api/chat", body, |chunk| {
-            let msg = &chunk["message"];
-            let calls = msg["tool_calls"].as_array().map_or(&[][..], Vec::as_slice);
-            let out = reply.chunk(str_field(msg, "thinking"), str_field(msg, "content"), calls);
+        let request = client.chat(req, |chunk| {
+            let msg = &chunk.message;
+            let out = reply.chunk(&msg.thinking, &msg.content, &msg.tool_calls);
             if !out.is_empty() {
                 spinner.stop();
                 write_out(&out);
             }
-            if chunk["done"].as_bool() == Some(true) {
-                last = chunk.clone();
+            if chunk.done {
+                last = chunk.metrics;
             }
         });
         let interrupt = async {
@@ -347,9 +387,9 @@ pub(crate) async fn run(
     let keep_alive = args
         .keepalive
         .as_deref()
-        .map(|k| parse_go_duration(k).map(keep_alive_json))
+        .map(keep_alive_flag)
         .transpose()
-        .map_err(CliError::Message)?;
+        .map_err(|e| CliError::Message(e.to_string()))?;
     let format = format_value(args.format.as_deref().unwrap_or("")).map_err(CliError::Message)?;
 
     let stdin_tty = std::io::stdin().is_terminal();
@@ -367,7 +407,7 @@ pub(crate) async fn run(
     let interactive = stdin_tty && stdout_tty && args.prompt.is_empty();
 
     // Like Ollama, a model the server does not have is pulled first.
-    let info = match client.show(&args.model, false).await {
+    let info = match client.show(&ShowRequest::new(&args.model)).await {
         Err(e) if e.status() == Some(404) => {
             super::pull::transfer(
                 client,
@@ -411,11 +451,11 @@ pub(crate) async fn run(
     if interactive {
         session.load(client).await?;
         for m in &session.loaded_messages {
-            match str_field(m, "role") {
-                "user" => println!(">>> {}", str_field(m, "content")),
+            match m.role.as_str() {
+                "user" => println!(">>> {}", m.content),
                 "assistant" => {
                     let mut r = Reply::new(session.display());
-                    write_out(&r.chunk("", str_field(m, "content"), &[]));
+                    write_out(&r.chunk("", &m.content, &[]));
                     write_out("\n\n");
                 }
                 _ => {}
@@ -424,13 +464,13 @@ pub(crate) async fn run(
         return super::repl::run(client, config, session).await;
     }
 
-    let messages: Vec<Value> = if prompt.is_empty() {
+    let messages: Vec<Message> = if prompt.is_empty() {
         Vec::new()
     } else {
-        vec![json!({"role": "user", "content": prompt})]
+        vec![Message::new("user", prompt.clone())]
     };
-    let body = session.chat_body(&messages);
-    match stream_chat(client, &body, session.display(), false).await? {
+    let req = session.chat_request(&messages);
+    match stream_chat(client, &req, session.display(), false).await? {
         Outcome::Done(_, last) => {
             if !prompt.is_empty() {
                 write_out("\n\n");
@@ -451,24 +491,31 @@ async fn embed(
     input: &str,
     args: &RunArgs,
 ) -> Result<(), CliError> {
-    let mut body = json!({"model": session.model, "input": input});
-    if let Some(t) = args.truncate {
-        body["truncate"] = Value::Bool(t);
-    }
-    if let Some(d) = args.dimensions.filter(|d| *d > 0) {
-        body["dimensions"] = Value::from(d);
-    }
-    if let Some(k) = &session.keep_alive {
-        body["keep_alive"] = k.clone();
-    }
-    let resp = client.embed(&body).await?;
-    let first = resp["embeddings"]
-        .as_array()
-        .and_then(|e| e.first())
+    let req = EmbedRequest {
+        model: session.model.clone(),
+        input: Value::from(input),
+        truncate: args.truncate,
+        dimensions: args.dimensions.filter(|d| *d > 0).map(i64::from),
+        keep_alive: session.keep_alive,
+        ..EmbedRequest::default()
+    };
+    let resp = client.embed(&req).await?;
+    let first = resp
+        .embeddings
+        .first()
         .ok_or_else(|| CliError::Message("no embeddings returned".into()))?;
-    println!("{first}");
+    let text = serde_json::to_string(first).map_err(|e| CliError::Message(e.to_string()))?;
+    println!("{text}");
     if session.verbose {
-        eprint!("{}", summary(&resp));
+        eprint!(
+            "{}",
+            summary(&Metrics {
+                total_duration: resp.total_duration,
+                load_duration: resp.load_duration,
+                prompt_eval_count: resp.prompt_eval_count,
+                ..Metrics::default()
+            })
+        );
     }
     Ok(())
 }
@@ -476,14 +523,22 @@ async fn embed(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
+
+    /// A value as it goes on the wire.
+    fn wire<T: serde::Serialize>(r: Result<T, String>) -> Result<Value, String> {
+        r.map(|v| json!(v))
+    }
 
     #[test]
     fn think_values() {
-        assert_eq!(think_value("true"), Ok(json!(true)));
-        assert_eq!(think_value(""), Ok(json!(true)));
-        assert_eq!(think_value("false"), Ok(json!(false)));
-        assert_eq!(think_value("high"), Ok(json!("high")));
-        assert_eq!(think_value("max"), Ok(json!("max")));
+        assert_eq!(wire(think_value("true")), Ok(json!(true)));
+        assert_eq!(wire(think_value("")), Ok(json!(true)));
+        assert_eq!(wire(think_value("false")), Ok(json!(false)));
+        assert_eq!(wire(think_value("high")), Ok(json!("high")));
+        assert_eq!(wire(think_value("max")), Ok(json!("max")));
+        assert_eq!(wire(think_value("low")), Ok(json!("low")));
+        assert_eq!(wire(think_value("medium")), Ok(json!("medium")));
         assert!(think_value("extreme").is_err());
         assert!(think_value("TRUE").is_err());
     }
@@ -514,13 +569,66 @@ mod tests {
     }
 
     #[test]
+    fn keep_alive_as_sent() {
+        assert_eq!(json!(keep_alive_from_nanos(-1)), json!(-1));
+        assert_eq!(json!(keep_alive_from_nanos(0)), json!("0s"));
+        assert_eq!(
+            json!(keep_alive_from_nanos(10 * 60 * 1_000_000_000)),
+            json!("10m0s")
+        );
+        // The flag's text, through Go's parser.
+        assert_eq!(json!(keep_alive_flag("-1m").unwrap()), json!(-1));
+        assert_eq!(json!(keep_alive_flag("1h30m").unwrap()), json!("1h30m0s"));
+        assert_eq!(json!(keep_alive_flag("0").unwrap()), json!("0s"));
+        assert_eq!(
+            json!(keep_alive_flag("1h0m0.000000001s").unwrap()),
+            json!("1h0m0.000000001s")
+        );
+        assert_eq!(
+            keep_alive_flag("5").unwrap_err().to_string(),
+            "time: missing unit in duration \"5\""
+        );
+        assert!(keep_alive_flag(" 5m").is_err());
+    }
+
+    /// A `show` response as the server sends it.
+    fn info(v: Value) -> ShowResponse {
+        serde_json::from_value(v).unwrap()
+    }
+
+    #[test]
     fn embedding_detection() {
-        assert!(embedding_only(&json!({"capabilities": ["embedding"]})));
-        assert!(!embedding_only(
-            &json!({"capabilities": ["embedding", "completion"]})
-        ));
-        assert!(!embedding_only(&json!({"capabilities": ["completion"]})));
-        assert!(!embedding_only(&json!({})));
+        assert!(embedding_only(&info(
+            json!({"capabilities": ["embedding"]})
+        )));
+        assert!(!embedding_only(&info(
+            json!({"capabilities": ["embedding", "completion"]})
+        )));
+        assert!(!embedding_only(&info(
+            json!({"capabilities": ["completion"]})
+        )));
+        assert!(!embedding_only(&info(json!({}))));
+    }
+
+    #[test]
+    fn loaded_messages_keep_role_and_content() {
+        let mut s = session();
+        s.adopt(
+            "m",
+            &info(json!({"messages": [
+                {"role": "user", "content": "hi"},
+                {"role": "assistant", "content": "hello", "extra": 1},
+                {"role": "User", "content": 5}
+            ]})),
+        );
+        assert_eq!(
+            s.loaded_messages,
+            [
+                Message::new("user", "hi"),
+                Message::new("assistant", "hello"),
+                Message::new("User", "")
+            ]
+        );
     }
 
     fn session() -> Session {
@@ -545,29 +653,32 @@ mod tests {
     #[test]
     fn thinking_follows_capabilities_unless_chosen() {
         let mut s = session();
-        s.adopt("a", &json!({"capabilities": ["completion", "thinking"]}));
-        assert_eq!(s.think, Some(json!(true)));
-        s.adopt("b", &json!({"capabilities": ["completion"]}));
+        s.adopt(
+            "a",
+            &info(json!({"capabilities": ["completion", "thinking"]})),
+        );
+        assert_eq!(s.think, Some(ThinkValue::Bool(true)));
+        s.adopt("b", &info(json!({"capabilities": ["completion"]})));
         assert_eq!(s.think, None);
-        s.think = Some(json!(false));
+        s.think = Some(ThinkValue::Bool(false));
         s.think_explicit = true;
-        s.adopt("c", &json!({"capabilities": ["thinking"]}));
-        assert_eq!(s.think, Some(json!(false)));
+        s.adopt("c", &info(json!({"capabilities": ["thinking"]})));
+        assert_eq!(s.think, Some(ThinkValue::Bool(false)));
     }
 
     #[test]
     fn chat_bodies() {
         let mut s = session();
-        let msgs = [json!({"role": "user", "content": "hi"})];
+        let msgs = [Message::new("user", "hi")];
         assert_eq!(
-            s.chat_body(&msgs),
+            json!(s.chat_request(&msgs)),
             json!({"model": "m", "messages": msgs, "stream": true})
         );
         s.format = Some(json!("json"));
         s.options.insert("num_predict".into(), json!(5));
-        s.think = Some(json!("low"));
-        s.keep_alive = Some(json!("10m0s"));
-        let b = s.chat_body(&msgs);
+        s.think = Some(ThinkValue::Level(ThinkLevel::Low));
+        s.keep_alive = keep_alive_flag("10m").ok();
+        let b = json!(s.chat_request(&msgs));
         assert_eq!(b["format"], "json");
         assert_eq!(b["options"], json!({"num_predict": 5}));
         assert_eq!(b["think"], "low");

@@ -2,7 +2,8 @@
 
 use serde_json::Value;
 
-use super::{CliError, str_field};
+use super::CliError;
+use crate::api::{ShowRequest, ShowResponse};
 use crate::client::Client;
 
 /// Which single field to print instead of the overview.
@@ -21,22 +22,25 @@ pub async fn run(
     which: Which,
     verbose: bool,
 ) -> Result<(), CliError> {
-    let info = client.show(model, verbose).await?;
+    let req = ShowRequest {
+        verbose,
+        ..ShowRequest::new(model)
+    };
+    let info = client.show(&req).await?;
     let field = if which.license {
-        Some("license")
+        Some(("license", &info.license))
     } else if which.modelfile {
-        Some("modelfile")
+        Some(("modelfile", &info.modelfile))
     } else if which.parameters {
-        Some("parameters")
+        Some(("parameters", &info.parameters))
     } else if which.template {
-        Some("template")
+        Some(("template", &info.template))
     } else if which.system {
-        Some("system")
+        Some(("system", &info.system))
     } else {
         None
     };
-    if let Some(f) = field {
-        let text = str_field(&info, f);
+    if let Some((f, text)) = field {
         if text.is_empty() && f != "modelfile" {
             println!("No {f} was specified for this model.");
         } else {
@@ -49,46 +53,40 @@ pub async fn run(
 }
 
 /// The default `show` view: sections of two-column rows.
-pub fn overview(info: &Value, verbose: bool) -> String {
+pub fn overview(info: &ShowResponse, verbose: bool) -> String {
     let mut out = String::new();
-    let details = &info["details"];
-    let mi = &info["model_info"];
-    let arch = mi["general.architecture"]
-        .as_str()
-        .unwrap_or_else(|| details["family"].as_str().unwrap_or(""));
+    let details = &info.details;
+    let mi = &info.model_info;
+    let arch = mi
+        .get("general.architecture")
+        .and_then(Value::as_str)
+        .unwrap_or(&details.family);
     let mut model_rows: Vec<(String, String)> = vec![("architecture".into(), arch.to_string())];
-    model_rows.push((
-        "parameters".into(),
-        str_field(details, "parameter_size").to_string(),
-    ));
+    model_rows.push(("parameters".into(), details.parameter_size.clone()));
     for (label, key) in [
         ("context length", "context_length"),
         ("embedding length", "embedding_length"),
     ] {
-        if let Some(v) = mi.get(format!("{arch}.{key}")) {
+        if let Some(v) = mi.get(&format!("{arch}.{key}")) {
             model_rows.push((label.into(), v.to_string()));
         }
     }
-    model_rows.push((
-        "quantization".into(),
-        str_field(details, "quantization_level").to_string(),
-    ));
-    if let Some(r) = info.get("requires").and_then(Value::as_str) {
-        model_rows.push(("requires".into(), r.to_string()));
+    model_rows.push(("quantization".into(), details.quantization_level.clone()));
+    if let Some(r) = &info.requires {
+        model_rows.push(("requires".into(), r.clone()));
     }
     section(&mut out, "Model", &model_rows);
 
-    let caps: Vec<(String, String)> = info["capabilities"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(Value::as_str)
-        .map(|c| (c.to_string(), String::new()))
+    let caps: Vec<(String, String)> = info
+        .capabilities
+        .iter()
+        .map(|c| (c.clone(), String::new()))
         .collect();
     if !caps.is_empty() {
         section(&mut out, "Capabilities", &caps);
     }
-    let params: Vec<(String, String)> = str_field(info, "parameters")
+    let params: Vec<(String, String)> = info
+        .parameters
         .lines()
         .filter_map(|l| {
             l.split_once(char::is_whitespace)
@@ -98,8 +96,7 @@ pub fn overview(info: &Value, verbose: bool) -> String {
     if !params.is_empty() {
         section(&mut out, "Parameters", &params);
     }
-    for (title, key) in [("System", "system"), ("License", "license")] {
-        let text = str_field(info, key);
+    for (title, text) in [("System", &info.system), ("License", &info.license)] {
         if !text.is_empty() {
             let mut lines: Vec<(String, String)> = text
                 .lines()
@@ -112,7 +109,7 @@ pub fn overview(info: &Value, verbose: bool) -> String {
             section(&mut out, title, &lines);
         }
     }
-    if verbose && let Some(mi) = mi.as_object() {
+    if verbose {
         let rows: Vec<(String, String)> =
             mi.iter().map(|(k, v)| (k.clone(), v.to_string())).collect();
         section(&mut out, "Metadata", &rows);
