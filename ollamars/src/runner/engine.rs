@@ -36,6 +36,9 @@ pub struct Engine {
     slots: Vec<Slot>,
     /// Completions waiting for a slot, with their ids.
     queue: VecDeque<(u64, Completion)>,
+    /// Ids cancelled before their completion reached the engine (it was still being
+    /// prepared on the prompt thread); such a completion is dropped when it arrives.
+    cancelled: VecDeque<u64>,
     batch: Batch,
 }
 
@@ -205,6 +208,7 @@ impl Engine {
             info,
             slots,
             queue: VecDeque::new(),
+            cancelled: VecDeque::new(),
         })
     }
 
@@ -220,12 +224,28 @@ impl Engine {
 
     /// Queues a completion; it starts at the next step with a free slot.
     pub fn submit(&mut self, id: u64, c: Completion) {
+        if let Some(i) = self.cancelled.iter().position(|&x| x == id) {
+            self.cancelled.remove(i);
+            return;
+        }
         self.queue.push_back((id, c));
     }
 
     /// Drops a request (queued or running) without a reply: its client has gone.
     pub fn cancel(&mut self, id: u64) {
+        let before = self.queue.len();
         self.queue.retain(|(queued, _)| *queued != id);
+        let running = self
+            .slots
+            .iter()
+            .any(|s| s.active.as_ref().is_some_and(|a| a.id == id));
+        if before == self.queue.len() && !running {
+            // Not here yet (or already finished): remember a few, so a late arrival is dropped.
+            if self.cancelled.len() == 256 {
+                self.cancelled.pop_front();
+            }
+            self.cancelled.push_back(id);
+        }
         for s in &mut self.slots {
             if s.active.as_ref().is_some_and(|a| a.id == id) {
                 s.active = None;
@@ -338,7 +358,12 @@ impl Engine {
             ));
         }
         let vocab = self.model.vocab();
-        let mut prompt = c.prompt;
+        let mut prompt = match c.prompt {
+            super::proto::PromptInput::Tokens { tokens } => tokens,
+            super::proto::PromptInput::Prepare(_) => {
+                return Err(EngineError::internal("the prompt was not prepared"));
+            }
+        };
         if let Some(e) = prompt.iter().find_map(|&t| vocab.check(t).err()) {
             return Err(bad(format!("invalid prompt: {e}")));
         }

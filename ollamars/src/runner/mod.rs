@@ -98,13 +98,26 @@ pub fn main() -> ExitCode {
     // stdin is read on its own thread so that new requests and cancels arrive between steps;
     // prompts are prepared on another.
     let (tx, rx) = mpsc::channel::<ToRunner>();
-    let (prep_tx, prep_rx) = mpsc::channel::<(u64, proto::Prepare)>();
+    let (prep_tx, prep_rx) = mpsc::channel::<ToRunner>();
+    let engine_tx = tx.clone();
     std::thread::spawn(move || {
         let mut stdin = std::io::stdin().lock();
         while let Ok(msg) = proto::read_frame::<ToRunner>(&mut stdin) {
-            let sent = match msg {
-                ToRunner::Prepare { id, job } => prep_tx.send((id, job)).is_ok(),
-                other => tx.send(other).is_ok(),
+            let to_prepare = matches!(
+                &msg,
+                ToRunner::Prepare { .. }
+                    | ToRunner::Completion {
+                        job: proto::Completion {
+                            prompt: proto::PromptInput::Prepare(_),
+                            ..
+                        },
+                        ..
+                    }
+            );
+            let sent = if to_prepare {
+                prep_tx.send(msg).is_ok()
+            } else {
+                tx.send(msg).is_ok()
             };
             if !sent {
                 break;
@@ -114,19 +127,63 @@ pub fn main() -> ExitCode {
     let preparer = prompt::Preparer::new(engine.model().clone());
     std::thread::spawn(move || {
         let mut sink = StdoutSink(std::io::stdout());
-        for (id, job) in prep_rx {
-            let reply = match preparer.prepare(job) {
-                Ok(prepared) => FromRunner::Prepared { id, prepared },
-                Err(error) => FromRunner::Error { id, error },
-            };
-            if sink.send(reply).is_err() {
-                break;
+        for msg in prep_rx {
+            let (replies, forward) = prepare(&preparer, msg);
+            for r in replies {
+                if sink.send(r).is_err() {
+                    return;
+                }
+            }
+            if let Some(m) = forward
+                && engine_tx.send(m).is_err()
+            {
+                return;
             }
         }
     });
     match serve(&mut engine, &rx, &mut sink) {
         Ok(()) => ExitCode::SUCCESS,
         Err(_) => ExitCode::FAILURE,
+    }
+}
+
+/// The prompt thread's work on one message: a [`proto::Prepare`] call is answered; a completion
+/// whose prompt is to be prepared gets it prepared, a `Started` message on its stream, and is
+/// passed on to the engine with its tokens (and its deferred grammar settled).
+fn prepare(preparer: &prompt::Preparer, msg: ToRunner) -> (Vec<FromRunner>, Option<ToRunner>) {
+    match msg {
+        ToRunner::Prepare { id, job } => {
+            let reply = match preparer.prepare(job) {
+                Ok(prepared) => FromRunner::Prepared { id, prepared },
+                Err(error) => FromRunner::Error { id, error },
+            };
+            (vec![reply], None)
+        }
+        ToRunner::Completion { id, mut job } => {
+            let proto::PromptInput::Prepare(p) = job.prompt else {
+                return (Vec::new(), Some(ToRunner::Completion { id, job }));
+            };
+            match preparer.prepare(p) {
+                Ok(prepared) => {
+                    if let Some((open, close)) = job.grammar_after_thinking.take()
+                        && job.sampling.grammar.is_some()
+                        && prepared.text.trim_end().ends_with(open.as_str())
+                    {
+                        job.sampling.grammar_after = Some(close);
+                    }
+                    job.prompt = proto::PromptInput::Tokens {
+                        tokens: prepared.tokens,
+                    };
+                    let started = FromRunner::Started {
+                        id,
+                        text: prepared.text,
+                    };
+                    (vec![started], Some(ToRunner::Completion { id, job }))
+                }
+                Err(error) => (vec![FromRunner::Error { id, error }], None),
+            }
+        }
+        other => (Vec::new(), Some(other)),
     }
 }
 

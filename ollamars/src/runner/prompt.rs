@@ -40,8 +40,16 @@ impl Preparer {
                 .check(t)
                 .map_err(|e| EngineError::bad(format!("invalid context: {e}")))?;
         }
+        // Every candidate the history search counts is tokenized; the last one that fits is
+        // kept, so the chosen prompt is not tokenized a second time.
+        let fitting: std::cell::RefCell<Option<(String, Vec<i32>)>> = Default::default();
         let count = |text: &str| -> Result<usize, EngineError> {
-            Ok(job.context.len() + self.tokenize(text, job.context.is_empty())?.len())
+            let tokens = self.tokenize(text, job.context.is_empty())?;
+            let n = job.context.len() + tokens.len();
+            if n <= job.num_ctx as usize {
+                *fitting.borrow_mut() = Some((text.to_string(), tokens));
+            }
+            Ok(n)
         };
         let text = match &job.source {
             PromptSource::Raw { text } => text.clone(),
@@ -67,8 +75,12 @@ impl Preparer {
                 fit(messages, job.window, job.num_ctx as usize, &render, &count)?
             }
         };
+        let text_tokens = match fitting.into_inner() {
+            Some((counted, tokens)) if counted == text => tokens,
+            _ => self.tokenize(&text, job.context.is_empty())?,
+        };
         let mut tokens = job.context;
-        tokens.extend(self.tokenize(&text, tokens.is_empty())?);
+        tokens.extend(text_tokens);
         Ok(Prepared { text, tokens })
     }
 

@@ -79,8 +79,13 @@ pub struct SamplingOptions {
 /// One completion request.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Completion {
-    /// The prompt's tokens, as [`Prepare`] returned them.
-    pub prompt: Vec<i32>,
+    /// The prompt: tokens, or what to prepare them from.
+    pub prompt: PromptInput,
+    /// With a prepared prompt: when the rendered text ends with the first tag (a thinking model
+    /// left inside its thinking block), `sampling.grammar` applies only after the second
+    /// (`SamplingOptions::grammar_after`), so that the model may think first.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grammar_after_thinking: Option<(String, String)>,
     /// Context length for this request (≤ the runner's); smaller values are served without
     /// reloading.
     pub num_ctx: u32,
@@ -98,6 +103,20 @@ pub struct Completion {
 }
 
 pub use crate::api::Logprob;
+
+/// A completion's prompt.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum PromptInput {
+    /// Ready tokens (the engine takes only these).
+    Tokens {
+        /// The tokens.
+        tokens: Vec<i32>,
+    },
+    /// Prepared by the runner first, on its prompt thread, with no round trip to the server:
+    /// the stream then opens with [`FromRunner::Started`], carrying the rendered text.
+    Prepare(Prepare),
+}
 
 /// Where a prompt's text comes from.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -284,6 +303,11 @@ impl Call for Quantize {
 /// One message of a running completion.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Streamed {
+    /// The prompt was prepared (its rendered text); pieces follow.
+    Started {
+        /// The rendered text.
+        text: String,
+    },
     /// Text (and log-probabilities).
     Piece {
         /// The text.
@@ -309,6 +333,7 @@ impl Streamed {
     pub fn from_message(msg: FromRunner) -> Streamed {
         match msg {
             FromRunner::Piece { text, logprobs, .. } => Streamed::Piece { text, logprobs },
+            FromRunner::Started { text, .. } => Streamed::Started { text },
             FromRunner::Done {
                 reason,
                 metrics,
@@ -461,6 +486,14 @@ pub enum FromRunner {
         /// The prompt.
         prepared: Prepared,
     },
+    /// A completion's prompt was prepared and the completion queued: the first message of its
+    /// stream when the prompt came as [`PromptInput::Prepare`].
+    Started {
+        /// Request id.
+        id: u64,
+        /// The rendered text (without the context).
+        text: String,
+    },
     /// The answer to [`ToRunner::Embed`].
     Embeddings {
         /// Request id.
@@ -487,7 +520,7 @@ impl FromRunner {
     /// the messages about the runner itself.
     pub fn route(&self) -> Option<(u64, bool)> {
         match self {
-            FromRunner::Piece { id, .. } => Some((*id, false)),
+            FromRunner::Piece { id, .. } | FromRunner::Started { id, .. } => Some((*id, false)),
             FromRunner::Done { id, .. }
             | FromRunner::Prepared { id, .. }
             | FromRunner::Embeddings { id, .. }

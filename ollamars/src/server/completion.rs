@@ -22,9 +22,10 @@ use crate::api::{
 };
 use crate::models::rfc3339;
 use crate::runner::proto::{
-    self, Completion, DoneReason, EngineError, Logprob, Prepare, PromptSource, Streamed,
+    self, Completion, DoneReason, EngineError, Logprob, Prepare, PromptInput, PromptSource,
+    Streamed,
 };
-use crate::scheduler::{Attached, Lease};
+use crate::scheduler::Lease;
 use crate::template::{Template, Values};
 use axum::Json;
 use axum::body::Bytes;
@@ -172,67 +173,52 @@ pub(crate) enum Start {
     Running(Running, Box<Shape>),
 }
 
-/// A runner attached, and the time it took.
-struct Prepared {
-    attached: Attached,
-    prompt: proto::Prepared,
-    load: Duration,
+/// How a generation began.
+enum Begun {
+    /// `_debug_render_only`: the prompt as the runner rendered it.
+    Rendered(String),
+    /// Running, with the rendered prompt text and the time until the runner and a slot were
+    /// ready.
+    Running(Running, String, Duration),
 }
 
-/// Attaches to the runner and has it prepare the prompt (no slot is held meanwhile).
-async fn prepare(
+/// Attaches to a runner (loading it if needed). `_debug_render_only` then has the runner
+/// prepare the prompt alone, holding no slot. Otherwise the request takes a slot and sends one
+/// completion that carries its prompt source: the runner prepares it on its prompt thread
+/// (render, fit to `num_ctx`, tokenize) and queues it, with no round trip in between.
+async fn begin(
     st: &ServerState,
     o: &Opened,
-    keep_alive: Option<KeepAlive>,
+    run: &RunSettings,
     started: Instant,
-    source: PromptSource,
-    context: Vec<i32>,
-    window: bool,
-) -> Result<Prepared, ApiError> {
+    prepare: Prepare,
+    return_tokens: bool,
+    grammar_after_thinking: Option<(String, String)>,
+) -> Result<Begun, ApiError> {
     let attached = st
         .sched
-        .attach(&o.info.model, &o.opts.load, keep_alive)
+        .attach(&o.info.model, &o.opts.load, run.keep_alive)
         .await?;
-    let load = started.elapsed();
     let num_ctx = o.opts.load.num_ctx.min(attached.proc().info().num_ctx);
-    let prompt = attached
-        .proc()
-        .call(Prepare {
-            source,
-            context,
-            num_ctx,
-            window,
-        })
-        .await?;
-    Ok(Prepared {
-        attached,
-        prompt,
-        load,
-    })
-}
-
-/// Takes a slot and starts the completion.
-async fn run(
-    p: Prepared,
-    opts: &Options,
-    run: &RunSettings,
-    return_tokens: bool,
-    shape: Shape,
-) -> Result<Start, ApiError> {
-    let waited = Instant::now();
-    let lease = p.attached.slot().await?;
-    let mut shape = shape;
-    shape.load_duration = p.load + waited.elapsed();
+    let prepare = Prepare { num_ctx, ..prepare };
+    if run.debug_render_only {
+        let p = attached.proc().call(prepare).await?;
+        return Ok(Begun::Rendered(p.text));
+    }
+    let lease = attached.slot().await?;
+    let load = started.elapsed();
     let job = Completion {
-        prompt: p.prompt.tokens,
-        num_ctx: opts.load.num_ctx,
-        sampling: opts.sampling.clone(),
+        prompt: PromptInput::Prepare(prepare),
+        grammar_after_thinking,
+        num_ctx: o.opts.load.num_ctx,
+        sampling: o.opts.sampling.clone(),
         truncate: run.truncate,
         shift: run.shift,
         return_tokens,
         logprobs: run.logprobs,
     };
-    Ok(Start::Running(Running::start(lease, job)?, Box::new(shape)))
+    let (running, text) = Running::start(lease, job).await?;
+    Ok(Begun::Running(running, text, load))
 }
 
 fn template_values(messages: Vec<Message>, think: &Think) -> Values {
@@ -305,25 +291,30 @@ pub(crate) async fn start_generate(
             },
         }
     };
-    let context = req.context.clone().unwrap_or_default();
-    let p = prepare(st, &o, req.run.keep_alive, started, source, context, false).await?;
-    if req.run.debug_render_only {
-        return Ok(Start::Rendered(p.prompt.text));
-    }
+    let prepare = Prepare {
+        source,
+        context: req.context.clone().unwrap_or_default(),
+        num_ctx: 0,
+        window: false,
+    };
+    let (run, text, load) = match begin(st, &o, &req.run, started, prepare, !req.raw, None).await? {
+        Begun::Rendered(text) => return Ok(Start::Rendered(text)),
+        Begun::Running(run, text, load) => (run, text, load),
+    };
     let thinking = if req.raw {
         None
     } else {
-        splitter(tmpl.as_ref(), info, &o.think, &p.prompt.text)
+        splitter(tmpl.as_ref(), info, &o.think, &text)
     };
     let shape = Shape::new(
         Kind::Generate,
         &req.run.model,
         req.raw,
-        started,
+        (started, load),
         thinking,
         None,
     );
-    run(p, &o.opts, &req.run, !req.raw, shape).await
+    Ok(Start::Running(run, Box::new(shape)))
 }
 
 /// Everything of a chat request up to a running generation (shared by `/api/chat` and
@@ -368,26 +359,6 @@ pub(crate) async fn start_chat(
             tools: req.tools.clone(),
         },
     };
-    let p = prepare(
-        st,
-        &o,
-        req.run.keep_alive,
-        started,
-        source,
-        Vec::new(),
-        req.run.truncate,
-    )
-    .await?;
-    if req.run.debug_render_only {
-        return Ok(Start::Rendered(p.prompt.text));
-    }
-    let thinking = splitter(info.template.as_ref(), &info, &o.think, &p.prompt.text);
-    // Thinking first, then the format or forced tool call: when the prompt leaves the model
-    // inside a thinking block, the grammar applies only after it closes.
-    let grammar_after = match &thinking {
-        Some((s, true)) if s.in_thinking() => Some(s.close_tag().to_string()),
-        _ => None,
-    };
     let tag = match &info.template {
         Some(t) => t.tool_call_tag_or_default(),
         None => tools::native_tag(&info.native_template).to_string(),
@@ -401,11 +372,60 @@ pub(crate) async fn start_chat(
         let names = req.tools.iter().map(|t| t.function.name.clone()).collect();
         ToolParser::new(&tag, names)
     });
-    if o.opts.sampling.grammar.is_some() {
-        o.opts.sampling.grammar_after = grammar_after;
+    // Thinking first, then the format or forced tool call: when the prompt leaves the model
+    // inside a thinking block, the grammar applies only after it closes (the runner checks the
+    // rendered prompt).
+    let grammar_after_thinking = o
+        .opts
+        .sampling
+        .grammar
+        .as_ref()
+        .and(
+            o.think
+                .on
+                .then(|| thinking_tags(info.template.as_ref(), &info)),
+        )
+        .flatten();
+    let prepare = Prepare {
+        source,
+        context: Vec::new(),
+        num_ctx: 0,
+        window: req.run.truncate,
+    };
+    let (run, text, load) = match begin(
+        st,
+        &o,
+        &req.run,
+        started,
+        prepare,
+        false,
+        grammar_after_thinking,
+    )
+    .await?
+    {
+        Begun::Rendered(text) => return Ok(Start::Rendered(text)),
+        Begun::Running(run, text, load) => (run, text, load),
+    };
+    let thinking = splitter(info.template.as_ref(), &info, &o.think, &text);
+    let shape = Shape::new(
+        Kind::Chat,
+        &req.run.model,
+        false,
+        (started, load),
+        thinking,
+        parser,
+    );
+    Ok(Start::Running(run, Box::new(shape)))
+}
+
+/// The thinking tags of a model: its template's, or `<think>` for a thinking model rendered
+/// natively.
+fn thinking_tags(tmpl: Option<&Template>, info: &ModelInfo) -> Option<(String, String)> {
+    match tmpl {
+        Some(t) => t.thinking_tags(),
+        None if info.has("thinking") => Some(("<think>".to_string(), "</think>".to_string())),
+        None => None,
     }
-    let shape = Shape::new(Kind::Chat, &req.run.model, false, started, thinking, parser);
-    run(p, &o.opts, &req.run, false, shape).await
 }
 
 /// The thinking splitter for a response: the template's tags (or `<think>` for a thinking
@@ -419,11 +439,7 @@ fn splitter(
     if !think.on && !think.set {
         return None;
     }
-    let (open, close) = match tmpl {
-        Some(t) => t.thinking_tags()?,
-        None if info.has("thinking") => ("<think>".to_string(), "</think>".to_string()),
-        None => return None,
-    };
+    let (open, close) = thinking_tags(tmpl, info)?;
     let inside = prompt.trim_end().ends_with(open.as_str());
     Some((ThinkingSplitter::new(&open, &close, inside), think.on))
 }
@@ -464,17 +480,34 @@ impl Drop for Running {
 }
 
 impl Running {
-    /// Sends `job` to the lease's runner.
+    /// Sends `job` (whose prompt the runner prepares) to the lease's runner and waits for the
+    /// prompt: the rendered text.
     ///
     /// # Errors
-    /// A 500 when the runner is gone.
-    pub(crate) fn start(lease: Lease, job: Completion) -> Result<Running, ApiError> {
+    /// The runner's error (a bad template or context is a 400), or a 500 when it is gone.
+    pub(crate) async fn start(
+        lease: Lease,
+        job: Completion,
+    ) -> Result<(Running, String), ApiError> {
         let stream = lease.proc().complete(job)?;
-        Ok(Running {
+        let mut run = Running {
             stream,
             lease: Some(lease),
             finished: false,
-        })
+        };
+        match run.stream.next().await {
+            Streamed::Started { text } => Ok((run, text)),
+            Streamed::Error(e) => {
+                run.finished = true;
+                Err(e.into())
+            }
+            other => {
+                run.finished = true;
+                Err(ApiError::internal(format!(
+                    "unexpected runner reply {other:?}"
+                )))
+            }
+        }
     }
 
     /// The next event; `None` after the end.
@@ -494,6 +527,9 @@ impl Running {
                 tokens,
             },
             Streamed::Error(e) => Event::Error(e),
+            Streamed::Started { .. } => Event::Error(EngineError::internal(
+                "the runner started a completion twice",
+            )),
         };
         if !matches!(ev, Event::Text(..)) {
             self.finished = true;
@@ -601,7 +637,7 @@ impl Shape {
         kind: Kind,
         model: &str,
         raw: bool,
-        started: Instant,
+        (started, load_duration): (Instant, Duration),
         thinking: Option<(ThinkingSplitter, bool)>,
         tools: Option<ToolParser>,
     ) -> Shape {
@@ -610,7 +646,7 @@ impl Shape {
             kind,
             raw,
             started,
-            load_duration: Duration::ZERO,
+            load_duration,
             thinking,
             tools,
             pending: Vec::new(),
