@@ -350,7 +350,7 @@ impl Engine {
     }
 
     fn start(&mut self, id: u64, c: Completion) -> Result<(), EngineError> {
-        let started = Instant::now();
+        let started = c.received.unwrap_or_else(Instant::now);
         let bad = |m: String| EngineError::bad(m);
         if self.info.embedding {
             return Err(bad(

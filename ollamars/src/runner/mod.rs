@@ -160,6 +160,7 @@ fn prepare(preparer: &prompt::Preparer, msg: ToRunner) -> (Vec<FromRunner>, Opti
             (vec![reply], None)
         }
         ToRunner::Completion { id, mut job } => {
+            job.received = Some(std::time::Instant::now());
             let proto::PromptInput::Prepare(p) = job.prompt else {
                 return (Vec::new(), Some(ToRunner::Completion { id, job }));
             };

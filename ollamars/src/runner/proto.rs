@@ -100,6 +100,10 @@ pub struct Completion {
     /// Report each generated token's log-probability, with this many alternatives (0..=20).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub logprobs: Option<u32>,
+    /// Inside the runner: when the prompt thread took the request, so that
+    /// `prompt_eval_duration` covers preparing the prompt as it covered tokenizing it before.
+    #[serde(skip)]
+    pub received: Option<std::time::Instant>,
 }
 
 pub use crate::api::Logprob;

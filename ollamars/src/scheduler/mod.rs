@@ -20,7 +20,7 @@
 //!   `Notify` that every last release and every removal signals, instead of polling; it
 //!   registers before it checks, so a signal between the check and the wait is not lost.
 //! - Keep-alive expiry is a timer task per idle period: it unloads the runner when it fires,
-//!   unless a request attached in between (a generation counter tells).
+//!   unless a request attached in between (a generation counter tells); an attach aborts it.
 
 use crate::api::KeepAlive;
 use crate::config::{Config, KvCacheType};
@@ -134,6 +134,8 @@ struct RunnerState {
     expires: Option<Instant>,
     /// Counts attachments, so that an expiry timer knows whether its idle period ended.
     generation: u64,
+    /// The keep-alive timer of the current idle period, aborted when a request attaches.
+    timer: Option<tokio::task::AbortHandle>,
 }
 
 impl Loaded {
@@ -366,6 +368,9 @@ impl Scheduler {
                     st.refs += 1;
                     st.generation += 1;
                     st.expires = None;
+                    if let Some(t) = st.timer.take() {
+                        t.abort();
+                    }
                     if let Some(k) = keep_alive {
                         st.keep_alive = k;
                     }
@@ -495,6 +500,7 @@ impl Scheduler {
                 keep_alive: keep_alive.unwrap_or(self.cfg.keep_alive),
                 expires: None,
                 generation: 0,
+                timer: None,
             }),
         });
         self.lock().runners.push(loaded);
@@ -520,12 +526,13 @@ impl Scheduler {
         let (Some(sched), KeepAlive::For(d)) = (self.me.upgrade(), keep_alive) else {
             return;
         };
-        let l = l.clone();
+        let runner = l.clone();
         // Outside a runtime (a lease dropped at exit) there is nothing left to unload.
         let Ok(rt) = tokio::runtime::Handle::try_current() else {
             return;
         };
-        rt.spawn(async move {
+        let l = runner.clone();
+        let timer = rt.spawn(async move {
             tokio::time::sleep(d).await;
             let expired = {
                 let mut st = l.lock();
@@ -539,6 +546,9 @@ impl Scheduler {
                 sched.unload(&l).await;
             }
         });
+        // A request that attached meanwhile finds no timer to abort; this one then sees the
+        // generation moved on and does nothing.
+        runner.lock().timer = Some(timer.abort_handle());
     }
 
     /// Removes a retired runner and stops its process.

@@ -216,6 +216,7 @@ async fn begin(
         shift: run.shift,
         return_tokens,
         logprobs: run.logprobs,
+        received: None,
     };
     let (running, text) = Running::start(lease, job).await?;
     Ok(Begun::Running(running, text, load))
