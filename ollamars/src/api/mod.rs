@@ -13,6 +13,7 @@ mod keep_alive;
 pub mod openai;
 pub mod validate;
 
+pub use crate::create::{CreateMessage, CreateRequest};
 pub use crate::progress::Progress;
 pub use crate::template::{Message, Tool, ToolCall, ToolCallFunction, ToolFunction};
 pub use keep_alive::KeepAlive;

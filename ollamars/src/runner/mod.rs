@@ -103,17 +103,13 @@ pub fn main() -> ExitCode {
     std::thread::spawn(move || {
         let mut stdin = std::io::stdin().lock();
         while let Ok(msg) = proto::read_frame::<ToRunner>(&mut stdin) {
-            let to_prepare = matches!(
-                &msg,
-                ToRunner::Prepare { .. }
-                    | ToRunner::Completion {
-                        job: proto::Completion {
-                            prompt: proto::PromptInput::Prepare(_),
-                            ..
-                        },
-                        ..
-                    }
-            );
+            let to_prepare = match &msg {
+                ToRunner::Prepare { .. } => true,
+                ToRunner::Completion { job, .. } => {
+                    matches!(job.prompt, proto::PromptInput::Prepare(_))
+                }
+                _ => false,
+            };
             let sent = if to_prepare {
                 prep_tx.send(msg).is_ok()
             } else {
@@ -250,7 +246,7 @@ fn serve(
 /// Handles one message; false means shut down.
 fn handle(engine: &mut Engine, msg: ToRunner, sink: &mut dyn Sink) -> std::io::Result<bool> {
     match msg {
-        ToRunner::Completion { id, job } => engine.submit(id, job),
+        ToRunner::Completion { id, job } => engine.submit(id, *job),
         ToRunner::Cancel { id } => engine.cancel(id),
         ToRunner::Shutdown => return Ok(false),
         ToRunner::Embed { id, job } => {

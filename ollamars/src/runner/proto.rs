@@ -211,8 +211,8 @@ pub enum ToRunner {
     Completion {
         /// Request id (unique per runner).
         id: u64,
-        /// The request.
-        job: Completion,
+        /// The request (boxed: by far the largest message).
+        job: Box<Completion>,
     },
     /// Answered by [`FromRunner::Prepared`] or `Error`.
     Prepare {

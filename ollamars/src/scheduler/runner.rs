@@ -251,7 +251,10 @@ impl RunnerProcess {
     /// # Errors
     /// [`RUNNER_DIED`] when the runner is gone.
     pub fn complete(&self, job: Completion) -> Result<CompletionStream, EngineError> {
-        let (id, rx) = self.send(|id| ToRunner::Completion { id, job })?;
+        let (id, rx) = self.send(|id| ToRunner::Completion {
+            id,
+            job: Box::new(job),
+        })?;
         Ok(CompletionStream { id, rx })
     }
 
