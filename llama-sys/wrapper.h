@@ -4,6 +4,10 @@
 #include "ggml-backend.h"
 #include "ggml-cpu.h"
 #include "gguf.h"
+#ifdef LLAMA_SYS_MTMD
+#include "mtmd.h"
+#include "mtmd-helper.h"
+#endif
 #ifdef LLAMA_SYS_RPC
 #include "ggml-rpc.h"
 #endif

@@ -69,6 +69,9 @@ fn headers_digest(headers: &[PathBuf], f: &Features) -> String {
     // `build.rs=` is a label from before the script became `build/`: unchanged, so that
     // pregenerated LLAMA_SYS_BINDINGS files stay valid.
     h.update(format!("rpc={} build.rs={}", f.rpc, env!("CARGO_PKG_VERSION")).as_bytes());
+    if f.mtmd {
+        h.update(b" mtmd=on");
+    }
     hex(&h.finalize())
 }
 
@@ -125,6 +128,13 @@ pub fn write_bindings(
         b = b
             .clang_arg("-DLLAMA_SYS_RPC")
             .allowlist_function("ggml_backend_rpc_.*");
+    }
+    if f.mtmd {
+        b = b
+            .clang_arg("-DLLAMA_SYS_MTMD")
+            .allowlist_function("mtmd_.*")
+            .allowlist_type("mtmd_.*")
+            .allowlist_var("MTMD_.*");
     }
     for name in &deprecated {
         b = b.blocklist_function(name);

@@ -219,6 +219,9 @@ pub fn build(
         cmake_root.to_path_buf()
     } else {
         let dir = build_with_cmake(&mut cfg, cmake_root)?;
+        if features.mtmd && !features.dynamic {
+            install_mtmd_vendor_libs(cmake_root, &dir)?;
+        }
         // Only a complete build is offered to other llama-sys builds.
         let _ = fs::write(cmake_root.join(KEY_FILE), key);
         dir
@@ -251,7 +254,6 @@ fn cmake_options(
         "LLAMA_BUILD_SERVER",
         "LLAMA_BUILD_APP",
         "LLAMA_BUILD_COMMON",
-        "LLAMA_BUILD_MTMD",
         "LLAMA_BUILD_UI",
         "LLAMA_BUILD_HTML",
         "LLAMA_USE_PREBUILT_UI",
@@ -287,6 +289,10 @@ fn cmake_options(
     ] {
         set(k, on(false));
     }
+
+    // The multimodal library alone (tools/mtmd without the tools; video needs subprocesses,
+    // which stay off).
+    set("LLAMA_BUILD_MTMD", on(f.mtmd));
 
     // CPU.
     let native = !f.portable && !f.dynamic;
@@ -448,6 +454,25 @@ fn report_unset_options(src: &Path, options: &[(String, String)]) {
             unset.into_iter().collect::<Vec<_>>().join(", ")
         );
     }
+}
+
+/// A static libmtmd needs the static helper libraries of `vendor/` it links privately (only
+/// `vendor-hash` is compiled; the others are header-only). mtmd's install rule does not install
+/// them, so they are copied beside the other libraries for step 5.
+fn install_mtmd_vendor_libs(cmake_root: &Path, install_dir: &Path) -> Result<()> {
+    let lib_dir = install_dir.join("lib");
+    for (folder, file) in [("vendor/hash", "libvendor-hash.a")] {
+        let from = cmake_root.join("build").join(folder).join(file);
+        let to = lib_dir.join(file);
+        fs::copy(&from, &to).map_err(|e| Failure {
+            line: format!(
+                "the mtmd build made no {} ({e}): run `cargo clean -p llama-sys` and build again",
+                from.display()
+            ),
+            details: String::new(),
+        })?;
+    }
+    Ok(())
 }
 
 /// Runs the cmake crate; on failure, one clear line plus the tail of CMake's logs.

@@ -56,7 +56,8 @@ pub fn emit_link(
     let mut link = LinkLine::default();
     link.search(lib_dir);
     let kind = if f.dynamic { "dylib" } else { "static" };
-    // Libraries present, in link order: llama, ggml, the backends, ggml-base last.
+    // Libraries present, in link order: mtmd and its vendored hash library when built, llama,
+    // ggml, the backends, ggml-base last.
     let mut names: Vec<String> = fs::read_dir(lib_dir)
         .or_else(|e| {
             fail(format!(
@@ -73,16 +74,20 @@ pub fn emit_link(
                 .or_else(|| stem.strip_suffix(".so"))
                 .or_else(|| stem.strip_suffix(".dylib"))
                 .or_else(|| stem.strip_suffix(".lib"))?;
-            (stem.starts_with("ggml") || stem == "llama").then(|| stem.to_string())
+            (stem.starts_with("ggml") || matches!(stem, "llama" | "mtmd" | "vendor-hash"))
+                .then(|| stem.to_string())
         })
         .collect::<BTreeSet<_>>()
         .into_iter()
         .collect();
+    // mtmd (when built) uses llama, ggml and the vendored hash library.
     let rank = |n: &str| match n {
-        "llama" => 0,
-        "ggml" => 1,
-        "ggml-base" => 3,
-        _ => 2,
+        "mtmd" => 0,
+        "vendor-hash" => 1,
+        "llama" => 2,
+        "ggml" => 3,
+        "ggml-base" => 5,
+        _ => 4,
     };
     names.sort_by_key(|n| (rank(n), n.clone()));
     if !names.iter().any(|n| n == "llama") {
@@ -245,8 +250,17 @@ pub fn emit_metadata(
         tree.dir.join("include").display(),
         tree.dir.join("ggml/include").display()
     );
+    println!(
+        "cargo:rustc-env=LLAMA_SYS_MTMD={}",
+        if features.mtmd { "on" } else { "off" }
+    );
     if features.rpc {
         println!("cargo:rustc-cfg=llama_sys_rpc");
     }
+    if features.mtmd {
+        println!("cargo:mtmd=on");
+        println!("cargo:rustc-cfg=llama_sys_mtmd");
+    }
     println!("cargo:rustc-check-cfg=cfg(llama_sys_rpc)");
+    println!("cargo:rustc-check-cfg=cfg(llama_sys_mtmd)");
 }

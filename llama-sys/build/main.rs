@@ -93,7 +93,10 @@ fn run() -> Result<()> {
     };
 
     // 6. Bindings.
-    let headers = [tree.dir.join("include"), tree.dir.join("ggml/include")];
+    let mut headers = vec![tree.dir.join("include"), tree.dir.join("ggml/include")];
+    if script.features.mtmd {
+        headers.push(tree.dir.join("tools/mtmd"));
+    }
     bindings::write_bindings(
         &script.manifest_dir,
         &headers,
@@ -204,6 +207,8 @@ struct Features {
     vulkan: bool,
     rpc: bool,
     dynamic: bool,
+    /// llama.cpp's multimodal library (`tools/mtmd`: mtmd + clip).
+    mtmd: bool,
 }
 
 impl Features {
@@ -217,6 +222,7 @@ impl Features {
             vulkan: on("VULKAN"),
             rpc: on("RPC"),
             dynamic: on("DYNAMIC_BACKENDS"),
+            mtmd: on("MTMD"),
         }
     }
 

@@ -3,7 +3,8 @@
 //! This crate compiles the pinned llama.cpp tree (or the one named by `LLAMA_CPP_DIR`) with
 //! CMake and generates the bindings with bindgen at build time. Everything here is `unsafe` and
 //! mirrors the C headers `llama.h`, `ggml.h`, `ggml-backend.h`, `ggml-cpu.h` and `gguf.h`
-//! (plus `ggml-rpc.h` with feature `rpc`). Use the `llama` crate for a safe API.
+//! (plus `ggml-rpc.h` with feature `rpc`, and `mtmd.h`/`mtmd-helper.h`, llama.cpp's multimodal
+//! library, with feature `mtmd`). Use the `llama` crate for a safe API.
 //!
 //! - C enums are plain integer constants with their C names (`LLAMA_VOCAB_TYPE_BPE`), never
 //!   Rust enums, so a value from a newer llama.cpp can never be undefined behaviour.
@@ -59,6 +60,8 @@ pub mod build_info {
     /// libraries (search paths, libraries in order, runtime and system libraries),
     /// tab-separated. The parity tests build upstream's own programs with them.
     pub const LINK_ARGS: &str = env!("LLAMA_SYS_LINK_ARGS");
+    /// Whether llama.cpp's multimodal library (mtmd, feature `mtmd`) was built: `on`/`off`.
+    pub const MTMD: &str = env!("LLAMA_SYS_MTMD");
     /// With `dynamic-backends`: the folder holding the ggml backend modules.
     pub const BACKENDS_DIR: Option<&str> = option_env!("LLAMA_SYS_BACKENDS_DIR");
 

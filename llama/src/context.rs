@@ -353,6 +353,18 @@ impl Context {
         &self.model
     }
 
+    /// The raw handle, for the multimodal module's decodes.
+    #[cfg(feature = "mtmd")]
+    pub(crate) fn handle_mut(&mut self) -> &mut ContextHandle {
+        &mut self.handle
+    }
+
+    /// Forgets which rows had outputs: a decode outside [`Context::decode`] replaced them.
+    #[cfg(feature = "mtmd")]
+    pub(crate) fn forget_outputs(&mut self) {
+        self.outputs.clear();
+    }
+
     /// The parameters it was created with.
     pub fn params(&self) -> &ContextParams {
         &self.params

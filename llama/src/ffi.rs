@@ -1436,3 +1436,387 @@ pub(crate) fn max_parallel_sequences() -> usize {
     // SAFETY: a constant getter with no preconditions.
     unsafe { sys::llama_max_parallel_sequences() }
 }
+
+// ---------------------------------------------------------------------------------------------
+// Multimodal (mtmd): projector context, bitmaps, input chunks
+
+/// Parameters for [`MtmdHandle::init`], plain data.
+#[cfg(feature = "mtmd")]
+#[derive(Debug, Clone)]
+pub(crate) struct RawMtmdParams {
+    pub use_gpu: bool,
+    pub n_threads: i32,
+    pub flash_attn: i32,
+    pub warmup: bool,
+    pub print_timings: bool,
+    pub image_min_tokens: i32,
+    pub image_max_tokens: i32,
+}
+
+/// An owned `mtmd_context`. It holds the text model it was made for (mtmd keeps a pointer to
+/// it), so it can never outlive it. Encoding mutates the context: `&mut self`, and the handle
+/// is Send but not Sync.
+#[cfg(feature = "mtmd")]
+pub(crate) struct MtmdHandle {
+    ptr: NonNull<sys::mtmd_context>,
+    model: Arc<ModelHandle>,
+}
+
+// SAFETY: an mtmd_context is not tied to the thread that made it; it must only not be used from
+// two threads at once, which `&mut self` on the mutating methods and !Sync ensure.
+#[cfg(feature = "mtmd")]
+unsafe impl Send for MtmdHandle {}
+
+/// Why an mtmd call failed: its status code.
+#[cfg(feature = "mtmd")]
+pub(crate) struct MtmdStatus(pub i32);
+
+#[cfg(feature = "mtmd")]
+impl MtmdHandle {
+    /// Loads the projector at `path` for `model`; None when mtmd refuses it (it logs why).
+    pub(crate) fn init(
+        path: &Path,
+        model: Arc<ModelHandle>,
+        p: &RawMtmdParams,
+    ) -> Option<MtmdHandle> {
+        let c_path = path_cstring(path)?;
+        // SAFETY: the default params are plain data; the path outlives the call; the model is
+        // live (held by `model`, which the handle keeps); mtmd_init_from_file catches C++
+        // exceptions and returns null on failure.
+        let ptr = unsafe {
+            let mut params = sys::mtmd_context_params_default();
+            params.use_gpu = p.use_gpu;
+            params.n_threads = p.n_threads;
+            params.flash_attn_type = p.flash_attn;
+            params.warmup = p.warmup;
+            params.print_timings = p.print_timings;
+            if p.image_min_tokens > 0 {
+                params.image_min_tokens = p.image_min_tokens;
+            }
+            if p.image_max_tokens > 0 {
+                params.image_max_tokens = p.image_max_tokens;
+            }
+            sys::mtmd_init_from_file(c_path.as_ptr(), model.ptr.as_ptr(), params)
+        };
+        NonNull::new(ptr).map(|ptr| MtmdHandle { ptr, model })
+    }
+
+    pub(crate) fn supports_vision(&self) -> bool {
+        // SAFETY: the context is live for `&self`; the call only reads it.
+        unsafe { sys::mtmd_support_vision(self.ptr.as_ptr()) }
+    }
+
+    pub(crate) fn supports_audio(&self) -> bool {
+        // SAFETY: as above.
+        unsafe { sys::mtmd_support_audio(self.ptr.as_ptr()) }
+    }
+
+    /// The audio sample rate in Hz, or a negative value without audio support.
+    pub(crate) fn audio_sample_rate(&self) -> i32 {
+        // SAFETY: as above.
+        unsafe { sys::mtmd_get_audio_sample_rate(self.ptr.as_ptr()) }
+    }
+
+    pub(crate) fn uses_mrope(&self) -> bool {
+        // SAFETY: as above.
+        unsafe { sys::mtmd_decode_use_mrope(self.ptr.as_ptr()) }
+    }
+
+    /// The media marker the tokenizer replaces with media (`<__media__>` unless configured).
+    pub(crate) fn marker(&self) -> String {
+        // SAFETY: as above; mtmd returns a NUL-terminated string it owns (or null).
+        unsafe {
+            let p = sys::mtmd_get_marker(self.ptr.as_ptr());
+            if p.is_null() {
+                CStr::from_ptr(sys::mtmd_default_marker())
+                    .to_string_lossy()
+                    .into_owned()
+            } else {
+                CStr::from_ptr(p).to_string_lossy().into_owned()
+            }
+        }
+    }
+
+    /// The text model's input embedding width (what each media token is).
+    pub(crate) fn n_embd_inp(&self) -> usize {
+        // SAFETY: the model is live (held by `self.model`).
+        let n = unsafe { sys::llama_model_n_embd_inp(self.model.ptr.as_ptr()) };
+        usize::try_from(n).unwrap_or(0)
+    }
+
+    /// Splits `text` (with markers) and `bitmaps` into owned chunks.
+    pub(crate) fn tokenize(
+        &self,
+        text: &CStr,
+        bitmaps: &[&BitmapHandle],
+        add_special: bool,
+        parse_special: bool,
+    ) -> Result<Vec<ChunkHandle>, MtmdStatus> {
+        // SAFETY: mtmd_input_chunks_init allocates an empty list (never null in practice; a
+        // null is treated as failure below).
+        let chunks = unsafe { sys::mtmd_input_chunks_init() };
+        let Some(chunks) = NonNull::new(chunks) else {
+            return Err(MtmdStatus(-1));
+        };
+        let input = sys::mtmd_input_text {
+            text: text.as_ptr(),
+            text_len: text.to_bytes().len(),
+            add_special,
+            parse_special,
+        };
+        let ptrs: Vec<*const sys::mtmd_bitmap> = bitmaps
+            .iter()
+            .map(|b| b.ptr.as_ptr().cast_const())
+            .collect();
+        // SAFETY: the context, the text and every bitmap are live for the call; `ptrs` holds
+        // `ptrs.len()` valid pointers; mtmd_tokenize catches C++ exceptions (status 2) and
+        // checks the marker count against the bitmaps (status 1).
+        let rc = unsafe {
+            sys::mtmd_tokenize(
+                self.ptr.as_ptr(),
+                chunks.as_ptr(),
+                &input,
+                ptrs.as_ptr(),
+                ptrs.len(),
+            )
+        };
+        let result = if rc == 0 {
+            // SAFETY: `chunks` is the live list just filled; each index is below its size; the
+            // copies are owned by the returned handles and independent of the list.
+            unsafe {
+                let n = sys::mtmd_input_chunks_size(chunks.as_ptr());
+                let mut out = Vec::with_capacity(n);
+                for i in 0..n {
+                    let c = sys::mtmd_input_chunks_get(chunks.as_ptr(), i);
+                    match NonNull::new(sys::mtmd_input_chunk_copy(c)) {
+                        Some(ptr) => out.push(ChunkHandle { ptr }),
+                        None => {
+                            out.clear();
+                            break;
+                        }
+                    }
+                }
+                if out.len() == n {
+                    Ok(out)
+                } else {
+                    Err(MtmdStatus(-1))
+                }
+            }
+        } else {
+            Err(MtmdStatus(rc))
+        };
+        // SAFETY: the list is owned here and no longer used (the chunks were copied).
+        unsafe { sys::mtmd_input_chunks_free(chunks.as_ptr()) };
+        result
+    }
+
+    /// Encodes a media chunk and copies its embeddings (`n_tokens × n_embd_inp` floats).
+    pub(crate) fn encode(&mut self, chunk: &ChunkHandle) -> Result<Vec<f32>, MtmdStatus> {
+        let n = chunk.n_tokens() * self.n_embd_inp();
+        if chunk.kind() == sys::MTMD_INPUT_CHUNK_TYPE_TEXT || n == 0 {
+            return Err(MtmdStatus(-1));
+        }
+        // SAFETY: the context and the chunk are live; the context is not used elsewhere
+        // (`&mut self`); mtmd_encode_chunk catches C++ exceptions.
+        let rc = unsafe { sys::mtmd_encode_chunk(self.ptr.as_ptr(), chunk.ptr.as_ptr()) };
+        if rc != 0 {
+            return Err(MtmdStatus(rc));
+        }
+        // SAFETY: after a successful encode the output buffer holds the chunk's embeddings,
+        // n_tokens rows of n_embd_inp floats, valid until the next encode (`&mut self`).
+        unsafe {
+            let p = sys::mtmd_get_output_embd(self.ptr.as_ptr());
+            if p.is_null() {
+                return Err(MtmdStatus(-1));
+            }
+            Ok(std::slice::from_raw_parts(p, n).to_vec())
+        }
+    }
+
+    /// Decodes a media chunk's embeddings into `ctx` for `seq` from position `n_past`, in
+    /// batches of `n_batch`; returns the position after it.
+    pub(crate) fn decode(
+        &mut self,
+        ctx: &mut ContextHandle,
+        chunk: &ChunkHandle,
+        embd: &mut [f32],
+        n_past: i32,
+        seq: i32,
+        n_batch: i32,
+    ) -> Result<i32, MtmdStatus> {
+        let want = chunk.n_tokens() * self.n_embd_inp();
+        if chunk.kind() == sys::MTMD_INPUT_CHUNK_TYPE_TEXT
+            || want == 0
+            || embd.len() != want
+            || n_batch <= 0
+            || !Arc::ptr_eq(ctx.model(), &self.model)
+        {
+            return Err(MtmdStatus(-1));
+        }
+        let mut new_n_past = n_past;
+        // SAFETY: context, chunk and mtmd context are live and used by this thread only
+        // (`&mut` on both handles); `embd` holds the chunk's n_tokens × n_embd_inp floats
+        // (checked above) and is only read; the chunk is a media chunk and n_batch > 0 (the
+        // helper's asserts); the context was made from the projector's own text model.
+        let rc = unsafe {
+            sys::mtmd_helper_decode_image_chunk(
+                self.ptr.as_ptr(),
+                ctx.ptr.as_ptr(),
+                chunk.ptr.as_ptr(),
+                embd.as_mut_ptr(),
+                n_past,
+                seq,
+                n_batch,
+                &mut new_n_past,
+                None,
+                ptr::null_mut(),
+            )
+        };
+        if rc == 0 {
+            Ok(new_n_past)
+        } else {
+            Err(MtmdStatus(rc))
+        }
+    }
+}
+
+#[cfg(feature = "mtmd")]
+impl Drop for MtmdHandle {
+    fn drop(&mut self) {
+        // SAFETY: the handle owns the context and drops it once; the model outlives this call
+        // (the Arc field is dropped after it).
+        unsafe { sys::mtmd_free(self.ptr.as_ptr()) };
+    }
+}
+
+/// An owned `mtmd_bitmap` (RGB pixels or audio samples). Immutable once made, so shared.
+#[cfg(feature = "mtmd")]
+pub(crate) struct BitmapHandle {
+    ptr: NonNull<sys::mtmd_bitmap>,
+}
+
+// SAFETY: a bitmap is plain owned data; after construction (and `set_id`, which takes `&mut`)
+// it is only read.
+#[cfg(feature = "mtmd")]
+unsafe impl Send for BitmapHandle {}
+// SAFETY: as above: shared access only reads.
+#[cfg(feature = "mtmd")]
+unsafe impl Sync for BitmapHandle {}
+
+#[cfg(feature = "mtmd")]
+impl BitmapHandle {
+    /// A bitmap of `nx × ny` RGB pixels; callers check `rgb.len() == nx * ny * 3` and nonzero
+    /// dimensions.
+    pub(crate) fn from_rgb(nx: u32, ny: u32, rgb: &[u8]) -> Option<BitmapHandle> {
+        let want = (nx as usize).checked_mul(ny as usize)?.checked_mul(3)?;
+        if nx == 0 || ny == 0 || rgb.len() != want {
+            return None;
+        }
+        // SAFETY: `rgb` holds exactly nx*ny*3 bytes (checked), which mtmd copies.
+        let ptr = unsafe { sys::mtmd_bitmap_init(nx, ny, rgb.as_ptr()) };
+        NonNull::new(ptr).map(|ptr| BitmapHandle { ptr })
+    }
+
+    /// An audio bitmap of PCM samples (mono f32 at the projector's sample rate).
+    pub(crate) fn from_audio(samples: &[f32]) -> Option<BitmapHandle> {
+        if samples.is_empty() {
+            return None;
+        }
+        // SAFETY: `samples` holds `samples.len()` floats, which mtmd copies.
+        let ptr = unsafe { sys::mtmd_bitmap_init_from_audio(samples.len(), samples.as_ptr()) };
+        NonNull::new(ptr).map(|ptr| BitmapHandle { ptr })
+    }
+
+    pub(crate) fn nx(&self) -> u32 {
+        // SAFETY: the bitmap is live for `&self`.
+        unsafe { sys::mtmd_bitmap_get_nx(self.ptr.as_ptr()) }
+    }
+
+    pub(crate) fn ny(&self) -> u32 {
+        // SAFETY: as above.
+        unsafe { sys::mtmd_bitmap_get_ny(self.ptr.as_ptr()) }
+    }
+
+    pub(crate) fn is_audio(&self) -> bool {
+        // SAFETY: as above.
+        unsafe { sys::mtmd_bitmap_is_audio(self.ptr.as_ptr()) }
+    }
+
+    /// Sets the id mtmd copies into the chunks made from this bitmap (a content hash).
+    pub(crate) fn set_id(&mut self, id: &CStr) {
+        // SAFETY: the bitmap is live and not shared (`&mut self`); mtmd copies the string.
+        unsafe { sys::mtmd_bitmap_set_id(self.ptr.as_ptr(), id.as_ptr()) };
+    }
+}
+
+#[cfg(feature = "mtmd")]
+impl Drop for BitmapHandle {
+    fn drop(&mut self) {
+        // SAFETY: the handle owns the bitmap and drops it once.
+        unsafe { sys::mtmd_bitmap_free(self.ptr.as_ptr()) };
+    }
+}
+
+/// An owned copy of one `mtmd_input_chunk` (text tokens, or a preprocessed image/audio).
+#[cfg(feature = "mtmd")]
+pub(crate) struct ChunkHandle {
+    ptr: NonNull<sys::mtmd_input_chunk>,
+}
+
+// SAFETY: a chunk copy is plain owned data, never mutated after creation.
+#[cfg(feature = "mtmd")]
+unsafe impl Send for ChunkHandle {}
+// SAFETY: as above: shared access only reads.
+#[cfg(feature = "mtmd")]
+unsafe impl Sync for ChunkHandle {}
+
+#[cfg(feature = "mtmd")]
+impl ChunkHandle {
+    /// `MTMD_INPUT_CHUNK_TYPE_*`.
+    pub(crate) fn kind(&self) -> u32 {
+        // SAFETY: the chunk is live for `&self`.
+        unsafe { sys::mtmd_input_chunk_get_type(self.ptr.as_ptr()) }
+    }
+
+    pub(crate) fn n_tokens(&self) -> usize {
+        // SAFETY: as above.
+        unsafe { sys::mtmd_input_chunk_get_n_tokens(self.ptr.as_ptr()) }
+    }
+
+    pub(crate) fn n_pos(&self) -> i32 {
+        // SAFETY: as above.
+        unsafe { sys::mtmd_input_chunk_get_n_pos(self.ptr.as_ptr()) }
+    }
+
+    /// The text tokens (empty for media chunks).
+    pub(crate) fn text_tokens(&self) -> Vec<RawToken> {
+        let mut n = 0usize;
+        // SAFETY: the chunk is live; mtmd returns null for media chunks, otherwise `n` tokens
+        // owned by the chunk, copied out before `&self` ends.
+        unsafe {
+            let p = sys::mtmd_input_chunk_get_tokens_text(self.ptr.as_ptr(), &mut n);
+            if p.is_null() || n == 0 {
+                Vec::new()
+            } else {
+                std::slice::from_raw_parts(p, n).to_vec()
+            }
+        }
+    }
+
+    /// The media id (the bitmap's id), if any.
+    pub(crate) fn id(&self) -> Option<String> {
+        // SAFETY: the chunk is live; mtmd returns null or a NUL-terminated string it owns.
+        unsafe {
+            let p = sys::mtmd_input_chunk_get_id(self.ptr.as_ptr());
+            (!p.is_null()).then(|| CStr::from_ptr(p).to_string_lossy().into_owned())
+        }
+    }
+}
+
+#[cfg(feature = "mtmd")]
+impl Drop for ChunkHandle {
+    fn drop(&mut self) {
+        // SAFETY: the handle owns the copy and drops it once.
+        unsafe { sys::mtmd_input_chunk_free(self.ptr.as_ptr()) };
+    }
+}

@@ -36,6 +36,8 @@ pub mod error;
 mod ffi;
 mod generate;
 mod model;
+#[cfg(feature = "mtmd")]
+pub mod mtmd;
 mod quantize;
 mod sampler;
 #[cfg(feature = "async")]
