@@ -8,9 +8,11 @@
 //! length has been checked against the remaining bytes.
 //!
 //! On top of the parsed file it computes what `/api/show` reports: [`Gguf::model_info`],
-//! [`Gguf::details`] and [`Gguf::capabilities`].
+//! [`Gguf::details`] and [`Gguf::capabilities`]. [`Gguf::validate_projector`] checks a
+//! multimodal projector (mmproj) file against what llama.cpp's clip loader needs.
 
 mod info;
+mod projector;
 mod reader;
 #[doc(hidden)]
 pub mod testing;
@@ -18,6 +20,7 @@ mod types;
 mod writer;
 
 pub use info::{Capability, Details, human_number};
+pub use projector::{KNOWN_PROJECTOR_TYPES, Modalities, ProjectorError, ProjectorSummary};
 pub use types::{GgmlType, file_type_name};
 pub use writer::GgufWriter;
 

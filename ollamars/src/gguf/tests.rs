@@ -520,7 +520,10 @@ fn model_info_details_and_capabilities() {
     assert_eq!(d.parameter_size, human_number(g.parameter_count()));
 
     use Capability::*;
-    assert_eq!(g.capabilities(None, false), vec![Completion]);
+    assert_eq!(
+        g.capabilities(None, Modalities::default()),
+        vec![Completion]
+    );
     let tools_jinja = GgufWriter::new()
         .kv("general.architecture", s("qwen3"))
         .kv(
@@ -532,12 +535,18 @@ fn model_info_details_and_capabilities() {
         .to_bytes();
     let t = Gguf::from_bytes(&tools_jinja).unwrap();
     assert_eq!(
-        t.capabilities(None, false),
+        t.capabilities(None, Modalities::default()),
         vec![Completion, Tools, Thinking, Vision, Audio]
     );
     let go = "{{ if .Tools }}x{{ end }}{{ .Suffix }}{{ range .Messages }}{{ .Thinking }}{{ end }}";
     assert_eq!(
-        g.capabilities(Some(go), true),
+        g.capabilities(
+            Some(go),
+            Modalities {
+                vision: true,
+                audio: false
+            }
+        ),
         vec![Completion, Tools, Insert, Thinking, Vision]
     );
     let embed = GgufWriter::new()
@@ -545,14 +554,18 @@ fn model_info_details_and_capabilities() {
         .kv("bert.pooling_type", Value::U32(1))
         .to_bytes();
     assert_eq!(
-        Gguf::from_bytes(&embed).unwrap().capabilities(None, false),
+        Gguf::from_bytes(&embed)
+            .unwrap()
+            .capabilities(None, Modalities::default()),
         vec![Embedding]
     );
     let gptoss = GgufWriter::new()
         .kv("general.architecture", s("gptoss"))
         .to_bytes();
     assert_eq!(
-        Gguf::from_bytes(&gptoss).unwrap().capabilities(None, false),
+        Gguf::from_bytes(&gptoss)
+            .unwrap()
+            .capabilities(None, Modalities::default()),
         vec![Completion, Thinking]
     );
     let unknown = GgufWriter::new()
@@ -625,7 +638,10 @@ fn real_smollm2() {
     assert!(info["llama.context_length"].as_u64().unwrap() >= 2048);
     assert_eq!(info["llama.embedding_length"], 576);
     // Its chat template mentions neither tools nor <think>.
-    assert_eq!(g.capabilities(None, false), vec![Capability::Completion]);
+    assert_eq!(
+        g.capabilities(None, Modalities::default()),
+        vec![Capability::Completion]
+    );
     // Truncating the real file is caught, cheaply, without reading the data.
     let f = std::fs::File::open(&p).unwrap();
     assert!(matches!(
@@ -644,7 +660,10 @@ fn real_gemma3() {
     assert_eq!(d.parameter_size, "268.10M");
     assert_eq!(d.quantization_level, "Q4_K_M");
     assert!(g.chat_template().is_none());
-    assert_eq!(g.capabilities(None, false), vec![Capability::Completion]);
+    assert_eq!(
+        g.capabilities(None, Modalities::default()),
+        vec![Capability::Completion]
+    );
     assert_eq!(g.model_info(false)["general.architecture"], "gemma3");
 }
 
@@ -697,7 +716,11 @@ fn mutated_files_never_panic() {
                 for t in g.tensors() {
                     assert!(g.data_offset() + t.offset + t.size <= b.len() as u64);
                 }
-                let _ = (g.model_info(true), g.details(), g.capabilities(None, false));
+                let _ = (
+                    g.model_info(true),
+                    g.details(),
+                    g.capabilities(None, Modalities::default()),
+                );
             }
             Err(_) => err += 1,
         }
