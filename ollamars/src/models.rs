@@ -2,7 +2,7 @@
 //! typed [`crate::api`] responses (Ollama's field names and order).
 
 use crate::api::{ListModel, ListResponse, ModelDetails, ShowResponse};
-use crate::gguf::Gguf;
+use crate::gguf::{Gguf, Modalities};
 use crate::modelfile::{Message, Modelfile, ParamValue, Role, show_parameters};
 use crate::name::ModelName;
 use crate::store::{self, Config, Manifest, Store, StoreError, StoredManifest};
@@ -102,6 +102,19 @@ pub fn open_model_gguf(store: &Store, m: &Manifest) -> Result<Option<Gguf>, Show
     }
 }
 
+/// The projector GGUFs of a manifest (its `projector` layers, in order), validated as GGUFs.
+pub fn open_projector_ggufs(store: &Store, m: &Manifest) -> Result<Vec<Gguf>, ShowError> {
+    m.layers
+        .iter()
+        .filter(|l| l.media_type == store::MEDIA_PROJECTOR)
+        .map(|l| {
+            Ok(Gguf::from_seekable(BufReader::new(
+                store.open_blob(&l.digest)?,
+            ))?)
+        })
+        .collect()
+}
+
 /// `POST /api/show`'s response for `name`: `modelfile`, `parameters`, `template`, `system`,
 /// `license`, `details`, `model_info`, `tensors`, `capabilities`, `modified_at` and, when set,
 /// `renderer`, `parser`, `requires`, `messages` and `projector_info`.
@@ -180,7 +193,14 @@ pub fn show(store: &Store, name: &ModelName, verbose: bool) -> Result<ShowRespon
         .layer(store::MEDIA_MODEL)
         .and_then(|l| l.from.clone())
         .unwrap_or_default();
-    let has_projector = m.layer(store::MEDIA_PROJECTOR).is_some();
+    let projectors = open_projector_ggufs(store, m)?;
+    let modalities = projectors.iter().fold(Modalities::default(), |acc, p| {
+        let pm = p.projector_modalities();
+        Modalities {
+            vision: acc.vision || pm.vision,
+            audio: acc.audio || pm.audio,
+        }
+    });
     // Without a Go template the model runs its GGUF Jinja template natively (§1.10).
     let template = go_template
         .clone()
@@ -191,7 +211,7 @@ pub fn show(store: &Store, name: &ModelName, verbose: bool) -> Result<ShowRespon
         .unwrap_or_default();
     let capabilities: Vec<String> = match &g {
         Some(g) => g
-            .capabilities(go_template.as_deref(), has_projector)
+            .capabilities(go_template.as_deref(), modalities)
             .into_iter()
             .map(|c| c.as_str().to_string())
             .collect(),
@@ -211,7 +231,7 @@ pub fn show(store: &Store, name: &ModelName, verbose: bool) -> Result<ShowRespon
             .as_ref()
             .map(|g| g.model_info(verbose))
             .unwrap_or_default(),
-        projector_info: has_projector.then(Map::new),
+        projector_info: projectors.first().map(|p| p.projector_info(verbose)),
         tensors: match g.as_ref().map(Gguf::tensors_json) {
             Some(Json::Array(t)) => t,
             _ => Vec::new(),

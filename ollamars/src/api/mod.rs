@@ -569,7 +569,8 @@ pub struct ShowResponse {
     /// GGUF metadata (large arrays only with `verbose`).
     #[serde(default)]
     pub model_info: Map<String, Value>,
-    /// Present (empty) when the model has a projector layer.
+    /// The first projector layer's GGUF metadata (every key; long arrays `[]` unless verbose),
+    /// present when the model has a projector layer.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub projector_info: Option<Map<String, Value>>,
     /// Tensor names, types and shapes.

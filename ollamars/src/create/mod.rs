@@ -319,9 +319,7 @@ pub fn request_from_modelfile(
         }
     }
     if !files.is_empty() {
-        if req.from.is_some() {
-            return Err(bad("FROM must be either a model name or uploaded files"));
-        }
+        // With a model name these may only be projectors (checked by `create`).
         req.files = Some(files);
     }
     if !mf.adapters.is_empty() {
@@ -479,10 +477,54 @@ struct Checked<'r> {
     /// The GGUF to write the model layer from (uploaded, or the inherited one when
     /// quantizing) and its digest.
     model_gguf: Option<(Gguf, String)>,
-    /// Digests of the uploaded projectors.
-    projectors: Vec<String>,
+    /// The uploaded projectors, validated.
+    projectors: Vec<ProjectorUpload>,
     /// Digest of the uploaded adapter.
     adapter: Option<String>,
+}
+
+/// An uploaded projector GGUF that passed [`Gguf::validate_projector`].
+struct ProjectorUpload {
+    digest: String,
+    summary: gguf::ProjectorSummary,
+    gguf: Gguf,
+}
+
+/// The projector blobs to reference: an old LLaVA projector without `clip.projector_type`
+/// is rewritten with `clip.projector_type = "mlp"` (as Ollama does), which llama.cpp needs.
+fn write_projectors(
+    store: &Store,
+    projectors: Vec<ProjectorUpload>,
+    progress: &mut dyn FnMut(Progress),
+) -> Result<Vec<String>, CreateError> {
+    let mut out = Vec::with_capacity(projectors.len());
+    for p in projectors {
+        if !p.summary.needs_default_type {
+            out.push(p.digest);
+            continue;
+        }
+        progress(Progress::status("updating GGUF projector metadata"));
+        let src = BufReader::new(store.open_blob(&p.digest)?);
+        let tmp = store.temp_file()?;
+        {
+            let mut w = std::io::BufWriter::new(tmp.as_file());
+            p.gguf
+                .write_with_key(
+                    src,
+                    "clip.projector_type",
+                    &gguf::Value::String("mlp".into()),
+                    &mut w,
+                )
+                .map_err(|e| match e {
+                    GgufError::Io(io) => CreateError::from(io),
+                    other => bad(format!("invalid GGUF: {other}")),
+                })?;
+            w.flush()?;
+        }
+        let (d, _) = store.publish_temp(tmp)?;
+        out.push(d.to_string());
+    }
+    Ok(out)
 }
 
 /// The model layer as written by [`write_model_layer`].
@@ -530,6 +572,7 @@ fn create_inner(
         base.config,
         progress,
     )?;
+    let projectors = write_projectors(store, projectors, progress)?;
     let mut layers = binary_layers(store, &mut inherited, model.layer, projectors, adapter)?;
     for l in &layers {
         progress(Progress::status(format!(
@@ -591,35 +634,72 @@ fn check_request<'r>(store: &Store, req: &'r CreateRequest) -> Result<Checked<'r
     };
     let mut model_gguf: Option<(Gguf, String)> = None;
     let mut projectors = Vec::new();
+    // With `from`, uploaded files may only add projectors (a Modelfile with `FROM model` and
+    // `FROM mmproj.gguf`); the model itself is inherited.
+    let mut inherited_model: Option<Gguf> = None;
     if let Some(f) = from {
         let (b, _) = load_base(store, f)?;
         base = b;
-        if quant.is_some()
-            && let Some(l) = base
-                .layers
-                .iter()
-                .find(|l| l.media_type == store::MEDIA_MODEL)
+        if let Some(l) = base
+            .layers
+            .iter()
+            .find(|l| l.media_type == store::MEDIA_MODEL)
+            && (quant.is_some() || !files.is_empty())
         {
-            model_gguf = Some((read_gguf_blob(store, &l.digest)?, l.digest.clone()));
-        }
-    } else {
-        for digest in files.values() {
-            let g = read_gguf_blob(store, digest)?;
-            match gguf_kind(&g) {
-                GgufKind::Model if model_gguf.is_none() => {
-                    model_gguf = Some((g, Digest::parse(digest)?.to_string()))
-                }
-                GgufKind::Model => {
-                    return Err(bad(
-                        "only one model GGUF is supported; split GGUF files are not",
-                    ));
-                }
-                GgufKind::Projector => projectors.push(Digest::parse(digest)?.to_string()),
-                GgufKind::Adapter => return Err(bad("an adapter must be given in 'adapters'")),
+            let g = read_gguf_blob(store, &l.digest)?;
+            if quant.is_some() {
+                model_gguf = Some((g, l.digest.clone()));
+            } else {
+                inherited_model = Some(g);
             }
         }
-        if model_gguf.is_none() {
-            return Err(bad("no files provided to convert"));
+    }
+    for digest in files.values() {
+        let g = read_gguf_blob(store, digest)?;
+        match gguf_kind(&g) {
+            GgufKind::Model if from.is_some() => {
+                return Err(bad("FROM must be either a model name or uploaded files"));
+            }
+            GgufKind::Model if model_gguf.is_none() => {
+                model_gguf = Some((g, Digest::parse(digest)?.to_string()))
+            }
+            GgufKind::Model => {
+                return Err(bad(
+                    "only one model GGUF is supported; split GGUF files are not",
+                ));
+            }
+            GgufKind::Projector => {
+                let summary = g.validate_projector().map_err(|e| bad(e.to_string()))?;
+                projectors.push(ProjectorUpload {
+                    digest: Digest::parse(digest)?.to_string(),
+                    summary,
+                    gguf: g,
+                });
+            }
+            GgufKind::Adapter => return Err(bad("an adapter must be given in 'adapters'")),
+        }
+    }
+    if from.is_none() && model_gguf.is_none() {
+        return Err(bad("no files provided to convert"));
+    }
+    if let Some(model) = model_gguf
+        .as_ref()
+        .map(|(g, _)| g)
+        .or(inherited_model.as_ref())
+    {
+        let text_embd = model
+            .architecture()
+            .and_then(|a| model.get(&format!("{a}.embedding_length")))
+            .and_then(gguf::Value::as_u64);
+        for p in &projectors {
+            if let (Some(out), Some(text)) = (p.summary.output_embedding, text_embd)
+                && out != text
+            {
+                return Err(bad(format!(
+                    "projector output embedding size {out} does not match the model's \
+                     embedding length {text}"
+                )));
+            }
         }
     }
     let mut adapter = None;

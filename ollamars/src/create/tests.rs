@@ -2,7 +2,7 @@ use super::*;
 use crate::gguf::{GgmlType, GgufWriter, Value};
 use crate::store::ImportMode;
 
-use crate::gguf::testing::tiny_llama;
+use crate::gguf::testing::{TinyProjector, tiny_llama};
 
 /// A local-store client of `ollama create -f Modelfile` (test helper; the CLI uploads over HTTP):
 /// every FROM or ADAPTER argument that names an existing local file (relative paths resolve
@@ -558,13 +558,7 @@ fn projector_and_adapter_layers() {
     let f = fixture();
     let s = |x: &str| Value::String(x.into());
     let model = upload(&f.store, &tiny_llama(GgmlType::F32, 0, None));
-    let proj = upload(
-        &f.store,
-        &GgufWriter::new()
-            .kv("general.architecture", s("clip"))
-            .tensor_filled("v.weight", &[16], GgmlType::F32)
-            .to_bytes(),
-    );
+    let proj = upload(&f.store, &TinyProjector::gemma3(256).to_bytes());
     let lora = upload(
         &f.store,
         &GgufWriter::new()
@@ -720,4 +714,179 @@ fn quantize_refuses_metadata_that_would_abort_llama_cpp() {
         );
         assert!(f.store.list().unwrap().is_empty());
     }
+}
+
+fn vl_request(name: &str, model: &str, proj: &str) -> CreateRequest {
+    CreateRequest {
+        model: Some(name.into()),
+        files: Some(BTreeMap::from([
+            ("model.gguf".to_string(), model.to_string()),
+            ("mmproj.gguf".to_string(), proj.to_string()),
+        ])),
+        ..CreateRequest::default()
+    }
+}
+
+#[test]
+fn invalid_projectors_are_refused_before_anything_is_written() {
+    let f = fixture();
+    let model = upload(&f.store, &tiny_llama(GgmlType::F32, 0, None));
+    let cases: Vec<(TinyProjector, &str)> = vec![
+        (
+            TinyProjector::gemma3(256).remove_tensor("v.blk.1.attn_out.weight"),
+            "tensor \"v.blk.1.attn_out.weight\" is required",
+        ),
+        (
+            TinyProjector::gemma3(256).set_tensor("v.blk.0.attn_q.weight", &[32, 16]),
+            "tensor \"v.blk.0.attn_q.weight\" has shape [32, 16], expected [32, 32]",
+        ),
+        (
+            TinyProjector::gemma3(256).remove_kv("clip.vision.patch_size"),
+            "key \"clip.vision.patch_size\" is required",
+        ),
+        (
+            TinyProjector::gemma3(256).set_tensor("v.blk.2.attn_out.weight", &[32, 32]),
+            "beyond clip.vision.block_count 2",
+        ),
+        (
+            // The projection must produce the text model's embedding length.
+            TinyProjector::gemma3(128),
+            "projector output embedding size 128 does not match the model's embedding length 256",
+        ),
+    ];
+    for (p, want) in cases {
+        let proj = upload(&f.store, &p.to_bytes());
+        let (r, statuses) = run(&f.store, &vl_request("vl", &model, &proj));
+        let e = r.expect_err("invalid projector accepted");
+        assert!(e.is_client_error(), "{e}");
+        assert!(e.to_string().contains(want), "{e} lacks {want}");
+        assert!(statuses.is_empty(), "{statuses:?}");
+    }
+    assert!(f.store.list().unwrap().is_empty());
+}
+
+#[test]
+fn legacy_llava_projector_gets_its_type_added() {
+    let f = fixture();
+    let model = upload(&f.store, &tiny_llama(GgmlType::F32, 0, None));
+    let legacy = TinyProjector::gemma3(256)
+        .remove_kv("clip.projector_type")
+        .remove_tensor("mm.input_projection.weight")
+        .remove_tensor("mm.soft_emb_norm.weight")
+        .set_tensor("mm.0.weight", &[32, 64])
+        .set_tensor("mm.2.weight", &[64, 256]);
+    let bytes = legacy.to_bytes();
+    let proj = upload(&f.store, &bytes);
+    let (r, statuses) = run(&f.store, &vl_request("llava", &model, &proj));
+    let name = r.unwrap();
+    assert!(statuses.contains(&"updating GGUF projector metadata".to_string()));
+    let m = f.store.read_manifest(&name).unwrap().manifest;
+    let l = m.layer(store::MEDIA_PROJECTOR).unwrap();
+    assert_ne!(l.digest, proj);
+    let old = Gguf::from_bytes(&bytes).unwrap();
+    let new_bytes = f.store.read_blob(&l.digest).unwrap();
+    assert_eq!(l.size, new_bytes.len() as u64);
+    let new = Gguf::from_bytes(&new_bytes).unwrap();
+    assert_eq!(
+        new.get("clip.projector_type"),
+        Some(&Value::String("mlp".into()))
+    );
+    assert!(!new.validate_projector().unwrap().needs_default_type);
+    assert_eq!(new.metadata().len(), old.metadata().len() + 1);
+    // Tensor data is copied unchanged.
+    for (a, b) in old.tensors().iter().zip(new.tensors()) {
+        assert_eq!((&a.name, &a.dims, a.offset), (&b.name, &b.dims, b.offset));
+        let at = |g: &Gguf, raw: &[u8], t: &crate::gguf::TensorInfo| {
+            let s = (g.data_offset() + t.offset) as usize;
+            raw[s..s + t.size as usize].to_vec()
+        };
+        assert_eq!(at(&old, &bytes, a), at(&new, &new_bytes, b));
+    }
+}
+
+#[test]
+fn from_a_model_keeps_or_adds_projectors() {
+    let f = fixture();
+    let model = upload(&f.store, &tiny_llama(GgmlType::F32, 0, None));
+    let proj_bytes = TinyProjector::gemma3(256).to_bytes();
+    let proj = upload(&f.store, &proj_bytes);
+    run(&f.store, &vl_request("vl", &model, &proj)).0.unwrap();
+
+    // FROM a vision model keeps its projector.
+    let child = CreateRequest {
+        model: Some("child".into()),
+        from: Some("vl".into()),
+        system: Some("hi".into()),
+        ..CreateRequest::default()
+    };
+    let name = run(&f.store, &child).0.unwrap();
+    let sm = f.store.read_manifest(&name).unwrap();
+    assert_eq!(
+        sm.manifest.layer(store::MEDIA_PROJECTOR).unwrap().digest,
+        proj
+    );
+
+    // FROM a text model plus a projector file adds it; a second model file is refused.
+    run(
+        &f.store,
+        &CreateRequest {
+            model: Some("text".into()),
+            files: files(&model),
+            ..CreateRequest::default()
+        },
+    )
+    .0
+    .unwrap();
+    let mf = "FROM text\nFROM @".to_string() + &proj;
+    let req = CreateRequest {
+        model: Some("text-vl".into()),
+        modelfile: Some(mf),
+        ..CreateRequest::default()
+    };
+    let name = run(&f.store, &req).0.unwrap();
+    let sm = f.store.read_manifest(&name).unwrap();
+    let kinds: Vec<&str> = sm
+        .manifest
+        .layers
+        .iter()
+        .map(|l| l.media_type.as_str())
+        .collect();
+    assert_eq!(kinds[..2], [store::MEDIA_MODEL, store::MEDIA_PROJECTOR]);
+    let show = crate::models::show(&f.store, &name, false).unwrap();
+    assert!(show.capabilities.contains(&"vision".to_string()));
+    let info = show.projector_info.expect("projector_info");
+    assert_eq!(info["clip.projector_type"], "gemma3");
+    assert_eq!(info["general.architecture"], "clip");
+    assert_eq!(
+        info["clip.vision.image_mean"],
+        serde_json::json!([0.5, 0.5, 0.5])
+    );
+    // The modelfile names both blobs in FROM lines and parses back.
+    let parsed = Modelfile::parse(&show.modelfile).unwrap().modelfile;
+    assert_eq!(
+        parsed.from,
+        [
+            f.store.blob_path(&model).unwrap().display().to_string(),
+            f.store.blob_path(&proj).unwrap().display().to_string()
+        ]
+    );
+    // The list size counts the projector layer.
+    let listed = crate::models::list(&f.store).unwrap();
+    let e = listed
+        .models
+        .iter()
+        .find(|m| m.name == "text-vl:latest")
+        .unwrap();
+    assert_eq!(e.size, sm.manifest.total_size());
+    assert!(e.size > proj_bytes.len() as u64 + f.store.blob_size(&model).unwrap());
+
+    let twice = CreateRequest {
+        model: Some("bad".into()),
+        modelfile: Some(format!("FROM text\nFROM @{model}")),
+        ..CreateRequest::default()
+    };
+    assert_eq!(
+        err_text(&f.store, &twice),
+        "FROM must be either a model name or uploaded files"
+    );
 }

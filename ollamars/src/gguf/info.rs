@@ -1,6 +1,6 @@
 //! What `/api/show` derives from a GGUF: `model_info`, `details` and capabilities (spec §1.10, §9).
 
-use super::{Array, Gguf, Value, file_type_name};
+use super::{Array, Gguf, Modalities, Value, file_type_name};
 use serde_json::{Map, Value as Json};
 
 /// Keys left out of `model_info`, as Ollama does.
@@ -141,9 +141,19 @@ impl Gguf {
     /// `tokenizer.chat_template`, plus `general.parameter_count`. Unless `verbose`, arrays of
     /// more than five items are shown as `[]`.
     pub fn model_info(&self, verbose: bool) -> Map<String, Json> {
+        self.kv_json(verbose, HIDDEN_KEYS)
+    }
+
+    /// `/api/show`'s `projector_info` for a projector GGUF: like [`Gguf::model_info`] but with
+    /// every key (Ollama hides nothing here).
+    pub fn projector_info(&self, verbose: bool) -> Map<String, Json> {
+        self.kv_json(verbose, &[])
+    }
+
+    fn kv_json(&self, verbose: bool, hidden: &[&str]) -> Map<String, Json> {
         let mut out = Map::new();
         for (k, v) in self.metadata() {
-            if HIDDEN_KEYS.contains(&k.as_str()) {
+            if hidden.contains(&k.as_str()) {
                 continue;
             }
             let json = match v {
@@ -200,9 +210,14 @@ impl Gguf {
     /// Capabilities as §9 detects them, in the order
     /// completion/embedding, tools, insert, thinking, vision, audio.
     ///
-    /// `go_template` is the model's Go TEMPLATE layer, if any; `has_projector` says whether a
-    /// projector layer exists. Tools and thinking are also detected from the GGUF chat template.
-    pub fn capabilities(&self, go_template: Option<&str>, has_projector: bool) -> Vec<Capability> {
+    /// `go_template` is the model's Go TEMPLATE layer, if any; `projectors` are the encoders of
+    /// the model's projector layers ([`Gguf::projector_modalities`]; default when it has none).
+    /// Tools and thinking are also detected from the GGUF chat template.
+    pub fn capabilities(
+        &self,
+        go_template: Option<&str>,
+        projectors: Modalities,
+    ) -> Vec<Capability> {
         let mut caps = Vec::new();
         if self.has_arch_key("pooling_type") {
             caps.push(Capability::Embedding);
@@ -224,10 +239,10 @@ impl Gguf {
         if go_thinks || jinja_thinks || family == "gptoss" || family == "gpt-oss" {
             caps.push(Capability::Thinking);
         }
-        if has_projector || self.has_arch_key("vision.block_count") {
+        if projectors.vision || self.has_arch_key("vision.block_count") {
             caps.push(Capability::Vision);
         }
-        if self.has_arch_key("audio.block_count") {
+        if projectors.audio || self.has_arch_key("audio.block_count") {
             caps.push(Capability::Audio);
         }
         caps

@@ -8,9 +8,11 @@
 //! length has been checked against the remaining bytes.
 //!
 //! On top of the parsed file it computes what `/api/show` reports: [`Gguf::model_info`],
-//! [`Gguf::details`] and [`Gguf::capabilities`].
+//! [`Gguf::details`] and [`Gguf::capabilities`]. [`Gguf::validate_projector`] checks a
+//! multimodal projector (mmproj) file against what llama.cpp's clip loader needs.
 
 mod info;
+mod projector;
 mod reader;
 #[doc(hidden)]
 pub mod testing;
@@ -18,6 +20,7 @@ mod types;
 mod writer;
 
 pub use info::{Capability, Details, human_number};
+pub use projector::{KNOWN_PROJECTOR_TYPES, Modalities, ProjectorError, ProjectorSummary};
 pub use types::{GgmlType, file_type_name};
 pub use writer::GgufWriter;
 
@@ -374,6 +377,68 @@ impl Gguf {
     /// `general.architecture`, if present.
     pub fn architecture(&self) -> Option<&str> {
         self.get("general.architecture").and_then(Value::as_str)
+    }
+
+    /// Writes a copy of this GGUF with one more key/value (appended after the others) to
+    /// `out`: the header is re-encoded and the tensor data copied from `src` (the file this
+    /// was read from, positioned anywhere). Returns the bytes written.
+    ///
+    /// # Errors
+    /// An I/O error, or [`GgufError::DuplicateKey`] when the key exists.
+    pub fn write_with_key<R, W>(
+        &self,
+        mut src: R,
+        key: &str,
+        value: &Value,
+        mut out: W,
+    ) -> Result<u64, GgufError>
+    where
+        R: std::io::Read + std::io::Seek,
+        W: std::io::Write,
+    {
+        if self.get(key).is_some() {
+            return Err(GgufError::DuplicateKey(key.to_string()));
+        }
+        let mut head = Vec::new();
+        head.extend_from_slice(&MAGIC);
+        head.extend_from_slice(&self.version.to_le_bytes());
+        head.extend_from_slice(&(self.tensors.len() as u64).to_le_bytes());
+        head.extend_from_slice(&(self.kv.len() as u64 + 1).to_le_bytes());
+        let extra = (key.to_string(), value.clone());
+        for (k, v) in self.kv.iter().chain(std::iter::once(&extra)) {
+            writer::put_str(&mut head, k);
+            head.extend_from_slice(&v.type_id().to_le_bytes());
+            head.extend_from_slice(&writer::encode(v));
+        }
+        for t in &self.tensors {
+            writer::put_str(&mut head, &t.name);
+            head.extend_from_slice(&(t.dims.len() as u32).to_le_bytes());
+            for d in &t.dims {
+                head.extend_from_slice(&d.to_le_bytes());
+            }
+            head.extend_from_slice(&t.ggml_type.id().to_le_bytes());
+            head.extend_from_slice(&t.offset.to_le_bytes());
+        }
+        if !self.tensors.is_empty() {
+            let a = u64::from(self.alignment) as usize;
+            head.resize(head.len().next_multiple_of(a), 0);
+        }
+        out.write_all(&head)?;
+        let mut written = head.len() as u64;
+        if !self.tensors.is_empty() {
+            src.seek(std::io::SeekFrom::Start(self.data_offset))?;
+            let want = self.file_len - self.data_offset;
+            let copied = std::io::copy(&mut std::io::Read::take(src, want), &mut out)?;
+            if copied != want {
+                return Err(GgufError::Truncated {
+                    offset: self.data_offset + copied,
+                    need: want - copied,
+                });
+            }
+            written += copied;
+        }
+        out.flush()?;
+        Ok(written)
     }
 
     /// The parameter count: the sum of the element counts of all tensors.

@@ -520,7 +520,10 @@ fn model_info_details_and_capabilities() {
     assert_eq!(d.parameter_size, human_number(g.parameter_count()));
 
     use Capability::*;
-    assert_eq!(g.capabilities(None, false), vec![Completion]);
+    assert_eq!(
+        g.capabilities(None, Modalities::default()),
+        vec![Completion]
+    );
     let tools_jinja = GgufWriter::new()
         .kv("general.architecture", s("qwen3"))
         .kv(
@@ -532,12 +535,18 @@ fn model_info_details_and_capabilities() {
         .to_bytes();
     let t = Gguf::from_bytes(&tools_jinja).unwrap();
     assert_eq!(
-        t.capabilities(None, false),
+        t.capabilities(None, Modalities::default()),
         vec![Completion, Tools, Thinking, Vision, Audio]
     );
     let go = "{{ if .Tools }}x{{ end }}{{ .Suffix }}{{ range .Messages }}{{ .Thinking }}{{ end }}";
     assert_eq!(
-        g.capabilities(Some(go), true),
+        g.capabilities(
+            Some(go),
+            Modalities {
+                vision: true,
+                audio: false
+            }
+        ),
         vec![Completion, Tools, Insert, Thinking, Vision]
     );
     let embed = GgufWriter::new()
@@ -545,14 +554,18 @@ fn model_info_details_and_capabilities() {
         .kv("bert.pooling_type", Value::U32(1))
         .to_bytes();
     assert_eq!(
-        Gguf::from_bytes(&embed).unwrap().capabilities(None, false),
+        Gguf::from_bytes(&embed)
+            .unwrap()
+            .capabilities(None, Modalities::default()),
         vec![Embedding]
     );
     let gptoss = GgufWriter::new()
         .kv("general.architecture", s("gptoss"))
         .to_bytes();
     assert_eq!(
-        Gguf::from_bytes(&gptoss).unwrap().capabilities(None, false),
+        Gguf::from_bytes(&gptoss)
+            .unwrap()
+            .capabilities(None, Modalities::default()),
         vec![Completion, Thinking]
     );
     let unknown = GgufWriter::new()
@@ -625,7 +638,10 @@ fn real_smollm2() {
     assert!(info["llama.context_length"].as_u64().unwrap() >= 2048);
     assert_eq!(info["llama.embedding_length"], 576);
     // Its chat template mentions neither tools nor <think>.
-    assert_eq!(g.capabilities(None, false), vec![Capability::Completion]);
+    assert_eq!(
+        g.capabilities(None, Modalities::default()),
+        vec![Capability::Completion]
+    );
     // Truncating the real file is caught, cheaply, without reading the data.
     let f = std::fs::File::open(&p).unwrap();
     assert!(matches!(
@@ -644,7 +660,10 @@ fn real_gemma3() {
     assert_eq!(d.parameter_size, "268.10M");
     assert_eq!(d.quantization_level, "Q4_K_M");
     assert!(g.chat_template().is_none());
-    assert_eq!(g.capabilities(None, false), vec![Capability::Completion]);
+    assert_eq!(
+        g.capabilities(None, Modalities::default()),
+        vec![Capability::Completion]
+    );
     assert_eq!(g.model_info(false)["general.architecture"], "gemma3");
 }
 
@@ -697,11 +716,240 @@ fn mutated_files_never_panic() {
                 for t in g.tensors() {
                     assert!(g.data_offset() + t.offset + t.size <= b.len() as u64);
                 }
-                let _ = (g.model_info(true), g.details(), g.capabilities(None, false));
+                let _ = (
+                    g.model_info(true),
+                    g.details(),
+                    g.capabilities(None, Modalities::default()),
+                );
             }
             Err(_) => err += 1,
         }
     }
     // Both outcomes occur, so the mutations reach past the first check.
     assert!(ok > 100 && err > 100, "ok {ok}, err {err}");
+}
+
+mod projector {
+    use super::super::testing::{PROJ_BLOCKS, PROJ_EMBD, TinyProjector};
+    use super::super::*;
+
+    fn err(p: &TinyProjector) -> String {
+        let g = Gguf::from_bytes(&p.to_bytes()).expect("valid GGUF");
+        g.validate_projector()
+            .expect_err("invalid projector accepted")
+            .to_string()
+    }
+
+    #[test]
+    fn a_valid_gemma3_projector_passes() {
+        let g = Gguf::from_bytes(&TinyProjector::gemma3(640).to_bytes()).unwrap();
+        assert!(g.is_projector());
+        let s = g.validate_projector().unwrap();
+        assert_eq!(s.vision_type.as_deref(), Some("gemma3"));
+        assert_eq!(s.output_embedding, Some(640));
+        assert!(!s.needs_default_type);
+        assert_eq!(
+            g.projector_modalities(),
+            Modalities {
+                vision: true,
+                audio: false
+            }
+        );
+        // A text model is not a projector.
+        let t =
+            Gguf::from_bytes(&super::super::testing::tiny_llama(GgmlType::F32, 0, None)).unwrap();
+        assert!(!t.is_projector());
+        assert_eq!(t.projector_modalities(), Modalities::default());
+        assert!(
+            t.validate_projector()
+                .unwrap_err()
+                .to_string()
+                .contains("general.architecture")
+        );
+    }
+
+    #[test]
+    fn metadata_errors_name_the_key() {
+        let p = || TinyProjector::gemma3(64);
+        for key in [
+            "clip.vision.embedding_length",
+            "clip.vision.block_count",
+            "clip.vision.feed_forward_length",
+            "clip.vision.attention.head_count",
+            "clip.vision.image_size",
+            "clip.vision.patch_size",
+            "clip.vision.projection_dim",
+            "clip.vision.attention.layer_norm_epsilon",
+            "clip.vision.image_mean",
+        ] {
+            let e = err(&p().remove_kv(key));
+            assert!(e.contains(&format!("{key:?} is required")), "{key}: {e}");
+        }
+        let e = err(&p().set_kv("clip.vision.block_count", Value::U64(2)));
+        assert!(e.contains("must be a u32"), "{e}");
+        let e = err(&p().set_kv("clip.has_vision_encoder", Value::U8(1)));
+        assert!(e.contains("must be a bool"), "{e}");
+        let e = err(&p().set_kv("clip.has_vision_encoder", Value::Bool(false)));
+        assert!(e.contains("no encoder"), "{e}");
+        let e = err(&p().set_kv("clip.projector_type", Value::String("nope".into())));
+        assert!(e.contains("unknown projector type \"nope\""), "{e}");
+        let e = err(&p().set_kv("clip.use_silu", Value::Bool(true)));
+        assert!(e.contains("clip.use_gelu"), "{e}");
+        let e = err(&p().set_kv("clip.vision.attention.head_count", Value::U32(5)));
+        assert!(e.contains("must divide the embedding length 32"), "{e}");
+        let e = err(&p().set_kv(
+            "clip.vision.image_std",
+            Value::Array(Array::F32(vec![1.0; 2])),
+        ));
+        assert!(e.contains("at least 3"), "{e}");
+        let e = err(&p().set_kv(
+            "clip.vision.feature_layer",
+            Value::Array(Array::I32(vec![0, 7])),
+        ));
+        assert!(e.contains("layer 7 is beyond block_count 2"), "{e}");
+    }
+
+    #[test]
+    fn tensor_errors_name_the_tensor_and_the_expected_shape() {
+        let p = || TinyProjector::gemma3(64);
+        let e = err(&p().remove_tensor("v.patch_embd.weight"));
+        assert!(e.contains("\"v.patch_embd.weight\" is required"), "{e}");
+        let e = err(&p().set_tensor("v.patch_embd.weight", &[8, 8, 3, PROJ_EMBD]));
+        assert!(e.contains("expected [4, 4, 3, 32]"), "{e}");
+        let e = err(&p().set_tensor("v.blk.1.attn_out.weight", &[32, 16]));
+        assert!(
+            e.contains("\"v.blk.1.attn_out.weight\" has shape [32, 16]"),
+            "{e}"
+        );
+        for t in ["attn_q", "attn_k", "attn_v", "ffn_up", "ffn_down"] {
+            let name = format!("v.blk.1.{t}.weight");
+            let e = err(&p().remove_tensor(&name));
+            assert!(e.contains(&format!("{name:?} is required")), "{e}");
+        }
+        let e = err(&p().set_tensor("v.blk.0.ffn_up.weight", &[32, 48]));
+        assert!(e.contains("v.blk.0.ffn_down.weight"), "{e}");
+        let e = err(&p().set_tensor("v.blk.0.ln1.weight", &[31]));
+        assert!(e.contains("expected [32]"), "{e}");
+        let extra = format!("v.blk.{PROJ_BLOCKS}.ffn_up.weight");
+        let e = err(&p().set_tensor(&extra, &[32, 64]));
+        assert!(e.contains("beyond clip.vision.block_count 2"), "{e}");
+        let e = err(&p().remove_tensor("mm.soft_emb_norm.weight"));
+        assert!(e.contains("required by projector type \"gemma3\""), "{e}");
+        let e = err(&p().set_tensor("mm.input_projection.weight", &[64, 16]));
+        assert!(
+            e.contains("\"mm.input_projection.weight\" has shape [64, 16]"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn swapped_ffn_fused_qkv_and_other_types() {
+        // Older conversions swap up and down; a fused QKV replaces q/k/v.
+        let mut p = TinyProjector::gemma3(64)
+            .set_tensor("v.blk.0.ffn_up.weight", &[64, 32])
+            .set_tensor("v.blk.0.ffn_down.weight", &[32, 64]);
+        for t in ["attn_q", "attn_k", "attn_v"] {
+            p = p.remove_tensor(&format!("v.blk.1.{t}.weight"));
+        }
+        let p = p.set_tensor("v.blk.1.attn_qkv.weight", &[32, 96]);
+        Gguf::from_bytes(&p.to_bytes())
+            .unwrap()
+            .validate_projector()
+            .unwrap();
+        // Another known type: the blocks are checked, any projection tensor is enough.
+        let other = TinyProjector::gemma3(64)
+            .set_kv("clip.projector_type", Value::String("idefics3".into()));
+        let s = Gguf::from_bytes(&other.to_bytes())
+            .unwrap()
+            .validate_projector()
+            .unwrap();
+        assert_eq!(
+            (s.vision_type.as_deref(), s.output_embedding),
+            (Some("idefics3"), None)
+        );
+        let bare = other
+            .remove_tensor("mm.input_projection.weight")
+            .remove_tensor("mm.soft_emb_norm.weight");
+        assert!(err(&bare).contains("has no projection tensors"));
+    }
+
+    #[test]
+    fn audio_encoder_and_rewrite_with_key() {
+        let p = TinyProjector::gemma3(64)
+            .remove_kv("clip.projector_type")
+            .set_kv("clip.vision.projector_type", Value::String("gemma3".into()))
+            .set_kv("clip.has_audio_encoder", Value::Bool(true))
+            .set_kv("clip.audio.embedding_length", Value::U32(16))
+            .set_kv("clip.audio.feed_forward_length", Value::U32(32))
+            .set_kv("clip.audio.block_count", Value::U32(1))
+            .set_kv("clip.audio.attention.head_count", Value::U32(2))
+            .set_kv("clip.audio.attention.layer_norm_epsilon", Value::F32(1e-5))
+            .set_kv("clip.audio.projection_dim", Value::U32(64))
+            .set_kv("clip.audio.num_mel_bins", Value::U32(80));
+        let e = err(&p);
+        assert!(
+            e.contains("\"clip.projector_type\" is required (or clip.audio.projector_type)"),
+            "{e}"
+        );
+        let p = p.set_kv(
+            "clip.audio.projector_type",
+            Value::String("ultravox".into()),
+        );
+        // The audio blocks are still missing.
+        let e = err(&p);
+        assert!(e.contains("\"a.blk.0.attn_out.weight\" is required"), "{e}");
+        let p = p
+            .set_tensor("a.blk.0.attn_out.weight", &[16, 16])
+            .set_tensor("a.blk.0.ffn_up.weight", &[16, 32])
+            .set_tensor("a.blk.0.ffn_down.weight", &[32, 16]);
+        let bytes = p.to_bytes();
+        let g = Gguf::from_bytes(&bytes).unwrap();
+        let s = g.validate_projector().unwrap();
+        assert_eq!(
+            s.modalities,
+            Modalities {
+                vision: true,
+                audio: true
+            }
+        );
+        let caps = Gguf::from_bytes(&super::super::testing::tiny_llama(GgmlType::F32, 0, None))
+            .unwrap()
+            .capabilities(None, s.modalities);
+        assert_eq!(
+            caps,
+            vec![
+                Capability::Completion,
+                Capability::Vision,
+                Capability::Audio
+            ]
+        );
+
+        // write_with_key: a valid GGUF with the key added and the same tensors.
+        let mut out = Vec::new();
+        let n = g
+            .write_with_key(
+                std::io::Cursor::new(&bytes),
+                "clip.extra",
+                &Value::U32(7),
+                &mut out,
+            )
+            .unwrap();
+        assert_eq!(n, out.len() as u64);
+        let h = Gguf::from_bytes(&out).unwrap();
+        assert_eq!(h.get("clip.extra"), Some(&Value::U32(7)));
+        assert_eq!(h.tensors(), g.tensors());
+        assert_eq!(
+            &out[h.data_offset() as usize..],
+            &bytes[g.data_offset() as usize..]
+        );
+        assert!(matches!(
+            g.write_with_key(
+                std::io::Cursor::new(&bytes),
+                "general.name",
+                &Value::U8(1),
+                Vec::new()
+            ),
+            Err(GgufError::DuplicateKey(_))
+        ));
+    }
 }

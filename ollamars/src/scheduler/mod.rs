@@ -104,6 +104,8 @@ pub struct ModelRef {
     pub digest: String,
     /// The model blob.
     pub path: PathBuf,
+    /// The first projector (mmproj) blob, for vision or audio input.
+    pub projector: Option<PathBuf>,
     /// `details` of `/api/show`, for `/api/ps`.
     pub details: crate::api::ModelDetails,
 }

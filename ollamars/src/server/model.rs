@@ -88,6 +88,10 @@ impl ModelCache {
             .layer(store::MEDIA_MODEL)
             .ok_or(ModelInfoError::NoWeights)?;
         let path = st.blob_path(&layer.digest)?;
+        let projector = match m.layer(store::MEDIA_PROJECTOR) {
+            Some(l) => Some(st.blob_path(&l.digest)?),
+            None => None,
+        };
         let show = models::show(st, &sm.name, false)?;
         let go = match models::layer_text(st, m, store::MEDIA_TEMPLATE)? {
             Some(t) => Some(t),
@@ -113,6 +117,7 @@ impl ModelCache {
                 display: sm.name.display_short(),
                 digest: sm.digest.clone(),
                 path,
+                projector,
                 details: show.details,
             },
             template,
