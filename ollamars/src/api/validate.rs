@@ -39,6 +39,28 @@ pub enum RequestError {
     /// `dimensions` below 1.
     #[error("dimensions must be a positive number")]
     Dimensions,
+    /// An image that is not valid base64, too large, or not an image.
+    #[error("invalid image input: {0}")]
+    Image(String),
+}
+
+/// Checks the images of one request: their number, each one's base64 (decoded size bounded
+/// before decoding) and its header (format and pixel count, read without decoding pixels).
+/// `images` yields each message's images in order.
+///
+/// # Errors
+/// [`RequestError::Image`] naming the first bad image (1-based).
+pub fn check_images<'a>(images: impl Iterator<Item = &'a String>) -> Result<usize, RequestError> {
+    let limits = crate::media::Limits::default();
+    let mut n = 0;
+    for (i, b64) in images.enumerate() {
+        n += 1;
+        crate::media::check_count(n, &limits).map_err(|e| RequestError::Image(e.to_string()))?;
+        let bad = |e: crate::media::MediaError| RequestError::Image(format!("image {}: {e}", i + 1));
+        let bytes = crate::media::decode_base64(b64, &limits).map_err(bad)?;
+        crate::media::probe(&bytes, &limits).map_err(bad)?;
+    }
+    Ok(n)
 }
 
 /// What `tool_choice` asks for.
@@ -156,8 +178,8 @@ pub struct ValidGenerate {
     pub context: Option<Vec<i32>>,
     /// No template.
     pub raw: bool,
-    /// Images given (ignored: no vision yet).
-    pub images: usize,
+    /// Images (base64, checked).
+    pub images: Vec<String>,
 }
 
 impl ValidGenerate {
@@ -201,6 +223,8 @@ impl GenerateRequest {
             Some(t) => Some(Template::parse(t).map_err(|e| RequestError::Template(e.to_string()))?),
             None => None,
         };
+        let images = self.images.unwrap_or_default();
+        check_images(images.iter())?;
         Ok(ValidGenerate {
             run,
             prompt: self.prompt,
@@ -209,7 +233,7 @@ impl GenerateRequest {
             template,
             context,
             raw: self.raw,
-            images: self.images.map_or(0, |i| i.len()),
+            images,
         })
     }
 }
@@ -242,6 +266,7 @@ impl ChatRequest {
         for m in &mut self.messages {
             m.role = m.role.to_lowercase();
         }
+        check_images(self.messages.iter().flat_map(|m| m.images.iter()))?;
         Ok(ValidChat {
             run,
             messages: self.messages,

@@ -29,6 +29,9 @@ pub trait Sink {
 /// A loaded model ready to serve.
 pub struct Engine {
     model: Model,
+    /// The projector of a vision model.
+    #[cfg(feature = "mtmd")]
+    media: Option<std::sync::Arc<super::media::Media>>,
     ctx: Context,
     embed_ctx: Option<Context>,
     opts: LoadOptions,
@@ -52,6 +55,8 @@ struct Slot {
 struct Active {
     id: u64,
     prompt: Vec<Token>,
+    /// The media chunks of the prompt (sentinel entries in `prompt`).
+    media: super::media::MediaPrompt,
     /// Next prompt token to feed.
     fed: usize,
     n_ctx: usize,
@@ -85,6 +90,9 @@ pub enum LoadFailure {
     /// The context.
     #[error(transparent)]
     Context(#[from] llama::ContextError),
+    /// The projector.
+    #[error("{0}")]
+    Projector(String),
 }
 
 fn kv_type(t: crate::config::KvCacheType) -> KvCacheType {
@@ -155,6 +163,18 @@ impl Engine {
             cp.embeddings = true;
         }
         let ctx = Context::new(&model, cp)?;
+        #[cfg(feature = "mtmd")]
+        let media = match &opts.projector {
+            Some(p) => Some(std::sync::Arc::new(
+                super::media::Media::load(&model, p, opts.num_thread, opts.flash_attention)
+                    .map_err(LoadFailure::Projector)?,
+            )),
+            None => None,
+        };
+        #[cfg(not(feature = "mtmd"))]
+        if opts.projector.is_some() {
+            tracing::warn!("this build has no multimodal support (feature mtmd): images will be ignored");
+        }
         let arch = model.architecture().unwrap_or_default();
         let n_layer = u64::from(model.n_layer());
         let n_embd = model.n_embd() as u64;
@@ -202,6 +222,8 @@ impl Engine {
         Ok(Engine {
             batch: Batch::new(num_batch as usize),
             model,
+            #[cfg(feature = "mtmd")]
+            media,
             ctx,
             embed_ctx: None,
             opts,
@@ -256,6 +278,12 @@ impl Engine {
     /// The model (shared with the runner's prompt preparer).
     pub fn model(&self) -> &Model {
         &self.model
+    }
+
+    /// The projector of a vision model (shared with the runner's prompt preparer).
+    #[cfg(feature = "mtmd")]
+    pub fn media(&self) -> Option<&std::sync::Arc<super::media::Media>> {
+        self.media.as_ref()
     }
 
     /// Embeds each input (one pooled vector each).
@@ -358,14 +386,25 @@ impl Engine {
             ));
         }
         let vocab = self.model.vocab();
-        let mut prompt = match c.prompt {
-            super::proto::PromptInput::Tokens { tokens } => tokens,
+        let (mut prompt, media) = match c.prompt {
+            super::proto::PromptInput::Tokens { tokens } => {
+                (tokens, super::media::MediaPrompt::default())
+            }
+            super::proto::PromptInput::Media(m) => (m.tokens.clone(), m),
             super::proto::PromptInput::Prepare(_) => {
                 return Err(EngineError::internal("the prompt was not prepared"));
             }
         };
-        if let Some(e) = prompt.iter().find_map(|&t| vocab.check(t).err()) {
+        if let Some(e) = prompt
+            .iter()
+            .enumerate()
+            .filter(|&(i, _)| media.span_at(i).is_none())
+            .find_map(|(_, &t)| vocab.check(t).err())
+        {
             return Err(bad(format!("invalid prompt: {e}")));
+        }
+        if media.span_at(prompt.len().saturating_sub(1)).is_some() {
+            return Err(bad("the prompt must not end with an image".into()));
         }
         if prompt.is_empty() {
             prompt.extend(self.model.vocab().bos());
@@ -378,6 +417,12 @@ impl Engine {
             .unwrap_or(0)
             .max(usize::from(self.model.vocab().adds_bos()))
             .min(n_ctx / 2);
+        if !media.spans.is_empty() && media.kv_len() >= n_ctx {
+            return Err(bad(format!(
+                "the input length ({} tokens with its images) exceeds the context length ({n_ctx})",
+                media.kv_len()
+            )));
+        }
         if prompt.len() >= n_ctx {
             if !c.truncate {
                 return Err(bad("the input length exceeds the context length".into()));
@@ -421,6 +466,8 @@ impl Engine {
             .enumerate()
             .filter(|(_, s)| s.active.is_none())
             .map(|(i, s)| (i, common_prefix(&s.cached, &prompt)))
+            // Never into the middle of an image: its tokens are decoded together.
+            .map(|(i, l)| (i, media.span_at(l).map_or(l, |s| s.start.min(l))))
             .max_by_key(|&(i, l)| (l, std::cmp::Reverse(i)))
             .ok_or_else(|| EngineError::internal("no free slot"))?;
         let slot = &mut self.slots[slot_i];
@@ -436,6 +483,7 @@ impl Engine {
             id,
             fed: keep,
             prompt,
+            media,
             n_ctx,
             num_keep,
             num_predict: c.sampling.num_predict,
@@ -494,6 +542,10 @@ impl Engine {
         for s in &mut self.slots {
             let Some(a) = s.active.as_mut() else { continue };
             while a.fed < a.prompt.len() && self.batch.len() < cap {
+                if a.media.span_starting(a.fed).is_some() {
+                    // Decoded on its own after this batch.
+                    break;
+                }
                 let t = a.prompt[a.fed];
                 let last = a.fed + 1 == a.prompt.len();
                 let pos = s.cached.len() as i32;
@@ -506,17 +558,84 @@ impl Engine {
                 a.evaluated += 1;
             }
         }
-        if self.batch.is_empty() {
+        let media_due = self.slots.iter().any(|s| {
+            s.active
+                .as_ref()
+                .is_some_and(|a| a.media.span_starting(a.fed).is_some())
+        });
+        if self.batch.is_empty() && !media_due {
             return Ok(false);
         }
-        if let Err(e) = self.ctx.decode(&self.batch) {
-            self.fail_batch(&e, sink)?;
-            return Ok(true);
+        if !self.batch.is_empty() {
+            if let Err(e) = self.ctx.decode(&self.batch) {
+                self.fail_batch(&e, sink)?;
+                return Ok(true);
+            }
+            for i in 0..self.slots.len() {
+                self.after_decode(i, sink)?;
+            }
         }
-        for i in 0..self.slots.len() {
-            self.after_decode(i, sink)?;
+        // Media whose preceding text is in the cache now: each in decodes of its own (after
+        // the sampling above, which needed this step's logits).
+        if media_due {
+            for i in 0..self.slots.len() {
+                self.feed_media(i, sink)?;
+            }
         }
         Ok(true)
+    }
+
+    /// Encodes and decodes the media chunk slot `i`'s prompt has reached, if any.
+    fn feed_media(&mut self, i: usize, sink: &mut dyn Sink) -> std::io::Result<()> {
+        let s = &mut self.slots[i];
+        let Some(a) = s.active.as_mut() else {
+            return Ok(());
+        };
+        let Some(span) = a.media.span_starting(a.fed).cloned() else {
+            return Ok(());
+        };
+        let result = self.decode_span(i, &span);
+        let s = &mut self.slots[i];
+        let Some(a) = s.active.as_mut() else {
+            return Ok(());
+        };
+        match result {
+            Ok(()) => {
+                let sentinel = a.prompt[span.start];
+                s.cached.extend(std::iter::repeat_n(sentinel, span.len));
+                a.fed += span.len;
+                a.evaluated += span.n_tokens as u64;
+                Ok(())
+            }
+            Err(error) => {
+                let id = a.id;
+                s.active = None;
+                self.ctx.memory_seq_rm(s.seq, 0, -1);
+                s.cached.clear();
+                sink.send(FromRunner::Error { id, error })
+            }
+        }
+    }
+
+    #[cfg(feature = "mtmd")]
+    fn decode_span(&mut self, i: usize, span: &super::media::Span) -> Result<(), EngineError> {
+        let Some(m) = self.media.as_ref() else {
+            return Err(EngineError::internal("an image prompt without a projector"));
+        };
+        let p = m.projector();
+        let embd = p
+            .encode(&span.chunk)
+            .map_err(|e| EngineError::internal(e.to_string()))?;
+        let s = &self.slots[i];
+        let n_past = s.cached.len() as i32;
+        p.decode(&mut self.ctx, &span.chunk, &embd, n_past, s.seq)
+            .map(|_| ())
+            .map_err(|e| EngineError::internal(e.to_string()))
+    }
+
+    #[cfg(not(feature = "mtmd"))]
+    fn decode_span(&mut self, _: usize, _: &super::media::Span) -> Result<(), EngineError> {
+        Err(EngineError::internal("this build has no multimodal support"))
     }
 
     /// A failed decode ends every request in the batch; their caches are dropped.
@@ -671,7 +790,8 @@ impl Engine {
             eval_duration: now.duration_since(first).as_nanos() as u64,
         };
         let tokens = a.return_tokens.then(|| {
-            let mut t = a.prompt.clone();
+            // Media positions are not tokens: the context carries the text only.
+            let mut t: Vec<Token> = a.prompt.iter().copied().filter(|&t| t >= 0).collect();
             t.extend_from_slice(&a.generated);
             t
         });

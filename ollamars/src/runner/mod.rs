@@ -17,6 +17,7 @@
 //! lock.
 
 pub mod engine;
+pub mod media;
 pub mod prompt;
 pub mod proto;
 mod sampling;
@@ -121,6 +122,8 @@ pub fn main() -> ExitCode {
         }
     });
     let preparer = prompt::Preparer::new(engine.model().clone());
+    #[cfg(feature = "mtmd")]
+    let preparer = preparer.with_media(engine.media().cloned());
     std::thread::spawn(move || {
         let mut sink = StdoutSink(std::io::stdout());
         for msg in prep_rx {
@@ -149,8 +152,8 @@ pub fn main() -> ExitCode {
 fn prepare(preparer: &prompt::Preparer, msg: ToRunner) -> (Vec<FromRunner>, Option<ToRunner>) {
     match msg {
         ToRunner::Prepare { id, job } => {
-            let reply = match preparer.prepare(job) {
-                Ok(prepared) => FromRunner::Prepared { id, prepared },
+            let reply = match preparer.prepare_media(job) {
+                Ok((prepared, _)) => FromRunner::Prepared { id, prepared },
                 Err(error) => FromRunner::Error { id, error },
             };
             (vec![reply], None)
@@ -160,16 +163,19 @@ fn prepare(preparer: &prompt::Preparer, msg: ToRunner) -> (Vec<FromRunner>, Opti
             let proto::PromptInput::Prepare(p) = job.prompt else {
                 return (Vec::new(), Some(ToRunner::Completion { id, job }));
             };
-            match preparer.prepare(p) {
-                Ok(prepared) => {
+            match preparer.prepare_media(p) {
+                Ok((prepared, media)) => {
                     if let Some((open, close)) = job.grammar_after_thinking.take()
                         && job.sampling.grammar.is_some()
                         && prepared.text.trim_end().ends_with(open.as_str())
                     {
                         job.sampling.grammar_after = Some(close);
                     }
-                    job.prompt = proto::PromptInput::Tokens {
-                        tokens: prepared.tokens,
+                    job.prompt = match media {
+                        Some(m) => proto::PromptInput::Media(m),
+                        None => proto::PromptInput::Tokens {
+                            tokens: prepared.tokens,
+                        },
                     };
                     let started = FromRunner::Started {
                         id,

@@ -4,14 +4,18 @@
 //! local call here, so the history search costs no round trips to the server and takes no
 //! slot; the runner answers [`Prepare`] on a thread of its own, beside the decoding.
 
+use super::media::{self, MediaPrompt};
 use super::proto::{EngineError, Prepare, Prepared, PromptSource};
 use crate::template::{Message, Template, Tool, Values};
 use llama::Model;
-use std::sync::{Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 
 /// Prepares prompts for one model.
 pub struct Preparer {
     model: Model,
+    /// The projector of a vision model.
+    #[cfg(feature = "mtmd")]
+    media: Option<Arc<media::Media>>,
     /// The model's own chat template, made on first use.
     native: OnceLock<Result<llama::ChatTemplate, String>>,
     /// The last Go template parsed (requests of one model share it).
@@ -23,9 +27,134 @@ impl Preparer {
     pub fn new(model: Model) -> Preparer {
         Preparer {
             model,
+            #[cfg(feature = "mtmd")]
+            media: None,
             native: OnceLock::new(),
             go: Mutex::new(None),
         }
+    }
+
+    /// With the projector of a vision model: images are placed in prompts.
+    #[cfg(feature = "mtmd")]
+    pub fn with_media(mut self, media: Option<Arc<media::Media>>) -> Preparer {
+        self.media = media;
+        self
+    }
+
+    /// Renders, fits and tokenizes `job`'s prompt; with images (and a projector), also splits
+    /// it into media chunks.
+    ///
+    /// # Errors
+    /// As [`Preparer::prepare`]; also an image that does not decode.
+    pub fn prepare_media(
+        &self,
+        mut job: Prepare,
+    ) -> Result<(Prepared, Option<MediaPrompt>), EngineError> {
+        let has_images = !job.images.is_empty()
+            || match &job.source {
+                PromptSource::Raw { .. } => false,
+                PromptSource::Go { values, .. } => values.messages.iter().any(|m| !m.images.is_empty()),
+                PromptSource::Native { messages, .. } => messages.iter().any(|m| !m.images.is_empty()),
+            };
+        if !has_images {
+            return self.prepare(job).map(|p| (p, None));
+        }
+        #[cfg(feature = "mtmd")]
+        if let Some(m) = &self.media {
+            return self.prepare_with(m, job);
+        }
+        tracing::warn!("images ignored: this model has no vision projector");
+        job.images.clear();
+        match &mut job.source {
+            PromptSource::Raw { .. } => {}
+            PromptSource::Go { values, .. } => values.messages.iter_mut().for_each(|m| m.images.clear()),
+            PromptSource::Native { messages, .. } => messages.iter_mut().for_each(|m| m.images.clear()),
+        }
+        self.prepare(job).map(|p| (p, None))
+    }
+
+    #[cfg(feature = "mtmd")]
+    fn prepare_with(
+        &self,
+        m: &media::Media,
+        job: Prepare,
+    ) -> Result<(Prepared, Option<MediaPrompt>), EngineError> {
+        let vocab = self.model.vocab();
+        for &t in &job.context {
+            vocab
+                .check(t)
+                .map_err(|e| EngineError::bad(format!("invalid context: {e}")))?;
+        }
+        // Every image of the request, decoded once; messages get `[img-N]` tags per window.
+        let all: Vec<String> = match &job.source {
+            PromptSource::Raw { .. } => job.images.clone(),
+            PromptSource::Go { values, .. } => {
+                values.messages.iter().flat_map(|x| x.images.clone()).collect()
+            }
+            PromptSource::Native { messages, .. } => {
+                messages.iter().flat_map(|x| x.images.clone()).collect()
+            }
+        };
+        crate::media::check_count(all.len(), &crate::media::Limits::default())
+            .map_err(|e| EngineError::bad(e.to_string()))?;
+        let bitmaps = m.bitmaps(&all)?;
+        // An image's index in `all` (equal data: the same bitmap).
+        let index: std::collections::HashMap<&str, usize> = all
+            .iter()
+            .enumerate()
+            .rev()
+            .map(|(i, b)| (b.as_str(), i))
+            .collect();
+        let counts: std::cell::RefCell<Vec<Option<usize>>> = vec![None; bitmaps.len()].into();
+        let count = |text: &str, imgs: &[String]| -> Result<usize, EngineError> {
+            let (plain, order) = media::tags_to_markers(text, imgs.len(), "");
+            let mut n = job.context.len() + self.tokenize(&plain, job.context.is_empty())?.len();
+            for k in order {
+                let i = index[imgs[k].as_str()];
+                let known = counts.borrow()[i];
+                n += match known {
+                    Some(c) => c,
+                    None => {
+                        let c = m.count(&bitmaps[i])?;
+                        counts.borrow_mut()[i] = Some(c);
+                        c
+                    }
+                };
+            }
+            Ok(n)
+        };
+        let (text, imgs) = match &job.source {
+            PromptSource::Raw { text } => (media::tag_raw(text, all.len()), all.clone()),
+            PromptSource::Go { template, values } => {
+                let t = self.go_template(template)?;
+                let render = |messages: &[Message]| {
+                    let mut msgs = messages.to_vec();
+                    let imgs = media::tag_messages(&mut msgs);
+                    let v = Values {
+                        messages: msgs,
+                        ..values.clone()
+                    };
+                    t.render(&v)
+                        .map(|s| (s, imgs))
+                        .map_err(|e| EngineError::bad(e.to_string()))
+                };
+                fit_media(&values.messages, job.window, job.num_ctx as usize, &render, &count)?
+            }
+            PromptSource::Native { messages, tools } => {
+                let render = |msgs: &[Message]| {
+                    let mut msgs = msgs.to_vec();
+                    let imgs = media::tag_messages(&mut msgs);
+                    self.render_native(&msgs, tools).map(|s| (s, imgs))
+                };
+                fit_media(messages, job.window, job.num_ctx as usize, &render, &count)?
+            }
+        };
+        let marker = m.projector().marker().to_string();
+        let (with_markers, order) = media::tags_to_markers(&text, imgs.len(), &marker);
+        let order: Vec<usize> = order.into_iter().map(|k| index[imgs[k].as_str()]).collect();
+        let prompt = m.prompt(&job.context, &with_markers, &bitmaps, &order)?;
+        let tokens = prompt.tokens.iter().copied().filter(|&t| t >= 0).collect();
+        Ok((Prepared { text, tokens }, Some(prompt)))
     }
 
     /// Renders, fits and tokenizes `job`'s prompt.
@@ -128,6 +257,39 @@ impl Preparer {
         };
         chat.render(&req)
             .map_err(|e| EngineError::bad(e.to_string()))
+    }
+}
+
+/// [`fit`] for prompts with images: `render` also gives the window's images in tag order,
+/// `count` takes the text and those.
+#[cfg(feature = "mtmd")]
+fn fit_media(
+    msgs: &[Message],
+    shrink: bool,
+    num_ctx: usize,
+    render: &dyn Fn(&[Message]) -> Result<(String, Vec<String>), EngineError>,
+    count: &dyn Fn(&str, &[String]) -> Result<usize, EngineError>,
+) -> Result<(String, Vec<String>), EngineError> {
+    let full = render(msgs)?;
+    if !shrink || msgs.len() <= 1 || count(&full.0, &full.1)? <= num_ctx {
+        return Ok(full);
+    }
+    let last = msgs.len() - 1;
+    let (mut lo, mut hi) = (1, last);
+    let mut best = None;
+    while lo <= hi {
+        let mid = (lo + hi) / 2;
+        let r = render(&window(msgs, mid))?;
+        if count(&r.0, &r.1)? <= num_ctx {
+            best = Some(r);
+            hi = mid - 1;
+        } else {
+            lo = mid + 1;
+        }
+    }
+    match best {
+        Some(r) => Ok(r),
+        None => render(&window(msgs, last)),
     }
 }
 

@@ -37,6 +37,9 @@ pub struct LoadOptions {
     pub kv_cache_type: crate::config::KvCacheType,
     /// Load as an embedding model (pooled output, one slot).
     pub embedding: bool,
+    /// The projector (mmproj GGUF) of a vision or audio model.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub projector: Option<String>,
 }
 
 /// Sampling and stopping settings of one completion (never cause a reload).
@@ -120,6 +123,10 @@ pub enum PromptInput {
     /// Prepared by the runner first, on its prompt thread, with no round trip to the server:
     /// the stream then opens with [`FromRunner::Started`], carrying the rendered text.
     Prepare(Prepare),
+    /// Tokens and media chunks, made by the prompt thread for the engine of the same process
+    /// (never sent over the pipe).
+    #[serde(skip)]
+    Media(super::media::MediaPrompt),
 }
 
 /// Where a prompt's text comes from.
@@ -160,6 +167,9 @@ pub struct Prepare {
     /// Drop the oldest messages (keeping system messages and the last message) until the
     /// prompt fits `num_ctx` (chat with `truncate`).
     pub window: bool,
+    /// Images (base64) of a raw prompt; with a template they travel in the messages.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub images: Vec<String>,
 }
 
 /// The answer to [`Prepare`].

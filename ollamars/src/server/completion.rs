@@ -105,6 +105,12 @@ pub(crate) fn options_for(
     let mut o = Options::merged(st.sched.config().context_length, &info.params, req)
         .map_err(|e| ApiError::bad(e.to_string()))?;
     o.load.embedding = !info.has("completion") && info.has("embedding");
+    // The projector is part of what is loaded: another one means another runner.
+    o.load.projector = info
+        .model
+        .projector
+        .as_ref()
+        .map(|p| p.to_string_lossy().into_owned());
     o.load = st.sched.load_options(o.load);
     Ok(o)
 }
@@ -251,12 +257,15 @@ pub(crate) async fn start_generate(
         let reason = load_or_unload(st, &o, req.run.keep_alive).await?;
         return Ok(Start::Ready(reason));
     }
-    if req.images > 0 {
+    let images = if req.images.is_empty() || info.has("vision") {
+        req.images.clone()
+    } else {
         tracing::warn!(
-            "images ignored: {} has no vision support here",
+            "images ignored: {} does not support vision",
             info.model.display
         );
-    }
+        Vec::new()
+    };
     let tmpl = req.template.clone().or_else(|| info.template.clone());
     let source = if req.raw {
         PromptSource::Raw {
@@ -271,7 +280,10 @@ pub(crate) async fn start_generate(
         if req.context.is_none() {
             msgs.extend(info.messages.iter().cloned());
         }
-        msgs.push(Message::new("user", req.prompt.clone()));
+        msgs.push(Message {
+            images: images.clone(),
+            ..Message::new("user", req.prompt.clone())
+        });
         match &tmpl {
             Some(t) => PromptSource::Go {
                 template: t.text().to_string(),
@@ -297,6 +309,7 @@ pub(crate) async fn start_generate(
         context: req.context.clone().unwrap_or_default(),
         num_ctx: 0,
         window: false,
+        images: if req.raw { images } else { Vec::new() },
     };
     let (run, text, load) = match begin(st, &o, &req.run, started, prepare, !req.raw, None).await? {
         Begun::Rendered(text) => return Ok(Start::Rendered(text)),
@@ -342,6 +355,13 @@ pub(crate) async fn start_chat(
     let request_has_system = req.messages.first().is_some_and(|m| m.role == "system");
     let mut msgs: Vec<Message> = info.messages.clone();
     msgs.extend(req.messages.iter().cloned());
+    if !info.has("vision") && msgs.iter().any(|m| !m.images.is_empty()) {
+        tracing::warn!(
+            "images ignored: {} does not support vision",
+            info.model.display
+        );
+        msgs.iter_mut().for_each(|m| m.images.clear());
+    }
     if let Some(sys) = info.system.as_deref().filter(|s| !s.is_empty())
         && !request_has_system
     {
@@ -392,6 +412,7 @@ pub(crate) async fn start_chat(
         context: Vec::new(),
         num_ctx: 0,
         window: req.run.truncate,
+        images: Vec::new(),
     };
     let (run, text, load) = match begin(
         st,

@@ -122,6 +122,7 @@ impl Options {
                 flash_attention: None,
                 kv_cache_type: crate::config::KvCacheType::default(),
                 embedding: false,
+                projector: None,
             },
             sampling: SamplingOptions {
                 num_keep: 4,
