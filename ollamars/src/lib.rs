@@ -89,6 +89,7 @@ pub mod progress;
 pub mod create;
 pub mod gguf;
 pub mod grammar;
+pub mod media;
 pub mod modelfile;
 pub mod models;
 pub mod name;
