@@ -649,14 +649,11 @@ fn chat_request(mut raw: Map<String, Value>) -> Result<(ChatRequest, bool), ApiE
                                 }
                                 _ => "",
                             };
-                            let Some((_, data)) = url
-                                .strip_prefix("data:")
-                                .and_then(|r| r.split_once(";base64,"))
-                            else {
-                                return Err(bad(
-                                    "image URLs are not currently supported, please use base64 encoded data instead",
-                                ));
-                            };
+                            // Ollama's prefixes and texts; the payload is checked again
+                            // with the request's other images.
+                            crate::media::parse_data_uri(url, &crate::media::Limits::default())
+                                .map_err(|e| bad(e.to_string()))?;
+                            let data = url.split_once(";base64,").map_or("", |(_, d)| d);
                             parts.push(Message {
                                 images: vec![data.to_string()],
                                 ..base.clone()
