@@ -45,8 +45,13 @@ def main():
     client.create(model="py-vis", files={"model.gguf": model, "mmproj.gguf": mmproj})
     show = client.show("py-vis")
     check("vision" in (show.capabilities or []), f"capabilities {show.capabilities}")
-    check(show.projector_info and show.projector_info.get("general.architecture") == "clip",
-          f"projector_info {show.projector_info}")
+    # This client's ShowResponse has no projector_info field: read it from the JSON itself.
+    import json
+    import urllib.request
+    req = urllib.request.Request(f"{host}/api/show", data=json.dumps({"model": "py-vis"}).encode(),
+                                 headers={"Content-Type": "application/json"})
+    info = json.load(urllib.request.urlopen(req)).get("projector_info") or {}
+    check(info.get("general.architecture") == "clip", f"projector_info {info}")
 
     opts = {"temperature": 0, "num_predict": 16}
     a, b = png(64, 48, 1), png(48, 64, 2)
