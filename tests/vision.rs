@@ -39,7 +39,8 @@ impl Server {
 /// A deterministic RGB PNG whose pixels depend on `seed`.
 fn png(dir: &Path, name: &str, w: u32, h: u32, seed: u32) -> PathBuf {
     let img = image::RgbImage::from_fn(w, h, |x, y| {
-        let v = |k: u32| ((x * (7 + k + seed) + y * (13 + 2 * k) + seed * 31 * (k + 1)) % 256) as u8;
+        let v =
+            |k: u32| ((x * (7 + k + seed) + y * (13 + 2 * k) + seed * 31 * (k + 1)) % 256) as u8;
         image::Rgb([v(0), v(1), v(2)])
     });
     let path = dir.join(name);
@@ -62,11 +63,18 @@ fn vision_server(tag: &str, parallel: &str) -> (Server, testkit::mtmd::VisionMod
     let vm = testkit::mtmd::vision_model();
     let s = Server::start(
         tag,
-        &[("OLLAMA_NUM_PARALLEL", parallel), ("OLLAMA_FLASH_ATTENTION", "1")],
+        &[
+            ("OLLAMA_NUM_PARALLEL", parallel),
+            ("OLLAMA_FLASH_ATTENTION", "1"),
+        ],
     );
     s.create(
         "vis",
-        &format!("FROM {}\nFROM {}\n", vm.model.display(), vm.mmproj.display()),
+        &format!(
+            "FROM {}\nFROM {}\n",
+            vm.model.display(),
+            vm.mmproj.display()
+        ),
     );
     (s, vm)
 }
@@ -124,7 +132,8 @@ fn greedy_matches_mtmd_cli_alone_streamed_and_batched() {
         let v = s.ok("/api/generate", &req);
         let ours = generated(&v);
         assert_eq!(
-            ours, reference.tokens,
+            ours,
+            reference.tokens,
             "greedy ids differ for {}: ollamars {:?} vs mtmd-cli {:?}",
             img.display(),
             v["response"],
@@ -133,7 +142,11 @@ fn greedy_matches_mtmd_cli_alone_streamed_and_batched() {
         assert_eq!(v["response"].as_str().unwrap(), reference.text);
         assert_eq!(
             v["done_reason"],
-            if reference.eog.is_some() { "stop" } else { "length" }
+            if reference.eog.is_some() {
+                "stop"
+            } else {
+                "length"
+            }
         );
         // Every prompt token and image position was evaluated once.
         let media: usize = reference.media_tokens().iter().sum();
@@ -211,7 +224,10 @@ fn second_turn_does_not_encode_the_image_again() {
     // Another image in the one slot: the second turn must encode `a` again.
     s.ok("/api/chat", &turn1(&b));
     let cold = s.ok("/api/chat", &turn2(&answer));
-    assert_eq!(warm["message"], cold["message"], "cached and fresh answers differ");
+    assert_eq!(
+        warm["message"], cold["message"],
+        "cached and fresh answers differ"
+    );
     let (w, c) = (
         warm["prompt_eval_count"].as_u64().unwrap(),
         cold["prompt_eval_count"].as_u64().unwrap(),
@@ -242,7 +258,11 @@ fn crc32(data: &[u8]) -> u32 {
     for &b in data {
         c ^= u32::from(b);
         for _ in 0..8 {
-            c = if c & 1 != 0 { (c >> 1) ^ 0xedb8_8320 } else { c >> 1 };
+            c = if c & 1 != 0 {
+                (c >> 1) ^ 0xedb8_8320
+            } else {
+                c >> 1
+            };
         }
     }
     !c
@@ -263,15 +283,27 @@ fn bad_images_get_a_400_and_leave_the_server_and_runner_alive() {
     s.ok("/api/generate", &ok);
     let tiny = enc(&good_bytes);
     let cases: Vec<(&str, Vec<String>, &str)> = vec![
-        ("invalid base64", vec!["not base64 at all!".into()], "base64"),
+        (
+            "invalid base64",
+            vec!["not base64 at all!".into()],
+            "base64",
+        ),
         ("zero bytes", vec![String::new()], "empty"),
-        ("not an image", vec![enc(b"hello, this is plain text and no image")], "image"),
+        (
+            "not an image",
+            vec![enc(b"hello, this is plain text and no image")],
+            "image",
+        ),
         (
             "a truncated PNG",
             vec![enc(&good_bytes[..good_bytes.len() / 2])],
             "image 1",
         ),
-        ("a header claiming 20000x20000", vec![enc(&png_header(20000, 20000))], "pixels"),
+        (
+            "a header claiming 20000x20000",
+            vec![enc(&png_header(20000, 20000))],
+            "pixels",
+        ),
         ("500 images", vec![tiny; 500], "images"),
     ];
     for (what, images, needle) in cases {
@@ -311,7 +343,10 @@ fn bad_images_get_a_400_and_leave_the_server_and_runner_alive() {
                 {"type": "image_url", "image_url": {"url": url}}]}]}),
         );
         assert_eq!(code, 400, "{url}: {v}");
-        let err = v["error"]["message"].as_str().unwrap_or_default().to_lowercase();
+        let err = v["error"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .to_lowercase();
         assert!(err.contains(needle), "{url}: {err:?}");
     }
     // Still serving images afterwards, on the same runner.
@@ -363,8 +398,15 @@ fn a_text_model_ignores_images_and_a_bad_projector_is_refused_at_create() {
         format!("FROM {}\nFROM {}\n", vm.model.display(), bad.display()),
     )
     .unwrap();
-    let out = s.command(&["create", "badvis", "-f"]).arg(&file).output().unwrap();
-    assert!(!out.status.success(), "a mismatching projector was accepted");
+    let out = s
+        .command(&["create", "badvis", "-f"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(
+        !out.status.success(),
+        "a mismatching projector was accepted"
+    );
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("blk") || err.contains("block"), "{err}");
     let (code, _) = s.post("/api/show", &json!({"model": "badvis"}));

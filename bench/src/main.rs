@@ -60,6 +60,8 @@ struct Row {
 #[derive(Deserialize)]
 struct Target {
     min_ratio: Option<f64>,
+    /// For lower-is-better series: candidate / baseline at most this.
+    max_ratio: Option<f64>,
     max_diff: Option<f64>,
     check: Vec<String>,
 }
@@ -177,6 +179,13 @@ fn verdict(row: &Row, name: &str) -> Option<(String, String, Option<bool>)> {
         let tt = format!("≥ {min:.2}×");
         return Some(match stats::paired_ratio(&cand, &base) {
             Some(r) => (format!("{r:.3}×"), tt, Some(r >= min)),
+            None => ("n/a".into(), tt, None),
+        });
+    }
+    if let Some(max) = t.max_ratio {
+        let tt = format!("≤ {max:.2}×");
+        return Some(match stats::paired_ratio(&cand, &base) {
+            Some(r) => (format!("{r:.3}×"), tt, Some(r <= max)),
             None => ("n/a".into(), tt, None),
         });
     }

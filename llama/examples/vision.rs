@@ -18,9 +18,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let model_path = args.next().ok_or(usage)?;
     let mmproj_path = args.next().ok_or(usage)?;
     let image_path = args.next().ok_or(usage)?;
-    let prompt = args
-        .next()
-        .unwrap_or_else(|| "Describe this image.".into());
+    let prompt = args.next().unwrap_or_else(|| "Describe this image.".into());
 
     let model = Model::load(&model_path, ModelParams::default())?;
     let projector = Projector::load(&model, &mmproj_path, &ProjectorParams::default())?;

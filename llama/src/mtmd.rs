@@ -314,7 +314,9 @@ impl Projector {
             ));
         }
         if embd.n_tokens != chunk.n_tokens || embd.n_embd != self.n_embd || embd.id != chunk.id {
-            return Err(MtmdError::Misuse("these embeddings belong to another chunk"));
+            return Err(MtmdError::Misuse(
+                "these embeddings belong to another chunk",
+            ));
         }
         if n_past < 0 || seq < 0 || seq >= ctx.n_seq_max() as i32 {
             return Err(MtmdError::Misuse(
@@ -368,9 +370,7 @@ impl Projector {
                 for (j, part) in tokens.chunks(n_batch).enumerate() {
                     let mut batch = Batch::new(part.len());
                     for (k, &t) in part.iter().enumerate() {
-                        let last = last_chunk
-                            && logits_last
-                            && j * n_batch + k + 1 == tokens.len();
+                        let last = last_chunk && logits_last && j * n_batch + k + 1 == tokens.len();
                         // The batch was sized for `part`.
                         let _ = batch.add(t, n_past + k as i32, &[seq], last);
                     }

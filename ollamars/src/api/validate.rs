@@ -56,7 +56,8 @@ pub fn check_images<'a>(images: impl Iterator<Item = &'a String>) -> Result<usiz
     for (i, b64) in images.enumerate() {
         n += 1;
         crate::media::check_count(n, &limits).map_err(|e| RequestError::Image(e.to_string()))?;
-        let bad = |e: crate::media::MediaError| RequestError::Image(format!("image {}: {e}", i + 1));
+        let bad =
+            |e: crate::media::MediaError| RequestError::Image(format!("image {}: {e}", i + 1));
         let bytes = crate::media::decode_base64(b64, &limits).map_err(bad)?;
         crate::media::probe(&bytes, &limits).map_err(bad)?;
     }

@@ -85,6 +85,9 @@ pub fn overview(info: &ShowResponse, verbose: bool) -> String {
     if !caps.is_empty() {
         section(&mut out, "Capabilities", &caps);
     }
+    if let Some(pi) = info.projector_info.as_ref().filter(|p| !p.is_empty()) {
+        section(&mut out, "Projector", &projector_rows(pi));
+    }
     let params: Vec<(String, String)> = info
         .parameters
         .lines()
@@ -115,6 +118,33 @@ pub fn overview(info: &ShowResponse, verbose: bool) -> String {
         section(&mut out, "Metadata", &rows);
     }
     out
+}
+
+/// Ollama's Projector table: architecture, parameters, embedding length, dimensions (of the
+/// vision encoder, else the audio encoder).
+fn projector_rows(pi: &serde_json::Map<String, Value>) -> Vec<(String, String)> {
+    let arch = pi
+        .get("general.architecture")
+        .and_then(Value::as_str)
+        .unwrap_or("clip");
+    let mut rows = vec![("architecture".to_string(), arch.to_string())];
+    if let Some(n) = pi.get("general.parameter_count").and_then(Value::as_u64) {
+        rows.push(("parameters".into(), crate::gguf::human_number(n)));
+    }
+    let modality = if pi.contains_key(&format!("{arch}.vision.embedding_length")) {
+        "vision"
+    } else {
+        "audio"
+    };
+    for (label, key) in [
+        ("embedding length", "embedding_length"),
+        ("dimensions", "projection_dim"),
+    ] {
+        if let Some(v) = pi.get(&format!("{arch}.{modality}.{key}")) {
+            rows.push((label.into(), v.to_string()));
+        }
+    }
+    rows
 }
 
 fn section(out: &mut String, title: &str, rows: &[(String, String)]) {

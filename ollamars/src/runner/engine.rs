@@ -173,7 +173,9 @@ impl Engine {
         };
         #[cfg(not(feature = "mtmd"))]
         if opts.projector.is_some() {
-            tracing::warn!("this build has no multimodal support (feature mtmd): images will be ignored");
+            tracing::warn!(
+                "this build has no multimodal support (feature mtmd): images will be ignored"
+            );
         }
         let arch = model.architecture().unwrap_or_default();
         let n_layer = u64::from(model.n_layer());
@@ -635,7 +637,9 @@ impl Engine {
 
     #[cfg(not(feature = "mtmd"))]
     fn decode_span(&mut self, _: usize, _: &super::media::Span) -> Result<(), EngineError> {
-        Err(EngineError::internal("this build has no multimodal support"))
+        Err(EngineError::internal(
+            "this build has no multimodal support",
+        ))
     }
 
     /// A failed decode ends every request in the batch; their caches are dropped.

@@ -137,7 +137,9 @@ pub struct MediaPrompt {
 impl MediaPrompt {
     /// The span covering entry `i`, if any.
     pub fn span_at(&self, i: usize) -> Option<&Span> {
-        self.spans.iter().find(|s| s.start <= i && i < s.start + s.len)
+        self.spans
+            .iter()
+            .find(|s| s.start <= i && i < s.start + s.len)
     }
 
     /// The span starting at entry `i`.
@@ -181,7 +183,8 @@ impl Media {
             Some(true) => llama::FlashAttention::Enabled,
             Some(false) => llama::FlashAttention::Disabled,
         };
-        let projector = llama::mtmd::Projector::load(model, path, &params).map_err(|e| e.to_string())?;
+        let projector =
+            llama::mtmd::Projector::load(model, path, &params).map_err(|e| e.to_string())?;
         Ok(Media {
             projector: Arc::new(projector),
             limits: crate::media::Limits::default(),
@@ -204,8 +207,7 @@ impl Media {
             .enumerate()
             .map(|(i, b64)| {
                 let bad = |e: &dyn fmt::Display| EngineError::bad(format!("image {}: {e}", i + 1));
-                let bytes =
-                    crate::media::decode_base64(b64, &self.limits).map_err(|e| bad(&e))?;
+                let bytes = crate::media::decode_base64(b64, &self.limits).map_err(|e| bad(&e))?;
                 let bmp = crate::media::decode(&bytes, &self.limits).map_err(|e| bad(&e))?;
                 let id = format!("{:x}", sha2::Sha256::digest(&bytes));
                 llama::mtmd::Bitmap::from_rgb(bmp.width, bmp.height, &bmp.rgb)

@@ -53,8 +53,12 @@ impl Preparer {
         let has_images = !job.images.is_empty()
             || match &job.source {
                 PromptSource::Raw { .. } => false,
-                PromptSource::Go { values, .. } => values.messages.iter().any(|m| !m.images.is_empty()),
-                PromptSource::Native { messages, .. } => messages.iter().any(|m| !m.images.is_empty()),
+                PromptSource::Go { values, .. } => {
+                    values.messages.iter().any(|m| !m.images.is_empty())
+                }
+                PromptSource::Native { messages, .. } => {
+                    messages.iter().any(|m| !m.images.is_empty())
+                }
             };
         if !has_images {
             return self.prepare(job).map(|p| (p, None));
@@ -67,8 +71,12 @@ impl Preparer {
         job.images.clear();
         match &mut job.source {
             PromptSource::Raw { .. } => {}
-            PromptSource::Go { values, .. } => values.messages.iter_mut().for_each(|m| m.images.clear()),
-            PromptSource::Native { messages, .. } => messages.iter_mut().for_each(|m| m.images.clear()),
+            PromptSource::Go { values, .. } => {
+                values.messages.iter_mut().for_each(|m| m.images.clear())
+            }
+            PromptSource::Native { messages, .. } => {
+                messages.iter_mut().for_each(|m| m.images.clear())
+            }
         }
         self.prepare(job).map(|p| (p, None))
     }
@@ -88,9 +96,11 @@ impl Preparer {
         // Every image of the request, decoded once; messages get `[img-N]` tags per window.
         let all: Vec<String> = match &job.source {
             PromptSource::Raw { .. } => job.images.clone(),
-            PromptSource::Go { values, .. } => {
-                values.messages.iter().flat_map(|x| x.images.clone()).collect()
-            }
+            PromptSource::Go { values, .. } => values
+                .messages
+                .iter()
+                .flat_map(|x| x.images.clone())
+                .collect(),
             PromptSource::Native { messages, .. } => {
                 messages.iter().flat_map(|x| x.images.clone()).collect()
             }
@@ -138,7 +148,13 @@ impl Preparer {
                         .map(|s| (s, imgs))
                         .map_err(|e| EngineError::bad(e.to_string()))
                 };
-                fit_media(&values.messages, job.window, job.num_ctx as usize, &render, &count)?
+                fit_media(
+                    &values.messages,
+                    job.window,
+                    job.num_ctx as usize,
+                    &render,
+                    &count,
+                )?
             }
             PromptSource::Native { messages, tools } => {
                 let render = |msgs: &[Message]| {
