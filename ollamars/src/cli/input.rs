@@ -89,6 +89,9 @@ enum Multiline {
 pub(crate) struct Input {
     buf: String,
     mode: Multiline,
+    /// Whether the model takes images: then a line starting with an image path (`/tmp/a.png
+    /// what is this?`) is a message, not an unknown command.
+    pub(crate) images: bool,
 }
 
 impl Input {
@@ -97,6 +100,7 @@ impl Input {
         Input {
             buf: String::new(),
             mode: Multiline::None,
+            images: false,
         }
     }
 
@@ -168,6 +172,14 @@ impl Input {
                 Some("system") => return self.set_system(&args[2..]),
                 Some(sub) => Command::Set(set(sub, &args[2..])),
             },
+            other
+                if self.images
+                    && super::attach::file_names(line)
+                        .iter()
+                        .any(|f| f.starts_with(other)) =>
+            {
+                return Step::Send(line.to_string());
+            }
             other => Command::Unknown(other.to_string()),
         };
         Step::Command(cmd)
@@ -293,6 +305,27 @@ mod tests {
         assert_eq!(i.feed(""), Step::Nothing);
         assert_eq!(i.feed("   "), Step::Nothing);
         assert!(!i.continuing());
+    }
+
+    #[test]
+    fn a_line_starting_with_an_image_path_is_a_message_for_vision_models() {
+        let line = "/tmp/my cat.png what is this?";
+        let mut i = Input::new();
+        assert_eq!(
+            i.feed(line),
+            Step::Command(Command::Unknown("/tmp/my".into()))
+        );
+        i.images = true;
+        assert_eq!(i.feed(line), Step::Send(line.into()));
+        assert_eq!(i.feed("/tmp/a.png"), Step::Send("/tmp/a.png".into()));
+        // Commands stay commands, and other words unknown.
+        assert_eq!(i.feed("/bye"), Step::Command(Command::Bye));
+        assert_eq!(
+            i.feed("/nope a.txt"),
+            Step::Command(Command::Unknown("/nope".into()))
+        );
+        // As in Ollama, a candidate may span spaces, so this one reads as a path.
+        assert_eq!(i.feed("/nope ./a.png"), Step::Send("/nope ./a.png".into()));
     }
 
     #[test]

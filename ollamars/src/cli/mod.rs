@@ -1,6 +1,7 @@
 //! The `ollamars` command line, with Ollama's commands, flags and output. Like Ollama's CLI it
 //! talks to a running server over HTTP (`OLLAMA_HOST`).
 
+mod attach;
 mod create;
 mod display;
 mod history;

@@ -72,7 +72,7 @@ impl ConditionalEventHandler for CtrlC {
     }
 }
 
-fn usage() {
+fn usage(vision: bool) {
     eprintln!("Available Commands:");
     eprintln!("  /set            Set session variables");
     eprintln!("  /show           Show model information");
@@ -85,6 +85,14 @@ fn usage() {
     eprintln!("  /? shortcuts    Help for keyboard shortcuts");
     eprintln!();
     eprintln!("Use \"\"\" to begin a multi-line message.");
+    if vision {
+        let path = if cfg!(windows) {
+            r"\path\to\file"
+        } else {
+            "/path/to/file"
+        };
+        eprintln!("Use {path} to include .jpg, .png, or .webp images.");
+    }
     eprintln!();
 }
 
@@ -247,6 +255,7 @@ pub(crate) async fn run(
                 eprintln!("Warning: cannot save the history: {e}");
             }
         }
+        input.images = repl.session.vision();
         let flow = match input.feed(&line) {
             Step::Nothing | Step::More => Flow::Continue,
             Step::Send(text) => {
@@ -265,7 +274,8 @@ impl Repl<'_> {
     /// One exchange: the message, the streamed reply, and both kept in the conversation.
     async fn turn(&mut self, text: String) {
         let s = &mut self.session;
-        s.messages.push(Message::new("user", text));
+        s.messages
+            .push(super::attach::user_message(&text, s.vision()));
         let req = s.chat_request(&s.messages);
         match stream_chat(self.client, &req, s.display(), true).await {
             Ok(Outcome::Done(reply, last)) => {
@@ -297,7 +307,7 @@ impl Repl<'_> {
                 Some("set" | "/set") => usage_set(),
                 Some("show" | "/show") => usage_show(),
                 Some("shortcut" | "shortcuts") => usage_shortcuts(),
-                _ => usage(),
+                _ => usage(self.session.vision()),
             },
             Command::Clear => {
                 let s = &mut self.session;

@@ -207,6 +207,12 @@ impl Session {
         }
     }
 
+    /// Whether the model takes images (`vision` in its capabilities): then image paths in a
+    /// prompt are attached.
+    pub(crate) fn vision(&self) -> bool {
+        self.capabilities.iter().any(|c| c == "vision")
+    }
+
     /// A streamed `/api/chat` request for `messages`.
     pub(crate) fn chat_request(&self, messages: &[Message]) -> ChatRequest {
         ChatRequest {
@@ -467,7 +473,7 @@ pub(crate) async fn run(
     let messages: Vec<Message> = if prompt.is_empty() {
         Vec::new()
     } else {
-        vec![Message::new("user", prompt.clone())]
+        vec![super::attach::user_message(&prompt, session.vision())]
     };
     let req = session.chat_request(&messages);
     match stream_chat(client, &req, session.display(), false).await? {
