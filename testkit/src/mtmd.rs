@@ -407,14 +407,24 @@ fn shell_quote(s: &str) -> String {
     format!("'{s}'")
 }
 
-/// The recording `llama-mtmd-cli` for `build`, linked when the cached one is out of date.
+/// The recording `llama-mtmd-cli` for `build`, linked when the cached one is out of date (the
+/// upstream build is checked once per process).
 ///
 /// # Panics
 /// When it cannot be built, with the compiler's output and the fix.
 pub fn mtmd_cli_binary(build: &LlamaBuild) -> PathBuf {
-    static LOCK: Mutex<()> = Mutex::new(());
-    let _guard = LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    // Checked once per test process and build: the script's CMake configure costs seconds.
+    static DONE: Mutex<Vec<(&'static str, PathBuf)>> = Mutex::new(Vec::new());
+    let mut done = DONE.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some((_, exe)) = done.iter().find(|(k, _)| *k == build.link_args) {
+        return exe.clone();
+    }
+    let exe = link_mtmd_cli(build);
+    done.push((build.link_args, exe.clone()));
+    exe
+}
 
+fn link_mtmd_cli(build: &LlamaBuild) -> PathBuf {
     let mb = upstream_mtmd(build);
     let record = crate::workspace().join("testkit/upstream/record-mtmd.cpp");
     let mut key =
