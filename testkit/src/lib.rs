@@ -2,6 +2,7 @@
 //! verified by `scripts/fetch-models` into a cache outside the repository when missing. A test
 //! that needs a model fails (never skips) when the model cannot be had.
 
+pub mod mtmd;
 pub mod registry;
 pub mod upstream;
 
