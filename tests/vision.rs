@@ -323,14 +323,28 @@ fn bad_images_get_a_400_and_leave_the_server_and_runner_alive() {
             );
         }
     }
-    // 50 MiB of data: refused before any decoding, with a JSON error.
+    // 21 MiB of base64 data: over the image limit, refused before it is decoded.
+    let over = "A".repeat(28 << 20);
+    let (code, v) = s.post(
+        "/api/generate",
+        &json!({"model": "vis", "prompt": "hi", "images": [over]}),
+    );
+    assert_eq!(code, 400, "21 MiB image: {v}");
+    assert!(v["error"].as_str().unwrap().contains("20 MiB"), "{v}");
+    // 50 MiB of data: the body itself is over the server's limit: 413 with a JSON error.
     let big = "A".repeat(50 << 20);
     let (code, v) = s.post(
         "/api/generate",
         &json!({"model": "vis", "prompt": "hi", "images": [big]}),
     );
-    assert!(code == 400 || code == 413, "50 MiB image: {code} {v}");
-    assert!(v["error"].is_string(), "50 MiB image: no JSON error: {v}");
+    assert_eq!(code, 413, "50 MiB image: {v}");
+    assert!(
+        v["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("too large"),
+        "50 MiB image: {v}"
+    );
     // OpenAI: an http URL and a wrong media type.
     for (url, needle) in [
         ("https://example.invalid/cat.png", "not currently supported"),

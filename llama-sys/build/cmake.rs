@@ -461,17 +461,15 @@ fn report_unset_options(src: &Path, options: &[(String, String)]) {
 /// them, so they are copied beside the other libraries for step 5.
 fn install_mtmd_vendor_libs(cmake_root: &Path, install_dir: &Path) -> Result<()> {
     let lib_dir = install_dir.join("lib");
-    for (folder, file) in [("vendor/hash", "libvendor-hash.a")] {
-        let from = cmake_root.join("build").join(folder).join(file);
-        let to = lib_dir.join(file);
-        fs::copy(&from, &to).map_err(|e| Failure {
-            line: format!(
-                "the mtmd build made no {} ({e}): run `cargo clean -p llama-sys` and build again",
-                from.display()
-            ),
-            details: String::new(),
-        })?;
-    }
+    let file = "libvendor-hash.a";
+    let from = cmake_root.join("build/vendor/hash").join(file);
+    fs::copy(&from, lib_dir.join(file)).map_err(|e| Failure {
+        line: format!(
+            "the mtmd build made no {} ({e}): run `cargo clean -p llama-sys` and build again",
+            from.display()
+        ),
+        details: String::new(),
+    })?;
     Ok(())
 }
 

@@ -54,13 +54,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let chunks = projector.tokenize(&text, &[&bitmap], true)?;
     let n_tokens: usize = chunks.iter().map(|c| c.n_tokens()).sum();
     eprintln!("{} chunks, {n_tokens} tokens", chunks.len());
-    let mut n_past = projector.eval(&mut ctx, &chunks, 0, 0, true)?;
+    let n_prompt = projector.eval(&mut ctx, &chunks, 0, 0, true)?;
 
     let mut sampler = Sampler::new(&model, &SamplerParams::greedy())?;
     let mut decoder = Utf8Decoder::new();
     let vocab = model.vocab();
     let mut last = -1;
-    for _ in 0..128 {
+    for n_past in n_prompt..n_prompt + 128 {
         let token = sampler.sample(&ctx, last)?;
         if vocab.is_eog(token) {
             break;
@@ -69,7 +69,6 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let mut batch = llama::Batch::new(1);
         batch.add(token, n_past, &[0], true)?;
         ctx.decode(&batch)?;
-        n_past += 1;
         last = 0;
     }
     println!("{}", decoder.finish());

@@ -35,17 +35,16 @@ fn greedy(model: &Model, p: &Projector, img: &Bitmap, n: usize) -> Vec<i32> {
     let mut c = ctx(model, 1);
     let text = format!("{}describe", p.marker());
     let chunks = p.tokenize(&text, &[img], true).unwrap();
-    let mut pos = p.eval(&mut c, &chunks, 0, 0, true).unwrap();
+    let start = p.eval(&mut c, &chunks, 0, 0, true).unwrap();
     let mut s = Sampler::new(model, &SamplerParams::greedy()).unwrap();
     let mut out = Vec::new();
     let mut idx = -1;
-    for _ in 0..n {
+    for pos in start..start + n as i32 {
         let t = s.sample(&c, idx).unwrap();
         out.push(t);
         let mut b = llama::Batch::new(1);
         b.add(t, pos, &[0], true).unwrap();
         c.decode(&b).unwrap();
-        pos += 1;
         idx = 0;
     }
     out
@@ -65,9 +64,13 @@ fn images_are_tokenized_encoded_and_change_the_answer() {
     let (model, p) = load();
     assert!(p.supports_vision());
     assert!(!p.supports_audio());
-    assert_eq!(p.n_embd(), model.n_embd() as usize);
-    let a = Bitmap::from_rgb(64, 48, &rgb(64, 48, 1)).unwrap().with_id("a");
-    let b = Bitmap::from_rgb(40, 72, &rgb(40, 72, 2)).unwrap().with_id("b");
+    assert_eq!(p.n_embd(), model.n_embd());
+    let a = Bitmap::from_rgb(64, 48, &rgb(64, 48, 1))
+        .unwrap()
+        .with_id("a");
+    let b = Bitmap::from_rgb(40, 72, &rgb(40, 72, 2))
+        .unwrap()
+        .with_id("b");
     let chunks = p
         .tokenize(&format!("look {} here", p.marker()), &[&a], true)
         .unwrap();
@@ -107,17 +110,20 @@ fn bad_input_is_an_error_not_an_abort() {
     // Markers and media disagree.
     assert!(matches!(
         p.tokenize("no marker", &[&img], true),
-        Err(MtmdError::MarkerCount { markers: 0, media: 1 })
+        Err(MtmdError::MarkerCount {
+            markers: 0,
+            media: 1
+        })
     ));
     let two = format!("{m}{m}", m = p.marker());
     assert!(matches!(
         p.tokenize(&two, &[&img], true),
-        Err(MtmdError::MarkerCount { markers: 2, media: 1 })
+        Err(MtmdError::MarkerCount {
+            markers: 2,
+            media: 1
+        })
     ));
-    assert!(matches!(
-        p.tokenize("a\0b", &[], true),
-        Err(MtmdError::Nul)
-    ));
+    assert!(matches!(p.tokenize("a\0b", &[], true), Err(MtmdError::Nul)));
     // Audio on a vision-only projector.
     let clip = Bitmap::from_audio(&[0.0; 1600]).unwrap();
     assert!(matches!(
@@ -129,7 +135,10 @@ fn bad_input_is_an_error_not_an_abort() {
         .tokenize(&format!("x{}y", p.marker()), &[&img], true)
         .unwrap();
     let text = chunks.iter().find(|c| c.kind() == ChunkKind::Text).unwrap();
-    let image = chunks.iter().find(|c| c.kind() == ChunkKind::Image).unwrap();
+    let image = chunks
+        .iter()
+        .find(|c| c.kind() == ChunkKind::Image)
+        .unwrap();
     assert!(matches!(p.encode(text), Err(MtmdError::Misuse(_))));
     let embd = p.encode(image).unwrap();
     let mut c = ctx(&model, 1);
@@ -141,7 +150,9 @@ fn bad_input_is_an_error_not_an_abort() {
         p.decode(&mut c, image, &embd, 0, 7),
         Err(MtmdError::Misuse(_))
     ));
-    let other = Bitmap::from_rgb(16, 16, &rgb(16, 16, 9)).unwrap().with_id("other");
+    let other = Bitmap::from_rgb(16, 16, &rgb(16, 16, 9))
+        .unwrap()
+        .with_id("other");
     let other_chunks = p.tokenize(p.marker(), &[&other], true).unwrap();
     let other_image = other_chunks
         .iter()

@@ -75,7 +75,11 @@ pub enum MediaError {
     InvalidImageInput,
     /// More encoded bytes than [`Limits::max_bytes`] (`bytes` may be an estimate from the
     /// base64 length).
-    #[error("the image is {bytes} bytes, more than the limit of {max} bytes")]
+    #[error(
+        "the image is {:.1} MiB, more than the limit of {} MiB",
+        *bytes as f64 / 1048576.0,
+        *max as f64 / 1048576.0
+    )]
     TooLarge {
         /// The image's size in bytes.
         bytes: u64,

@@ -271,10 +271,30 @@ impl Preparer {
             add_generation_prompt: true,
             ..llama::ChatRequest::default()
         };
-        chat.render(&req)
-            .map_err(|e| EngineError::bad(e.to_string()))
+        let text = chat
+            .render(&req)
+            .map_err(|e| EngineError::bad(e.to_string()))?;
+        // As llama.cpp's chat code: a template that writes the BOS text itself would give two
+        // BOS tokens, since the tokenizer adds one for a model that wants it.
+        let vocab = self.model.vocab();
+        if vocab.adds_bos()
+            && let Some(bos) = vocab.bos()
+            && let Ok(piece) = vocab.token_bytes(bos, true)
+            && !piece.is_empty()
+            && text.as_bytes().starts_with(&piece)
+        {
+            return Ok(text[piece.len()..].to_string());
+        }
+        Ok(text)
     }
 }
+
+/// Renders a window of messages: the text (with `[img-N]` tags) and its images in tag order.
+#[cfg(feature = "mtmd")]
+type RenderWithImages<'a> = dyn Fn(&[Message]) -> Result<(String, Vec<String>), EngineError> + 'a;
+/// Counts a rendered window's tokens, its images included.
+#[cfg(feature = "mtmd")]
+type CountWithImages<'a> = dyn Fn(&str, &[String]) -> Result<usize, EngineError> + 'a;
 
 /// [`fit`] for prompts with images: `render` also gives the window's images in tag order,
 /// `count` takes the text and those.
@@ -283,8 +303,8 @@ fn fit_media(
     msgs: &[Message],
     shrink: bool,
     num_ctx: usize,
-    render: &dyn Fn(&[Message]) -> Result<(String, Vec<String>), EngineError>,
-    count: &dyn Fn(&str, &[String]) -> Result<usize, EngineError>,
+    render: &RenderWithImages<'_>,
+    count: &CountWithImages<'_>,
 ) -> Result<(String, Vec<String>), EngineError> {
     let full = render(msgs)?;
     if !shrink || msgs.len() <= 1 || count(&full.0, &full.1)? <= num_ctx {

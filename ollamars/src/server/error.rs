@@ -201,6 +201,27 @@ pub(crate) fn parse_body<T: DeserializeOwned>(body: &Bytes) -> Result<T, ApiErro
     serde_json::from_slice(body).map_err(|e| ApiError::bad(e.to_string()))
 }
 
+/// Turns axum's plain-text answer to a body over the limit (`DefaultBodyLimit`) into a JSON
+/// error with the same status (413), so that clients always get `{"error": …}`.
+pub(crate) async fn json_rejections(res: Response) -> Response {
+    let is_json = res
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    if res.status() == StatusCode::PAYLOAD_TOO_LARGE && !is_json {
+        return ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!(
+                "request body too large: at most {} MiB (images at most {} MiB each)",
+                super::MAX_JSON_BODY >> 20,
+                crate::media::Limits::DEFAULT_MAX_BYTES >> 20
+            ),
+        )
+        .into_response();
+    }
+    res
+}
+
 /// A model name from a request (400 `invalid model name`).
 pub(crate) fn parse_name(s: &str) -> Result<ModelName, ApiError> {
     ModelName::parse(s).map_err(|_| ApiError::bad("invalid model name"))
