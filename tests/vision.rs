@@ -426,3 +426,91 @@ fn a_text_model_ignores_images_and_a_bad_projector_is_refused_at_create() {
     let (code, _) = s.post("/api/show", &json!({"model": "badvis"}));
     assert_eq!(code, 404);
 }
+
+/// The runner processes of `s` whose load options name a projector (`with_projector`) or not.
+fn runners(s: &Server, with_projector: bool) -> Vec<i32> {
+    let me = s.child.id().to_string();
+    let mut pids = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let stat = std::fs::read_to_string(e.path().join("stat")).unwrap_or_default();
+        let cmdline = std::fs::read_to_string(e.path().join("cmdline")).unwrap_or_default();
+        let ppid = stat
+            .rsplit(')')
+            .next()
+            .and_then(|r| r.split_whitespace().nth(1))
+            .unwrap_or("");
+        if ppid == me
+            && cmdline.split('\0').nth(1) == Some("runner")
+            && cmdline.contains("\"projector\"") == with_projector
+        {
+            pids.push(pid);
+        }
+    }
+    pids
+}
+
+#[test]
+fn a_vision_runner_that_dies_fails_only_its_own_requests() {
+    use std::io::{BufRead as _, BufReader};
+    let _serial = serial();
+    let (s, _vm) = vision_server("vision-crash", "1");
+    let gguf = testkit::model_path(testkit::SMOLLM2);
+    s.create("txt", &format!("FROM {}\n", gguf.display()));
+    let dir = tempfile::tempdir().unwrap();
+    let img = png(dir.path(), "a.png", 64, 64, 7);
+    let stream = |body: Value| {
+        let r = common::client()
+            .post(format!("{}/api/generate", s.base()))
+            .json(&body)
+            .send()
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 200);
+        BufReader::new(r).lines()
+    };
+    let mut text = stream(
+        json!({"model": "txt", "prompt": "Count from one to one thousand.",
+                                 "options": {"temperature": 0, "num_predict": 400}}),
+    );
+    let mut image = stream(
+        json!({"model": "vis", "prompt": "describe", "images": [b64(&img)],
+                                  "options": {"temperature": 0, "num_predict": 2000}}),
+    );
+    for lines in [&mut text, &mut image] {
+        let l: Value = serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap();
+        assert_eq!(l["done"], false, "{l}");
+    }
+    let vis = runners(&s, true);
+    assert_eq!(vis.len(), 1, "one vision runner");
+    assert_eq!(runners(&s, false).len(), 1, "one text runner");
+    std::process::Command::new("kill")
+        .args(["-KILL", &vis[0].to_string()])
+        .status()
+        .unwrap();
+    let rest: Vec<Value> = image
+        .map(|l| serde_json::from_str(&l.unwrap()).unwrap())
+        .collect();
+    let last = rest.last().unwrap();
+    assert!(
+        last["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("unexpectedly stopped"),
+        "{last}"
+    );
+    // The text model's stream is untouched.
+    let rest: Vec<Value> = text
+        .map(|l| serde_json::from_str(&l.unwrap()).unwrap())
+        .collect();
+    assert_eq!(rest.last().unwrap()["done"], true, "{:?}", rest.last());
+    // And the vision model loads again.
+    let v = s.ok(
+        "/api/generate",
+        &json!({"model": "vis", "prompt": "describe", "images": [b64(&img)], "stream": false,
+                "options": {"num_predict": 4}}),
+    );
+    assert_eq!(v["done"], true);
+    assert_ne!(runners(&s, true), vis);
+}
