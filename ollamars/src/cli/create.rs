@@ -63,7 +63,14 @@ pub async fn run(
         let p = local_file(&base, projector)
             .ok_or_else(|| CliError::Message(format!("{projector}: no such file")))?;
         let digest = upload(client, &p).await?;
-        files.insert(file_name(&p), digest);
+        // Two FROM files of the same name (a/model.gguf, b/model.gguf) must not collapse.
+        let mut name = file_name(&p);
+        let mut n = 1;
+        while files.contains_key(&name) {
+            name = format!("{n}-{}", file_name(&p));
+            n += 1;
+        }
+        files.insert(name, digest);
     }
     if !files.is_empty() {
         req.files = Some(files);
