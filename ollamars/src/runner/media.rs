@@ -14,6 +14,8 @@
 //! prompt cache compares images like tokens: a cached prefix is reused up to the first image
 //! that differs, and never into the middle of one.
 
+#![cfg_attr(not(feature = "mtmd"), allow(dead_code, unused_imports))]
+
 use super::proto::EngineError;
 use crate::template::Message;
 use std::fmt;

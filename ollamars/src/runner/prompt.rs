@@ -4,11 +4,15 @@
 //! local call here, so the history search costs no round trips to the server and takes no
 //! slot; the runner answers [`Prepare`] on a thread of its own, beside the decoding.
 
-use super::media::{self, MediaPrompt};
+#[cfg(feature = "mtmd")]
+use super::media;
+use super::media::MediaPrompt;
 use super::proto::{EngineError, Prepare, Prepared, PromptSource};
 use crate::template::{Message, Template, Tool, Values};
 use llama::Model;
-use std::sync::{Arc, Mutex, OnceLock};
+#[cfg(feature = "mtmd")]
+use std::sync::Arc;
+use std::sync::{Mutex, OnceLock};
 
 /// Prepares prompts for one model.
 pub struct Preparer {
