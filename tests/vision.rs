@@ -124,6 +124,7 @@ fn greedy_matches_mtmd_cli_alone_streamed_and_batched() {
         render["_debug_render_only"] = json!(true);
         let r = s.ok("/api/generate", &render);
         let rendered = r["_debug_info"]["rendered_template"].as_str().unwrap();
+        assert_eq!(r["_debug_info"]["image_count"], 1, "{r}");
         assert_eq!(
             rendered.replace("[img-0]", "<__media__>"),
             reference.prompt,

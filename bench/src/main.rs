@@ -463,7 +463,10 @@ fn markdown(
                 continue;
             }
             seen.push(k);
-            let bytes = m["models"][k.as_str()]["bytes"].as_f64().unwrap_or(0.0);
+            // Rows of items without a model file of their own (vision) have no bound.
+            let Some(bytes) = m["models"][k.as_str()]["bytes"].as_f64() else {
+                continue;
+            };
             let _ = writeln!(
                 s,
                 "| {} | {:.1} MB | {} |",
@@ -512,6 +515,17 @@ fn markdown(
     );
     s.push_str(&section_table(res, "pull"));
     s.push_str(&img("pull"));
+    if res.results.iter().any(|r| r.section == "vision") {
+        s.push_str("\n## 7. Vision\n\n");
+        s.push_str(
+            "The generated random-weight gemma3 vision model (`scripts/make-vision-model --vision bench`): \
+             ollamars `/api/chat` with `images` against llama-server `--mmproj` `/v1/chat/completions` with a \
+             data URI, both warm, a new PNG each rep (nothing cached). Image to first token = request sent → first \
+             content chunk of a first turn with the image; second turn = that history plus the answer plus a short \
+             question about the same image.\n\n",
+        );
+        s.push_str(&section_table(res, "vision"));
+    }
     s.push_str("\n## Analysis\n\n");
     match notes {
         Some(n) => s.push_str(n.trim_end()),

@@ -605,9 +605,15 @@ impl Line {
 
     /// The answer of `_debug_render_only`.
     pub(crate) fn rendered(kind: Kind, model: &str, prompt: String) -> Line {
+        // The images placed in the prompt: its distinct `[img-N]` tags.
+        let (_, order) = crate::runner::media::tags_to_markers(&prompt, usize::MAX, "");
+        let image_count = order
+            .iter()
+            .collect::<std::collections::BTreeSet<_>>()
+            .len();
         let debug = DebugInfo {
             rendered_template: prompt,
-            image_count: 0,
+            image_count,
         };
         Line::empty(kind, model, None, Some(debug))
     }
