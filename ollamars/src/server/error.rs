@@ -209,7 +209,15 @@ pub(crate) async fn json_rejections(res: Response) -> Response {
         .get(axum::http::header::CONTENT_TYPE)
         .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
     if res.status() == StatusCode::PAYLOAD_TOO_LARGE && !is_json {
-        return ApiError::new(
+        return ApiError::too_large().into_response();
+    }
+    res
+}
+
+impl ApiError {
+    /// A request body over [`super::MAX_JSON_BODY`] (413).
+    pub(crate) fn too_large() -> ApiError {
+        ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
             format!(
                 "request body too large: at most {} MiB (images at most {} MiB each)",
@@ -217,9 +225,7 @@ pub(crate) async fn json_rejections(res: Response) -> Response {
                 crate::media::Limits::DEFAULT_MAX_BYTES >> 20
             ),
         )
-        .into_response();
     }
-    res
 }
 
 /// A model name from a request (400 `invalid model name`).

@@ -162,6 +162,7 @@ pub fn router(state: ServerState) -> Router {
         .route("/v1/completions", post(openai::completions))
         .layer(DefaultBodyLimit::max(MAX_JSON_BODY))
         .layer(axum::middleware::map_response(error::json_rejections))
+        .layer(axum::middleware::from_fn(refuse_oversized))
         .layer(axum::middleware::from_fn_with_state(
             state.guard.clone(),
             guard::check,
@@ -169,6 +170,31 @@ pub fn router(state: ServerState) -> Router {
         .layer(axum::middleware::from_fn(log_request))
         .with_state(state)
 }
+
+/// A JSON body that says it is over [`MAX_JSON_BODY`] is refused (413) before any handler, but
+/// read to its end first (up to [`DRAIN_MAX`], then dropped as it arrives): answering while the
+/// client still sends makes the kernel reset the connection, and the client sees a broken pipe
+/// instead of the error. Blob uploads stream and are exempt.
+async fn refuse_oversized(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    use axum::response::IntoResponse as _;
+    use futures::StreamExt as _;
+    let declared = req
+        .headers()
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    let over = declared.is_some_and(|n| n > MAX_JSON_BODY as u64);
+    if !over || req.uri().path().starts_with("/api/blobs/") {
+        return next.run(req).await;
+    }
+    if declared.is_some_and(|n| n <= DRAIN_MAX) {
+        let mut body = req.into_body().into_data_stream();
+        while let Some(Ok(_)) = body.next().await {}
+    }
+    ApiError::too_large().into_response()
+}
+
+/// The most of an oversized body [`refuse_oversized`] reads before answering.
+const DRAIN_MAX: u64 = 256 << 20;
 
 /// Serves [`router`] on `listener` until the process ends or the server fails.
 pub async fn serve(listener: tokio::net::TcpListener, state: ServerState) -> std::io::Result<()> {
