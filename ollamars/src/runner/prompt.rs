@@ -120,7 +120,7 @@ impl Preparer {
             .map(|(i, b)| (b.as_str(), i))
             .collect();
         let counts: std::cell::RefCell<Vec<Option<usize>>> = vec![None; bitmaps.len()].into();
-        let count = |text: &str, imgs: &[String]| -> Result<usize, EngineError> {
+        let count = |(text, imgs): &(String, Vec<String>)| -> Result<usize, EngineError> {
             let (plain, order) = media::tags_to_markers(text, imgs.len(), "");
             let mut n = job.context.len() + self.tokenize(&plain, job.context.is_empty())?.len();
             for k in order {
@@ -152,7 +152,7 @@ impl Preparer {
                         .map(|s| (s, imgs))
                         .map_err(|e| EngineError::bad(e.to_string()))
                 };
-                fit_media(
+                fit(
                     &values.messages,
                     job.window,
                     job.num_ctx as usize,
@@ -166,7 +166,7 @@ impl Preparer {
                     let imgs = media::tag_messages(&mut msgs);
                     self.render_native(&msgs, tools).map(|s| (s, imgs))
                 };
-                fit_media(messages, job.window, job.num_ctx as usize, &render, &count)?
+                fit(messages, job.window, job.num_ctx as usize, &render, &count)?
             }
         };
         let marker = m.projector().marker().to_string();
@@ -192,7 +192,7 @@ impl Preparer {
         // Every candidate the history search counts is tokenized; the last one that fits is
         // kept, so the chosen prompt is not tokenized a second time.
         let fitting: std::cell::RefCell<Option<(String, Vec<i32>)>> = Default::default();
-        let count = |text: &str| -> Result<usize, EngineError> {
+        let count = |text: &String| -> Result<usize, EngineError> {
             let tokens = self.tokenize(text, job.context.is_empty())?;
             let n = job.context.len() + tokens.len();
             if n <= job.num_ctx as usize {
@@ -293,46 +293,6 @@ impl Preparer {
     }
 }
 
-/// Renders a window of messages: the text (with `[img-N]` tags) and its images in tag order.
-#[cfg(feature = "mtmd")]
-type RenderWithImages<'a> = dyn Fn(&[Message]) -> Result<(String, Vec<String>), EngineError> + 'a;
-/// Counts a rendered window's tokens, its images included.
-#[cfg(feature = "mtmd")]
-type CountWithImages<'a> = dyn Fn(&str, &[String]) -> Result<usize, EngineError> + 'a;
-
-/// [`fit`] for prompts with images: `render` also gives the window's images in tag order,
-/// `count` takes the text and those.
-#[cfg(feature = "mtmd")]
-fn fit_media(
-    msgs: &[Message],
-    shrink: bool,
-    num_ctx: usize,
-    render: &RenderWithImages<'_>,
-    count: &CountWithImages<'_>,
-) -> Result<(String, Vec<String>), EngineError> {
-    let full = render(msgs)?;
-    if !shrink || msgs.len() <= 1 || count(&full.0, &full.1)? <= num_ctx {
-        return Ok(full);
-    }
-    let last = msgs.len() - 1;
-    let (mut lo, mut hi) = (1, last);
-    let mut best = None;
-    while lo <= hi {
-        let mid = (lo + hi) / 2;
-        let r = render(&window(msgs, mid))?;
-        if count(&r.0, &r.1)? <= num_ctx {
-            best = Some(r);
-            hi = mid - 1;
-        } else {
-            lo = mid + 1;
-        }
-    }
-    match best {
-        Some(r) => Ok(r),
-        None => render(&window(msgs, last)),
-    }
-}
-
 /// The messages kept when starting at `i`: every system message before `i`, then `msgs[i..]`.
 fn window(msgs: &[Message], i: usize) -> Vec<Message> {
     msgs[..i]
@@ -346,13 +306,14 @@ fn window(msgs: &[Message], i: usize) -> Vec<Message> {
 /// Ollama's chat prompt: the newest messages that fit in `num_ctx` tokens, oldest dropped
 /// first, system messages always kept; if even the last message alone does not fit, just it
 /// (the completion then truncates or refuses per `truncate`). Without `shrink`, all of them.
-fn fit(
+/// `R` is what a window renders to (the text; with images also their list), `count` its tokens.
+fn fit<R>(
     msgs: &[Message],
     shrink: bool,
     num_ctx: usize,
-    render: &dyn Fn(&[Message]) -> Result<String, EngineError>,
-    count: &dyn Fn(&str) -> Result<usize, EngineError>,
-) -> Result<String, EngineError> {
+    render: &dyn Fn(&[Message]) -> Result<R, EngineError>,
+    count: &dyn Fn(&R) -> Result<usize, EngineError>,
+) -> Result<R, EngineError> {
     let full = render(msgs)?;
     if !shrink || msgs.len() <= 1 || count(&full)? <= num_ctx {
         return Ok(full);
@@ -361,19 +322,19 @@ fn fit(
     // index that fits (the last message is always kept).
     let last = msgs.len() - 1;
     let (mut lo, mut hi) = (1, last);
-    let mut best: Option<String> = None;
+    let mut best: Option<R> = None;
     while lo <= hi {
         let mid = (lo + hi) / 2;
-        let text = render(&window(msgs, mid))?;
-        if count(&text)? <= num_ctx {
-            best = Some(text);
+        let r = render(&window(msgs, mid))?;
+        if count(&r)? <= num_ctx {
+            best = Some(r);
             hi = mid - 1;
         } else {
             lo = mid + 1;
         }
     }
     match best {
-        Some(t) => Ok(t),
+        Some(r) => Ok(r),
         None => render(&window(msgs, last)),
     }
 }
@@ -413,7 +374,7 @@ mod tests {
                 .join(" "))
         };
         // One "token" per word.
-        let count = |t: &str| -> Result<usize, EngineError> { Ok(t.split(' ').count()) };
+        let count = |t: &String| -> Result<usize, EngineError> { Ok(t.split(' ').count()) };
         assert_eq!(fit(&msgs, true, 4, &render, &count).unwrap(), "S m7 m8 m9");
         assert_eq!(
             fit(&msgs, true, 100, &render, &count)
