@@ -430,27 +430,7 @@ fn a_text_model_ignores_images_and_a_bad_projector_is_refused_at_create() {
 
 /// The runner processes of `s` whose load options name a projector (`with_projector`) or not.
 fn runners(s: &Server, with_projector: bool) -> Vec<i32> {
-    let me = s.child.id().to_string();
-    let mut pids = Vec::new();
-    for e in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
-            continue;
-        };
-        let stat = std::fs::read_to_string(e.path().join("stat")).unwrap_or_default();
-        let cmdline = std::fs::read_to_string(e.path().join("cmdline")).unwrap_or_default();
-        let ppid = stat
-            .rsplit(')')
-            .next()
-            .and_then(|r| r.split_whitespace().nth(1))
-            .unwrap_or("");
-        if ppid == me
-            && cmdline.split('\0').nth(1) == Some("runner")
-            && cmdline.contains("\"projector\"") == with_projector
-        {
-            pids.push(pid);
-        }
-    }
-    pids
+    s.runners(|cmdline| cmdline.contains("\"projector\"") == with_projector)
 }
 
 #[test]
@@ -514,4 +494,47 @@ fn a_vision_runner_that_dies_fails_only_its_own_requests() {
     );
     assert_eq!(v["done"], true);
     assert_ne!(runners(&s, true), vis);
+}
+
+#[test]
+fn history_fitting_counts_the_image_tokens() {
+    let _serial = serial();
+    let (s, _vm) = vision_server("vision-fit", "1");
+    let dir = tempfile::tempdir().unwrap();
+    let img = png(dir.path(), "a.png", 64, 64, 8);
+    let msgs = json!([
+        {"role": "user", "content": "old question", "images": [b64(&img)]},
+        {"role": "assistant", "content": "old answer"},
+        {"role": "user", "content": "new question"}]);
+    let render = |num_ctx: u64| {
+        s.ok(
+            "/api/chat",
+            &json!({"model": "vis", "messages": msgs, "_debug_render_only": true,
+                    "options": {"num_ctx": num_ctx}}),
+        )["_debug_info"]
+            .clone()
+    };
+    let full = render(4096);
+    assert_eq!(full["image_count"], 1, "{full}");
+    let text = full["rendered_template"]
+        .as_str()
+        .unwrap()
+        .replace("[img-0]", "");
+    // The whole history's text tokens, without the image: a raw generate on a fresh slot
+    // evaluates all of them.
+    let v = s.ok(
+        "/api/generate",
+        &json!({"model": "vis", "prompt": text, "raw": true, "stream": false,
+                "options": {"num_predict": 1}}),
+    );
+    let n_text = v["prompt_eval_count"].as_u64().unwrap();
+    // Room for the text but not for the text plus the image's 16 positions (and its
+    // delimiters): the first turn, with its image, must go.
+    let fitted = render(n_text + 8);
+    assert_eq!(fitted["image_count"], 0, "{fitted}");
+    let t = fitted["rendered_template"].as_str().unwrap();
+    assert!(
+        t.contains("new question") && !t.contains("old question"),
+        "{t}"
+    );
 }

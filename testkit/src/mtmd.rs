@@ -55,20 +55,7 @@ fn file_stamp(path: &Path) -> String {
     format!("{}:{len}:{mtime}\n", path.display())
 }
 
-fn run_checked(cmd: &mut Command, what: &str, fix: &str) -> std::process::Output {
-    let out = cmd
-        .output()
-        .unwrap_or_else(|e| panic!("{what}: cannot run {cmd:?}: {e}; {fix}"));
-    if !out.status.success() {
-        panic!(
-            "{what} failed ({}): {cmd:?}\n{}\n{}\n{fix}",
-            out.status,
-            String::from_utf8_lossy(&out.stdout).trim(),
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
-    out
-}
+use crate::upstream::run_checked;
 
 /// Runs `scripts/make-vision-model --out dir --seed seed` with the SmolLM2 tokenizer of the
 /// test-model cache, and returns the JSON it prints (paths, sizes, sha256, parameters).

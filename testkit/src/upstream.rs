@@ -166,7 +166,8 @@ pub fn cache_dir() -> PathBuf {
         .expect("set OLLAMARS_UPSTREAM_CACHE or HOME to locate the upstream cache")
 }
 
-fn run_checked(cmd: &mut Command, what: &str, fix: &str) -> std::process::Output {
+/// Runs `cmd`; panics with its output and `fix` when it cannot run or fails.
+pub(crate) fn run_checked(cmd: &mut Command, what: &str, fix: &str) -> std::process::Output {
     let out = cmd
         .output()
         .unwrap_or_else(|e| panic!("{what}: cannot run {cmd:?}: {e}; {fix}"));

@@ -83,6 +83,29 @@ impl Server {
         c
     }
 
+    /// The pids of this server's `ollamars runner` children whose command line (NUL-separated)
+    /// satisfies `keep`.
+    pub fn runners(&self, keep: impl Fn(&str) -> bool) -> Vec<i32> {
+        let me = self.child.id().to_string();
+        let mut pids = Vec::new();
+        for e in std::fs::read_dir("/proc").unwrap().flatten() {
+            let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
+                continue;
+            };
+            let stat = std::fs::read_to_string(e.path().join("stat")).unwrap_or_default();
+            let cmdline = std::fs::read_to_string(e.path().join("cmdline")).unwrap_or_default();
+            let ppid = stat
+                .rsplit(')')
+                .next()
+                .and_then(|r| r.split_whitespace().nth(1))
+                .unwrap_or("");
+            if ppid == me && cmdline.split('\0').nth(1) == Some("runner") && keep(&cmdline) {
+                pids.push(pid);
+            }
+        }
+        pids
+    }
+
     /// Creates `name` from a Modelfile with `text` through `ollamars create`.
     pub fn create(&self, name: &str, text: &str) {
         let file = self
