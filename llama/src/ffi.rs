@@ -706,6 +706,52 @@ fn read_string(mut f: impl FnMut(*mut c_char, usize) -> i32) -> String {
     String::new()
 }
 
+/// Zeroes one tensor of a model being built from metadata (`llama_model_init_from_user`).
+extern "C" fn zero_tensor(t: *mut sys::ggml_tensor, _ud: *mut c_void) {
+    // SAFETY: llama.cpp passes a live tensor of a model it is building on the CPU without
+    // extra buffer types, so a non-null `data` is host memory of `ne[3] * nb[3]` bytes (the
+    // tensor is contiguous).
+    unsafe {
+        let t = &*t;
+        if !t.data.is_null() && t.ne[3] > 0 {
+            ptr::write_bytes(t.data.cast::<u8>(), 0, t.nb[3] * t.ne[3] as usize);
+        }
+    }
+}
+
+/// Builds the model llama.cpp makes from the metadata-only GGUF at `metadata` (weights
+/// zeroed, on the CPU) and saves it to `out` with llama.cpp's model saver. `false` when
+/// llama.cpp refuses the metadata.
+pub(crate) fn save_layout(metadata: &Path, out: &Path) -> bool {
+    let (Some(meta), Some(out)) = (path_cstring(metadata), path_cstring(out)) else {
+        return false;
+    };
+    // SAFETY: both paths are NUL-terminated and outlive the calls; the gguf context is
+    // checked for null before use and freed after the model that was built from it; the model
+    // is checked for null and freed after it was saved.
+    unsafe {
+        let g = sys::gguf_init_from_file(
+            meta.as_ptr(),
+            sys::gguf_init_params {
+                no_alloc: true,
+                ctx: ptr::null_mut(),
+            },
+        );
+        if g.is_null() {
+            return false;
+        }
+        let mut p = sys::llama_model_default_params();
+        p.n_gpu_layers = 0;
+        let m = sys::llama_model_init_from_user(g, Some(zero_tensor), ptr::null_mut(), p);
+        if !m.is_null() {
+            sys::llama_model_save_to_file(m, out.as_ptr());
+            sys::llama_model_free(m);
+        }
+        sys::gguf_free(g);
+        !m.is_null()
+    }
+}
+
 fn path_cstring(path: &Path) -> Option<CString> {
     CString::new(path.to_str()?).ok()
 }

@@ -54,7 +54,9 @@ pub use error::{
     TemplateError, TokenizeError,
 };
 pub use generate::{FinishReason, GenerateOptions, Generation, Timings};
-pub use model::{KvValue, LoraAdapter, Model, ModelParams, SplitMode, Token, TokenAttr, Vocab};
+pub use model::{
+    KvValue, LoraAdapter, Model, ModelParams, SplitMode, Token, TokenAttr, Vocab, save_layout,
+};
 pub use quantize::{QuantType, quantize};
 pub use sampler::{Grammar, Sampler, SamplerParams};
 #[cfg(feature = "async")]

@@ -113,6 +113,32 @@ impl fmt::Debug for Model {
     }
 }
 
+/// Saves the model llama.cpp builds from `metadata` alone (a GGUF with keys and no tensors:
+/// architecture, hyper-parameters, vocabulary) to `out`, with every weight zero, through
+/// llama.cpp's model saver. The tensor table of `out` is upstream's layout for that
+/// architecture and those hyper-parameters (names, shapes, F32 unless `metadata` names another
+/// type for a tensor): generators of random-weight test models of any architecture start from it.
+///
+/// # Errors
+/// [`LoadError::BadPath`] for a path llama.cpp cannot take, [`LoadError::Rejected`] when
+/// llama.cpp refuses the metadata (its log says why).
+pub fn save_layout(metadata: impl AsRef<Path>, out: impl AsRef<Path>) -> Result<(), LoadError> {
+    let (metadata, out) = (metadata.as_ref(), out.as_ref());
+    for p in [metadata, out] {
+        if p.to_str().is_none_or(|s| s.contains('\0')) {
+            return Err(LoadError::BadPath(p.to_path_buf()));
+        }
+    }
+    let _backend = crate::backend::Backend::init();
+    if ffi::save_layout(metadata, out) {
+        Ok(())
+    } else {
+        Err(LoadError::Rejected {
+            path: metadata.to_path_buf(),
+        })
+    }
+}
+
 impl Model {
     /// Loads a GGUF model.
     ///

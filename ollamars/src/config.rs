@@ -255,6 +255,14 @@ pub mod vars {
         default: "",
         meaning: "program to start as the model runner instead of this binary (a wrapper)",
     };
+    /// The Ollama-layout translation.
+    pub const OLLAMARS_COMPAT: EnvVar = EnvVar {
+        name: "OLLAMARS_COMPAT",
+        side: Side::Server,
+        kind: Kind::Bool,
+        default: "true",
+        meaning: "translate Ollama-layout GGUFs for llama.cpp on first load (0, false, no, off: load every blob as it is)",
+    };
     /// No REPL history.
     pub const OLLAMA_NOHISTORY: EnvVar = EnvVar {
         name: "OLLAMA_NOHISTORY",
@@ -284,6 +292,7 @@ pub const VARS: &[EnvVar] = &[
     vars::OLLAMARS_REGISTRY_AUTH,
     vars::OLLAMARS_CPU_VARIANT,
     vars::OLLAMARS_RUNNER_EXE,
+    vars::OLLAMARS_COMPAT,
     vars::OLLAMA_NOHISTORY,
 ];
 
@@ -457,6 +466,8 @@ pub struct Config {
     pub registry_auth: Option<Secret>,
     /// `OLLAMARS_RUNNER_EXE`.
     pub runner_exe: Option<PathBuf>,
+    /// `OLLAMARS_COMPAT`: translate Ollama-layout blobs (`crate::compat`).
+    pub compat: bool,
     /// `OLLAMA_NOHISTORY`.
     pub nohistory: bool,
     /// `COLUMNS`, when it is a number (else the client asks the terminal).
@@ -552,6 +563,7 @@ impl Config {
             log_level: env.parse(&OLLAMA_DEBUG, |s| Some(parse_level(s)))?,
             registry_auth: env.text(&OLLAMARS_REGISTRY_AUTH)?.map(Secret),
             runner_exe: env.os(&OLLAMARS_RUNNER_EXE).map(PathBuf::from),
+            compat: env.parse(&OLLAMARS_COMPAT, |s| Some(parse_bool(s)))?,
             nohistory: env.parse(&OLLAMA_NOHISTORY, |s| Some(parse_bool(s)))?,
             columns,
         })

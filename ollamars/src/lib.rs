@@ -81,6 +81,7 @@ pub mod api;
 pub mod backends;
 pub mod cli;
 pub mod client;
+pub mod compat;
 pub mod config;
 pub mod duration;
 pub mod format;

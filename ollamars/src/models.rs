@@ -118,7 +118,15 @@ pub fn open_projector_ggufs(store: &Store, m: &Manifest) -> Result<Vec<Gguf>, Sh
 /// `POST /api/show`'s response for `name`: `modelfile`, `parameters`, `template`, `system`,
 /// `license`, `details`, `model_info`, `tensors`, `capabilities`, `modified_at` and, when set,
 /// `renderer`, `parser`, `requires`, `messages` and `projector_info`.
-pub fn show(store: &Store, name: &ModelName, verbose: bool) -> Result<ShowResponse, ShowError> {
+///
+/// With `compat` (`OLLAMARS_COMPAT`), a blob in an Ollama layout reports what translation it
+/// gets (`compat`) and a monolithic vision blob reports the `vision` capability.
+pub fn show(
+    store: &Store,
+    name: &ModelName,
+    verbose: bool,
+    compat: bool,
+) -> Result<ShowResponse, ShowError> {
     let sm = store.read_manifest(name)?;
     let m = &sm.manifest;
     let cfg = read_config(store, m);
@@ -194,12 +202,29 @@ pub fn show(store: &Store, name: &ModelName, verbose: bool) -> Result<ShowRespon
         .and_then(|l| l.from.clone())
         .unwrap_or_default();
     let projectors = open_projector_ggufs(store, m)?;
-    let modalities = projectors.iter().fold(Modalities::default(), |acc, p| {
+    let mut modalities = projectors.iter().fold(Modalities::default(), |acc, p| {
         let pm = p.projector_modalities();
         Modalities {
             vision: acc.vision || pm.vision,
             audio: acc.audio || pm.audio,
         }
+    });
+    let plan = match (&g, compat) {
+        (Some(g), true) => crate::compat::plan(g).unwrap_or_else(|e| {
+            tracing::warn!("{e}");
+            None
+        }),
+        _ => None,
+    };
+    if let Some((_, clip)) = plan.as_ref().and_then(|p| p.clip.as_ref()) {
+        if projectors.is_empty() {
+            modalities.vision |= clip.has_prefix("v.");
+            modalities.audio |= clip.has_prefix("a.");
+        }
+    }
+    let compat_info = plan.as_ref().map(|p| {
+        let digest = m.layer(store::MEDIA_MODEL).map(|l| l.digest.clone());
+        compat_json(store, p, digest.as_deref(), verbose)
     });
     // Without a Go template the model runs its GGUF Jinja template natively (§1.10).
     let template = go_template
@@ -239,7 +264,42 @@ pub fn show(store: &Store, name: &ModelName, verbose: bool) -> Result<ShowRespon
         capabilities,
         modified_at: rfc3339(sm.modified),
         requires: cfg.requires.clone(),
+        compat: compat_info,
     })
+}
+
+/// `show`'s `compat` object: the handlers, the projector handler, the change lines (verbose),
+/// and the derived files when they exist already.
+fn compat_json(
+    store: &Store,
+    p: &crate::compat::Plan,
+    digest: Option<&str>,
+    verbose: bool,
+) -> Map<String, Json> {
+    let mut o = Map::new();
+    o.insert(
+        "translator_version".into(),
+        Json::from(crate::compat::VERSION),
+    );
+    o.insert("summary".into(), Json::from(p.summary()));
+    o.insert("handlers".into(), Json::from(p.handlers.clone()));
+    if let Some((h, _)) = &p.clip {
+        o.insert("projector_handler".into(), Json::from(*h));
+    }
+    if verbose {
+        if let Some(t) = &p.text {
+            o.insert("text_changes".into(), Json::from(t.changes().to_vec()));
+        }
+        if let Some((_, v)) = &p.clip {
+            o.insert("projector_changes".into(), Json::from(v.changes().to_vec()));
+        }
+    }
+    if let Some(rec) = digest.and_then(|d| crate::compat::cache::record(store, d)) {
+        if let Ok(v) = serde_json::to_value(&rec) {
+            o.insert("derived".into(), v);
+        }
+    }
+    o
 }
 
 /// One `/api/tags` entry.

@@ -86,7 +86,7 @@ fn check_store(root: &Path) -> usize {
     assert_eq!(listed.len(), n, "listed models differ from manifest files");
     for sm in listed {
         assert!(
-            ollamars::models::show(&store, &sm.name, false).is_ok(),
+            ollamars::models::show(&store, &sm.name, false, true).is_ok(),
             "{}",
             sm.name
         );

@@ -585,6 +585,9 @@ pub struct ShowResponse {
     /// REQUIRES, when set.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub requires: Option<String>,
+    /// ollamars: the Ollama-layout translation this model gets (`crate::compat`), when any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compat: Option<Map<String, Value>>,
 }
 
 /// One loaded model of `/api/ps`.

@@ -592,7 +592,7 @@ fn projector_and_adapter_layers() {
             (store::MEDIA_ADAPTER, lora.as_str())
         ]
     );
-    let show = crate::models::show(&f.store, &name, false).unwrap();
+    let show = crate::models::show(&f.store, &name, false, true).unwrap();
     assert!(show.capabilities.contains(&"vision".to_string()));
     let mf = show.modelfile.as_str();
     assert!(mf.contains(&format!(
@@ -852,7 +852,7 @@ fn from_a_model_keeps_or_adds_projectors() {
         .map(|l| l.media_type.as_str())
         .collect();
     assert_eq!(kinds[..2], [store::MEDIA_MODEL, store::MEDIA_PROJECTOR]);
-    let show = crate::models::show(&f.store, &name, false).unwrap();
+    let show = crate::models::show(&f.store, &name, false, true).unwrap();
     assert!(show.capabilities.contains(&"vision".to_string()));
     let info = show.projector_info.expect("projector_info");
     assert_eq!(info["clip.projector_type"], "gemma3");

@@ -17,7 +17,7 @@ mod reader;
 #[doc(hidden)]
 pub mod testing;
 mod types;
-mod writer;
+pub(crate) mod writer;
 
 pub use info::{Capability, Details, human_number};
 pub use projector::{KNOWN_PROJECTOR_TYPES, Modalities, ProjectorError, ProjectorSummary};

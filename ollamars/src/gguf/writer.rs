@@ -32,7 +32,7 @@ impl Default for GgufWriter {
     }
 }
 
-pub(super) fn put_str(out: &mut Vec<u8>, s: &str) {
+pub(crate) fn put_str(out: &mut Vec<u8>, s: &str) {
     out.extend_from_slice(&(s.len() as u64).to_le_bytes());
     out.extend_from_slice(s.as_bytes());
 }
@@ -64,7 +64,7 @@ fn put_array(out: &mut Vec<u8>, a: &Array) {
     }
 }
 
-pub(super) fn encode(v: &Value) -> Vec<u8> {
+pub(crate) fn encode(v: &Value) -> Vec<u8> {
     let mut out = Vec::new();
     match v {
         Value::U8(x) => out.push(*x),

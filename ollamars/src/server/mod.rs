@@ -82,7 +82,7 @@ impl ServerState {
             store: Arc::new(store),
             prune: !config.noprune,
             sched: sched::Scheduler::new(cfg),
-            models: Arc::default(),
+            models: Arc::new(model::ModelCache::new(config.compat)),
             guard: Arc::new(guard::Guard::from_config(config)),
             registry,
             quantizer: Arc::new(crate::create::InProcess),

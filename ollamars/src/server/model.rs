@@ -1,6 +1,7 @@
 //! What a generation request needs to know about a model, read from the store once per
 //! manifest and cached: the model blob, TEMPLATE, SYSTEM, PARAMETERs, MESSAGEs, capabilities.
 
+use crate::compat;
 use crate::models;
 use crate::name::ModelName;
 use crate::scheduler::ModelRef;
@@ -54,15 +55,33 @@ pub enum ModelInfoError {
     /// Show trouble (unreadable GGUF).
     #[error(transparent)]
     Show(#[from] models::ShowError),
+    /// An Ollama-layout blob could not be translated.
+    #[error(transparent)]
+    Compat(#[from] compat::CompatError),
 }
 
 /// A cache of [`ModelInfo`] keyed by manifest digest.
 #[derive(Debug, Default)]
 pub struct ModelCache {
     map: Mutex<HashMap<String, Arc<ModelInfo>>>,
+    /// Translate Ollama-layout blobs (`OLLAMARS_COMPAT`).
+    compat: bool,
 }
 
 impl ModelCache {
+    /// An empty cache; `compat` turns the Ollama-layout translation on.
+    pub fn new(compat: bool) -> ModelCache {
+        ModelCache {
+            map: Mutex::default(),
+            compat,
+        }
+    }
+
+    /// Whether the Ollama-layout translation is on.
+    pub fn compat(&self) -> bool {
+        self.compat
+    }
+
     /// Looks `name` up (blocking: reads the store; call from a blocking task).
     ///
     /// # Errors
@@ -87,12 +106,30 @@ impl ModelCache {
         let layer = m
             .layer(store::MEDIA_MODEL)
             .ok_or(ModelInfoError::NoWeights)?;
-        let path = st.blob_path(&layer.digest)?;
-        let projector = match m.layer(store::MEDIA_PROJECTOR) {
-            Some(l) => Some(st.blob_path(&l.digest)?),
-            None => None,
+        let (path, projector) = if self.compat {
+            let model = compat::cache::prepare(st, &layer.digest)?;
+            if let Some(r) = &model.record {
+                tracing::info!(model = %sm.name.display_short(), "{}", r.summary());
+            }
+            let projector = match m.layer(store::MEDIA_PROJECTOR) {
+                Some(l) => {
+                    let p = compat::cache::prepare(st, &l.digest)?;
+                    if let Some(r) = &p.record {
+                        tracing::info!(model = %sm.name.display_short(), "projector {}", r.summary());
+                    }
+                    Some(p.projector.unwrap_or(p.model))
+                }
+                None => model.projector,
+            };
+            (model.model, projector)
+        } else {
+            let projector = match m.layer(store::MEDIA_PROJECTOR) {
+                Some(l) => Some(st.blob_path(&l.digest)?),
+                None => None,
+            };
+            (st.blob_path(&layer.digest)?, projector)
         };
-        let show = models::show(st, &sm.name, false)?;
+        let show = models::show(st, &sm.name, false, self.compat)?;
         let go = match models::layer_text(st, m, store::MEDIA_TEMPLATE)? {
             Some(t) => Some(t),
             None => models::layer_text(st, m, store::MEDIA_PROMPT)?,

@@ -166,6 +166,14 @@ pub struct Store {
     root: PathBuf,
 }
 
+/// For a derived file name `sha256-<64 hex>-compat-<rest>`: the source blob's file name and
+/// the suffix after it.
+pub fn derived_source(file_name: &str) -> Option<(&str, &str)> {
+    let (source, suffix) = file_name.split_at_checked(71)?;
+    let suffix = suffix.strip_prefix('-')?;
+    (Digest::parse(source).is_ok() && suffix.starts_with("compat-")).then_some((source, suffix))
+}
+
 fn is_regular(p: &Path) -> io::Result<bool> {
     match fs::symlink_metadata(p) {
         Ok(m) => Ok(m.file_type().is_file()),
@@ -246,6 +254,59 @@ impl Store {
     pub fn blob_path(&self, digest: &str) -> Result<PathBuf, StoreError> {
         let d = Digest::parse(digest)?;
         Ok(self.blobs_dir().join(d.file_name()))
+    }
+
+    /// The path of a file derived from a blob (a compatibility translation):
+    /// `blobs/sha256-<hex>-<suffix>`. `suffix` is made of lowercase letters, digits, `.` and
+    /// `-` (checked). [`Store::prune`] and [`Store::delete`] remove such files with their
+    /// source, and keep only those of the current translator version.
+    pub fn derived_path(&self, digest: &str, suffix: &str) -> Result<PathBuf, StoreError> {
+        let d = Digest::parse(digest)?;
+        let ok = !suffix.is_empty()
+            && !suffix.starts_with(['.', '-'])
+            && suffix
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'.' || b == b'-');
+        if !ok {
+            return Err(StoreError::InvalidDigest);
+        }
+        Ok(self.blobs_dir().join(format!("{}-{suffix}", d.file_name())))
+    }
+
+    /// Publishes a finished temporary file (from [`Store::temp_file`]) under a derived name:
+    /// fsync, rename over any older copy, fsync of `blobs/`.
+    pub fn publish_derived(
+        &self,
+        tmp: tempfile::NamedTempFile,
+        digest: &str,
+        suffix: &str,
+    ) -> Result<PathBuf, StoreError> {
+        let dest = self.derived_path(digest, suffix)?;
+        tmp.as_file().sync_all()?;
+        tmp.persist(&dest).map_err(|e| StoreError::Io(e.error))?;
+        sync_dir(&self.blobs_dir());
+        Ok(dest)
+    }
+
+    /// Removes the files derived from `digest`'s blob (every translator version).
+    fn remove_derived(&self, d: &Digest) -> io::Result<()> {
+        let stem = format!("{}-", d.file_name());
+        let rd = match fs::read_dir(self.blobs_dir()) {
+            Ok(rd) => rd,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        for e in rd {
+            let e = e?;
+            let name = e.file_name().to_string_lossy().into_owned();
+            if name.starts_with(&stem)
+                && derived_source(&name).is_some()
+                && fs::symlink_metadata(e.path())?.file_type().is_file()
+            {
+                fs::remove_file(e.path())?;
+            }
+        }
+        Ok(())
     }
 
     /// Whether the blob exists as a regular file.
@@ -685,6 +746,7 @@ impl Store {
             if is_regular(&p)? {
                 fs::remove_file(&p)?;
             }
+            self.remove_derived(&d)?;
         }
         Ok(())
     }
@@ -710,6 +772,7 @@ impl Store {
                 fs::remove_file(&p)?;
                 removed += 1;
             }
+            self.remove_derived(d)?;
         }
         Ok(removed)
     }
@@ -781,6 +844,16 @@ impl Store {
                 continue;
             }
             let file_name = e.file_name().to_string_lossy().into_owned();
+            if let Some((source, suffix)) = derived_source(&file_name) {
+                // A derived file stays while its source is used and it is of this translator
+                // version; it never counts as junk while the store cannot be scanned.
+                let current = suffix.starts_with(&crate::compat::cache::suffix_prefix());
+                if report.skipped.is_none() && (!used.contains(source) || !current) {
+                    fs::remove_file(e.path())?;
+                    report.blobs += 1;
+                }
+                continue;
+            }
             let well_named = Digest::parse(&file_name).is_ok();
             if well_named {
                 if report.skipped.is_none() && !used.contains(&file_name) {

@@ -116,7 +116,8 @@ pub(in crate::server) async fn show(
     let name = parse_name(req.raw_name())?;
     let store = st.store.clone();
     let verbose = req.verbose;
-    let v = tokio::task::spawn_blocking(move || models::show(&store, &name, verbose))
+    let compat = st.models.compat();
+    let v = tokio::task::spawn_blocking(move || models::show(&store, &name, verbose, compat))
         .await
         .map_err(join_error)?
         .map_err(ApiError::from)
