@@ -706,29 +706,39 @@ fn read_string(mut f: impl FnMut(*mut c_char, usize) -> i32) -> String {
     String::new()
 }
 
-/// Zeroes one tensor of a model being built from metadata (`llama_model_init_from_user`).
-extern "C" fn zero_tensor(t: *mut sys::ggml_tensor, _ud: *mut c_void) {
+/// One tensor of a model built from metadata: name, ggml type id, dims (trailing 1s dropped).
+pub(crate) type RawTensorLayout = (String, u32, Vec<u64>);
+
+/// Records one tensor of a model being built from metadata (`llama_model_init_from_user`)
+/// and zeroes its data.
+extern "C" fn record_tensor(t: *mut sys::ggml_tensor, ud: *mut c_void) {
     // SAFETY: llama.cpp passes a live tensor of a model it is building on the CPU without
     // extra buffer types, so a non-null `data` is host memory of `ne[3] * nb[3]` bytes (the
-    // tensor is contiguous).
+    // tensor is contiguous); `ud` is the `Vec` that `tensor_layout` passed, alive and not
+    // otherwise borrowed during the call.
     unsafe {
         let t = &*t;
+        let out = &mut *ud.cast::<Vec<RawTensorLayout>>();
+        let name = CStr::from_ptr(t.name.as_ptr())
+            .to_string_lossy()
+            .into_owned();
+        let n_dims = t.ne.iter().rposition(|&n| n > 1).map_or(1, |i| i + 1);
+        let dims = t.ne[..n_dims].iter().map(|&n| n.max(0) as u64).collect();
+        out.push((name, t.type_, dims));
         if !t.data.is_null() && t.ne[3] > 0 {
             ptr::write_bytes(t.data.cast::<u8>(), 0, t.nb[3] * t.ne[3] as usize);
         }
     }
 }
 
-/// Builds the model llama.cpp makes from the metadata-only GGUF at `metadata` (weights
-/// zeroed, on the CPU) and saves it to `out` with llama.cpp's model saver. `false` when
-/// llama.cpp refuses the metadata.
-pub(crate) fn save_layout(metadata: &Path, out: &Path) -> bool {
-    let (Some(meta), Some(out)) = (path_cstring(metadata), path_cstring(out)) else {
-        return false;
-    };
-    // SAFETY: both paths are NUL-terminated and outlive the calls; the gguf context is
-    // checked for null before use and freed after the model that was built from it; the model
-    // is checked for null and freed after it was saved.
+/// The tensors of the model llama.cpp builds from the metadata-only GGUF at `metadata`, in
+/// creation order; `None` when llama.cpp refuses the metadata.
+pub(crate) fn tensor_layout(metadata: &Path) -> Option<Vec<RawTensorLayout>> {
+    let meta = path_cstring(metadata)?;
+    let mut out: Vec<RawTensorLayout> = Vec::new();
+    // SAFETY: the path is NUL-terminated and outlives the calls; the gguf context is checked
+    // for null and freed after the model built from it; `out` outlives the synchronous build
+    // that calls `record_tensor` with it; the model is checked for null before it is freed.
     unsafe {
         let g = sys::gguf_init_from_file(
             meta.as_ptr(),
@@ -738,17 +748,22 @@ pub(crate) fn save_layout(metadata: &Path, out: &Path) -> bool {
             },
         );
         if g.is_null() {
-            return false;
+            return None;
         }
         let mut p = sys::llama_model_default_params();
         p.n_gpu_layers = 0;
-        let m = sys::llama_model_init_from_user(g, Some(zero_tensor), ptr::null_mut(), p);
-        if !m.is_null() {
-            sys::llama_model_save_to_file(m, out.as_ptr());
+        let m = sys::llama_model_init_from_user(
+            g,
+            Some(record_tensor),
+            (&mut out as *mut Vec<RawTensorLayout>).cast(),
+            p,
+        );
+        let ok = !m.is_null();
+        if ok {
             sys::llama_model_free(m);
         }
         sys::gguf_free(g);
-        !m.is_null()
+        ok.then_some(out)
     }
 }
 

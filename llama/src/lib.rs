@@ -55,7 +55,8 @@ pub use error::{
 };
 pub use generate::{FinishReason, GenerateOptions, Generation, Timings};
 pub use model::{
-    KvValue, LoraAdapter, Model, ModelParams, SplitMode, Token, TokenAttr, Vocab, save_layout,
+    KvValue, LoraAdapter, Model, ModelParams, SplitMode, TensorLayout, Token, TokenAttr, Vocab,
+    tensor_layout,
 };
 pub use quantize::{QuantType, quantize};
 pub use sampler::{Grammar, Sampler, SamplerParams};

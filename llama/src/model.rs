@@ -113,30 +113,45 @@ impl fmt::Debug for Model {
     }
 }
 
-/// Saves the model llama.cpp builds from `metadata` alone (a GGUF with keys and no tensors:
-/// architecture, hyper-parameters, vocabulary) to `out`, with every weight zero, through
-/// llama.cpp's model saver. The tensor table of `out` is upstream's layout for that
-/// architecture and those hyper-parameters (names, shapes, F32 unless `metadata` names another
-/// type for a tensor): generators of random-weight test models of any architecture start from it.
+/// One tensor of llama.cpp's layout for an architecture ([`tensor_layout`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TensorLayout {
+    /// The tensor's name.
+    pub name: String,
+    /// Its ggml type id (F32 = 0 unless the metadata named another type for it).
+    pub type_id: u32,
+    /// Its dims, innermost first, trailing 1s dropped (as GGUF stores them).
+    pub dims: Vec<u64>,
+}
+
+/// The tensors of the model llama.cpp builds from `metadata` alone (a GGUF with keys and no
+/// tensors: architecture, hyper-parameters, vocabulary), in creation order: upstream's own
+/// layout for that architecture and those hyper-parameters, optional tensors included.
+/// Generators of random-weight test models of any architecture start from it. The model is
+/// built on the CPU with zeroed weights and freed before this returns.
 ///
 /// # Errors
 /// [`LoadError::BadPath`] for a path llama.cpp cannot take, [`LoadError::Rejected`] when
 /// llama.cpp refuses the metadata (its log says why).
-pub fn save_layout(metadata: impl AsRef<Path>, out: impl AsRef<Path>) -> Result<(), LoadError> {
-    let (metadata, out) = (metadata.as_ref(), out.as_ref());
-    for p in [metadata, out] {
-        if p.to_str().is_none_or(|s| s.contains('\0')) {
-            return Err(LoadError::BadPath(p.to_path_buf()));
-        }
+pub fn tensor_layout(metadata: impl AsRef<Path>) -> Result<Vec<TensorLayout>, LoadError> {
+    let metadata = metadata.as_ref();
+    if metadata.to_str().is_none_or(|s| s.contains('\0')) {
+        return Err(LoadError::BadPath(metadata.to_path_buf()));
     }
-    let _backend = crate::backend::Backend::init();
-    if ffi::save_layout(metadata, out) {
-        Ok(())
-    } else {
-        Err(LoadError::Rejected {
+    let _backend = Backend::init();
+    ffi::tensor_layout(metadata)
+        .map(|v| {
+            v.into_iter()
+                .map(|(name, type_id, dims)| TensorLayout {
+                    name,
+                    type_id,
+                    dims,
+                })
+                .collect()
+        })
+        .ok_or_else(|| LoadError::Rejected {
             path: metadata.to_path_buf(),
         })
-    }
 }
 
 impl Model {
