@@ -302,3 +302,184 @@ fn a_blob_that_claims_a_layout_it_does_not_have_is_refused_and_the_server_lives(
     assert_eq!(status, 200, "the server is alive");
     let _ = GgmlType::F16;
 }
+
+/// Bytes of tensor `name` of the GGUF `g` read from `bytes`.
+fn tensor_of<'a>(g: &Gguf, bytes: &'a [u8], name: &str) -> &'a [u8] {
+    let t = g.tensors().iter().find(|t| t.name == name).unwrap();
+    let at = (g.data_offset() + t.offset) as usize;
+    &bytes[at..at + t.size as usize]
+}
+
+fn f32_to_f16(b: &[u8]) -> Vec<u8> {
+    b.chunks_exact(4)
+        .flat_map(|c| {
+            half::f16::from_f32(f32::from_le_bytes([c[0], c[1], c[2], c[3]])).to_le_bytes()
+        })
+        .collect()
+}
+
+/// The project's tiny gemma3 vision model as a native pair (text GGUF, mmproj whose two
+/// embeddings hold F16-exact values, as llama.cpp's converter would write them from F16
+/// weights) and as Ollama's monolithic blob of the same weights (vision tower and projector
+/// inside the text blob, Ollama's tensor names, `gemma3.vision.*` keys, F16 embeddings).
+fn gemma3_vision_pair(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
+    use ollamars::compat::{Data, Tensor};
+    let vm = testkit::mtmd::vision_model();
+    let mbytes = std::fs::read(&vm.mmproj).unwrap();
+    let mg = Gguf::from_bytes(&mbytes).unwrap();
+    let f16_exact = ["v.patch_embd.weight", "v.position_embd.weight"];
+    // The native mmproj, embeddings rounded through F16.
+    let mut native = View::new(&mg);
+    for n in f16_exact {
+        let t = native.tensor(n).unwrap().clone();
+        let widened = ollamars::compat::f32_bytes(&ollamars::compat::to_f32(
+            GgmlType::F16,
+            &f32_to_f16(tensor_of(&mg, &mbytes, n)),
+        ));
+        native.rewrite(
+            n,
+            t.dims,
+            GgmlType::F32,
+            Data::Bytes(widened),
+            "round through F16",
+        );
+    }
+    let mmproj = dir.join("mmproj-native.gguf");
+    fixture::write(&native, &vm.mmproj, &mmproj).unwrap();
+    // The monolithic Ollama blob.
+    let tg = Gguf::open(&vm.model).unwrap();
+    let mut mono = View::new(&tg);
+    let u = |k: &str| mg.get(&format!("clip.vision.{k}")).cloned().unwrap();
+    for k in [
+        "block_count",
+        "embedding_length",
+        "feed_forward_length",
+        "image_size",
+        "patch_size",
+        "attention.head_count",
+        "attention.layer_norm_epsilon",
+    ] {
+        mono.set(&format!("gemma3.vision.{k}"), u(k));
+    }
+    let side = u("image_size").as_u64().unwrap() / u("patch_size").as_u64().unwrap();
+    let merge = u("projector.scale_factor").as_u64().unwrap();
+    mono.set(
+        "gemma3.mm.tokens_per_image",
+        Value::U32(((side / merge) * (side / merge)) as u32),
+    );
+    let ollama_name = |n: &str| -> String {
+        let mut s = n.to_string();
+        for (native, ollama) in [
+            ("v.patch_embd", "v.patch_embedding"),
+            ("v.position_embd", "v.position_embedding"),
+            ("v.post_ln", "v.post_layernorm"),
+            (".ln1", ".layer_norm1"),
+            (".ln2", ".layer_norm2"),
+            (".attn_out.", ".attn_output."),
+            (".ffn_down", ".mlp.fc1"),
+            (".ffn_up", ".mlp.fc2"),
+            ("mm.input_projection", "mm.mm_input_projection"),
+            ("mm.soft_emb_norm", "mm.mm_soft_emb_norm"),
+        ] {
+            s = s.replacen(native, ollama, 1);
+        }
+        s
+    };
+    for t in mg.tensors() {
+        let bytes = tensor_of(&mg, &mbytes, &t.name);
+        let (ty, data) = if f16_exact.contains(&t.name.as_str()) {
+            (GgmlType::F16, f32_to_f16(bytes))
+        } else {
+            (t.ggml_type, bytes.to_vec())
+        };
+        mono.add_tensor(Tensor {
+            name: ollama_name(&t.name),
+            dims: t.dims.clone(),
+            ggml_type: ty,
+            data: Data::Bytes(data),
+        });
+    }
+    let blob = dir.join("gemma3-vision-ollama.gguf");
+    fixture::write(&mono, &vm.model, &blob).unwrap();
+    (vm.model.clone(), mmproj, blob)
+}
+
+fn png_b64(seed: u32) -> String {
+    use base64::Engine as _;
+    let img = image::RgbImage::from_fn(96, 80, |x, y| {
+        let v =
+            |k: u32| ((x * (7 + k + seed) + y * (13 + 2 * k) + seed * 31 * (k + 1)) % 256) as u8;
+        image::Rgb([v(0), v(1), v(2)])
+    });
+    let mut out = std::io::Cursor::new(Vec::new());
+    img.write_to(&mut out, image::ImageFormat::Png).unwrap();
+    base64::engine::general_purpose::STANDARD.encode(out.into_inner())
+}
+
+#[test]
+fn a_monolithic_vision_blob_gives_the_native_projector_and_the_same_answers() {
+    let _s = serial();
+    let server = Server::start("compat-vision", &[]);
+    let (text, mmproj, blob) = gemma3_vision_pair(&server.dir);
+    // The derived projector is the native one: same tensors, byte for byte, and its keys.
+    let plan = ollamars::compat::plan(&Gguf::open(&blob).unwrap())
+        .unwrap()
+        .unwrap();
+    let (h, clip) = plan.clip.as_ref().unwrap();
+    assert_eq!(*h, "gemma3");
+    let derived = server.dir.join("mmproj-derived.gguf");
+    fixture::write(clip, &blob, &derived).unwrap();
+    let (dg, ng) = (Gguf::open(&derived).unwrap(), Gguf::open(&mmproj).unwrap());
+    let (db, nb) = (
+        std::fs::read(&derived).unwrap(),
+        std::fs::read(&mmproj).unwrap(),
+    );
+    let mut names: Vec<&str> = ng.tensors().iter().map(|t| t.name.as_str()).collect();
+    let mut dnames: Vec<&str> = dg.tensors().iter().map(|t| t.name.as_str()).collect();
+    names.sort_unstable();
+    dnames.sort_unstable();
+    assert_eq!(dnames, names);
+    for n in &names {
+        assert_eq!(tensor_of(&dg, &db, n), tensor_of(&ng, &nb, n), "{n}");
+    }
+    for (k, v) in ng.metadata().iter().filter(|(k, _)| k.starts_with("clip.")) {
+        assert_eq!(dg.get(k), Some(v), "{k}");
+    }
+    // Served: the native pair (two layers) and the Ollama blob alone answer alike with an image.
+    server.create(
+        "vision-native",
+        &format!(
+            "FROM {}\nFROM {}\nTEMPLATE {{{{ .Prompt }}}}\n",
+            text.display(),
+            mmproj.display()
+        ),
+    );
+    ollama_store(&server.models(), "vision-mono", "latest", &blob);
+    let (_, show) = server.post("/api/show", &json!({"model": "vision-mono"}));
+    assert!(
+        show["capabilities"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("vision")),
+        "{show}"
+    );
+    let ask = |m: &str| {
+        let (status, v) = server.post(
+            "/api/generate",
+            &json!({
+                "model": m, "prompt": "[img-0] what is this?", "images": [png_b64(3)],
+                "stream": false, "options": {"temperature": 0, "num_predict": 16, "seed": 1},
+            }),
+        );
+        assert_eq!(status, 200, "{m}: {v}");
+        v
+    };
+    let a = ask("vision-native");
+    let b = ask("vision-mono");
+    assert_eq!(a["response"], b["response"]);
+    assert_eq!(a["context"], b["context"]);
+    assert_eq!(
+        a["prompt_eval_count"], b["prompt_eval_count"],
+        "image tokens counted alike"
+    );
+}

@@ -145,6 +145,9 @@ fn plan_clip(g: &Gguf) -> Result<Option<(&'static str, View)>, CompatError> {
             || (keep_audio && t.name.starts_with("a."))
     });
     clip::keep_projector_keys(&mut view);
+    if !view.has_prefix("a.") {
+        view.inject("clip.has_audio_encoder", Value::Bool(false));
+    }
     view.verify()?;
     Ok(Some((h.name, view)))
 }

@@ -28,6 +28,25 @@ fn apply(v: &mut View) -> Result<(), CompatError> {
         ],
     );
     v.copy("gemma3.embedding_length", "clip.vision.projection_dim");
+    // Unlike Ollama, which leaves clip's default merge of 4 (right for every published gemma 3,
+    // 896 px / 14 px patches / 256 tokens): the blob's own tokens per image gives the exact
+    // merge for any size.
+    let side = match (
+        v.u64("gemma3.vision.image_size"),
+        v.u64("gemma3.vision.patch_size"),
+    ) {
+        (Some(i), Some(p)) if p > 0 => i / p,
+        _ => 0,
+    };
+    if let Some(tpi) = v.u64("gemma3.mm.tokens_per_image") {
+        let t = (tpi as f64).sqrt().round() as u64;
+        if t > 0 && t * t == tpi && side > 0 && side % t == 0 {
+            v.inject(
+                "clip.vision.projector.scale_factor",
+                crate::gguf::Value::U32((side / t) as u32),
+            );
+        }
+    }
     v.inject("clip.vision.image_mean", f32s(&[0.5, 0.5, 0.5]));
     v.inject("clip.vision.image_std", f32s(&[0.5, 0.5, 0.5]));
     vision_flags(v, "gelu");
