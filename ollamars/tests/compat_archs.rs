@@ -36,6 +36,16 @@ fn common(arch: &str) -> Vec<(String, Value)> {
     kv
 }
 
+fn u32s(v: &[u32]) -> Value {
+    Value::Array(Array::U32(v.to_vec()))
+}
+
+/// Sets `k` in `kv`, replacing any value.
+fn set(kv: &mut Vec<(String, Value)>, k: &str, v: Value) {
+    kv.retain(|(key, _)| key != k);
+    kv.push((k.to_string(), v));
+}
+
 fn i32s(k: &str, v: &[i32]) -> (String, Value) {
     (k.to_string(), Value::Array(Array::I32(v.to_vec())))
 }
@@ -61,7 +71,11 @@ fn arch_kv(arch: &str) -> Vec<(String, Value)> {
             moe(&mut kv);
             kv.push(u(&a("attention.sliding_window"), 64));
         }
-        "lfm2" => kv.push(u(&a("shortconv.l_cache"), 3)),
+        "lfm2" => {
+            kv.push(u(&a("shortconv.l_cache"), 3));
+            // Layer 0 a short convolution, layer 1 attention.
+            set(&mut kv, &a("attention.head_count_kv"), u32s(&[0, 2]));
+        }
         "laguna" => {
             moe(&mut kv);
             kv.push(u(&a("leading_dense_block_count"), 1));
@@ -80,6 +94,8 @@ fn arch_kv(arch: &str) -> Vec<(String, Value)> {
         }
         "qwen35" | "qwen35moe" | "qwen3next" => {
             ssm(&mut kv);
+            // Layer 0 linear attention, layer 1 full attention.
+            kv.push(u(&a("full_attention_interval"), 2));
             if arch != "qwen35" {
                 moe(&mut kv);
             }
@@ -89,6 +105,10 @@ fn arch_kv(arch: &str) -> Vec<(String, Value)> {
         }
         "nemotron_h" | "nemotron_h_moe" => {
             ssm(&mut kv);
+            // A mamba layer, an attention layer, a feed-forward (or expert) layer.
+            set(&mut kv, &a("block_count"), Value::U32(3));
+            set(&mut kv, &a("attention.head_count_kv"), u32s(&[0, 2, 0]));
+            set(&mut kv, &a("feed_forward_length"), u32s(&[0, 0, 128]));
             kv.push(f(&a("attention.layer_norm_epsilon"), 1e-5));
             if arch == "nemotron_h_moe" {
                 moe(&mut kv);
@@ -97,6 +117,9 @@ fn arch_kv(arch: &str) -> Vec<(String, Value)> {
             }
         }
         "llama4" => {
+            // Every fourth layer has no rope and tunes its attention temperature: four layers,
+            // so the graph has one of each.
+            set(&mut kv, &a("block_count"), Value::U32(4));
             moe(&mut kv);
             kv.push(u(&a("interleave_moe_layer_step"), 1));
         }
@@ -104,21 +127,48 @@ fn arch_kv(arch: &str) -> Vec<(String, Value)> {
             moe(&mut kv);
             kv.push(u(&a("expert_shared_count"), 1));
             kv.push(u(&a("leading_dense_block_count"), 1));
+            if arch == "deepseek2-ocr" {
+                // Multi-head attention, as DeepSeek-OCR's decoder has.
+                set(&mut kv, &a("attention.head_count_kv"), Value::U32(4));
+            }
             if arch == "deepseek2" {
+                // MLA with one latent KV head, as GLM-4.7-Flash (glm4moelite) is.
+                set(&mut kv, &a("attention.head_count_kv"), Value::U32(1));
                 kv.push(u(&a("attention.q_lora_rank"), 32));
                 kv.push(u(&a("attention.kv_lora_rank"), 16));
                 kv.push(u(&a("attention.key_length"), 24));
                 kv.push(u(&a("attention.value_length"), 16));
+                kv.push(u(&a("attention.key_length_mla"), 16));
+                kv.push(u(&a("attention.value_length_mla"), 16));
                 kv.push(u(&a("rope.dimension_count"), 8));
+                kv.push(u(&a("expert_group_count"), 1));
+                kv.push(u(&a("expert_group_used_count"), 1));
             }
         }
         "qwen2vl" | "qwen3vl" | "qwen3vlmoe" => {
-            kv.push(i32s(&a("rope.dimension_sections"), &[2, 3, 3, 0]));
+            if arch == "qwen2vl" {
+                kv.push(i32s(&a("rope.dimension_sections"), &[2, 3, 3, 0]));
+            } else {
+                // The sections Ollama's layout implies need 128-wide heads.
+                set(&mut kv, &a("embedding_length"), Value::U32(256));
+                set(&mut kv, &a("attention.head_count"), Value::U32(2));
+                set(&mut kv, &a("attention.head_count_kv"), Value::U32(1));
+                kv.push(i32s(&a("rope.dimension_sections"), &[24, 20, 20, 0]));
+            }
             if arch == "qwen3vlmoe" {
                 moe(&mut kv);
             }
         }
-        "gemma-embedding" => kv.push(u(&a("attention.sliding_window"), 64)),
+        "gemma-embedding" => {
+            // Five sliding layers, then a global one: six, so both attention masks are used.
+            set(&mut kv, &a("block_count"), Value::U32(6));
+            kv.push(u(&a("attention.sliding_window"), 64));
+            kv.push(u(&a("dense_2_feat_in"), 64));
+            kv.push(u(&a("dense_2_feat_out"), 128));
+            kv.push(u(&a("dense_3_feat_in"), 128));
+            kv.push(u(&a("dense_3_feat_out"), 64));
+            kv.push(u(&a("pooling_type"), 1));
+        }
         "gemma3" => {
             // The values Ollama's handler injects when a blob lacks them (gemma 3's own).
             kv.retain(|(k, _)| {
@@ -129,8 +179,25 @@ fn arch_kv(arch: &str) -> Vec<(String, Value)> {
             kv.push(u(&a("attention.sliding_window"), 64));
         }
         "bert" => {
+            // snowflake-arctic-embed2: BERT with a T5 (Unigram) vocabulary and its
+            // precompiled normalizer map (here a valid empty one).
             kv.push(f(&a("attention.layer_norm_epsilon"), 1e-5));
             kv.push(u("tokenizer.ggml.token_type_count", 2));
+            kv.push(u(&a("pooling_type"), 1));
+            set(&mut kv, "tokenizer.ggml.model", Value::String("t5".into()));
+            kv.retain(|(k, _)| k != "tokenizer.ggml.merges" && k != "tokenizer.ggml.pre");
+            let n = match kv.iter().find(|(k, _)| k == "tokenizer.ggml.tokens") {
+                Some((_, Value::Array(t))) => t.len(),
+                _ => 0,
+            };
+            kv.push((
+                "tokenizer.ggml.scores".into(),
+                Value::Array(Array::F32((0..n).map(|i| -(i as f32)).collect())),
+            ));
+            kv.push((
+                "tokenizer.ggml.precompiled_charsmap".into(),
+                Value::Array(Array::U8(vec![0, 0, 0, 0, 0, 0, 0, 0])),
+            ));
         }
         "gemma3n" => {
             kv.push(u(&a("attention.sliding_window"), 64));
@@ -219,11 +286,20 @@ fn round_trip(
     let text = plan.text.as_ref().expect("a text translation");
     let derived = dir.path().join("derived.gguf");
     fixture::write(text, &ollama, &derived).unwrap();
-    assert_eq!(
-        tensor_bytes(&derived),
-        tensor_bytes(&native),
-        "{arch}: tensors"
-    );
+    let (d, n) = (tensor_bytes(&derived), tensor_bytes(&native));
+    let names =
+        |m: &BTreeMap<String, (Vec<u64>, u32, Vec<u8>)>| m.keys().cloned().collect::<Vec<_>>();
+    assert_eq!(names(&d), names(&n), "{arch}: tensor names");
+    for (k, v) in &n {
+        assert!(
+            d[k] == *v,
+            "{arch}: tensor {k} differs ({:?} {} vs {:?} {})",
+            d[k].0,
+            d[k].1,
+            v.0,
+            v.1
+        );
+    }
     assert_eq!(
         outputs(&derived, embedding),
         outputs(&native, embedding),
@@ -243,27 +319,54 @@ fn gemma3_round_trip() {
     assert_eq!(ran, ["gemma3"]);
 }
 
-#[test]
-fn probe() {
-    let _ = tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_max_level(tracing::Level::WARN)
-        .try_init();
-    let dir = tempfile::tempdir().unwrap();
-    let only = std::env::var("ARCH").unwrap_or_default();
-    for arch in only.split(',') {
-        match native::model(dir.path(), arch, &arch_kv(arch), &[], 1) {
-            Ok(p) => {
-                let g = ollamars::gguf::Gguf::open(&p).unwrap();
-                let names: Vec<String> = g
-                    .tensors()
-                    .iter()
-                    .map(|t| format!("{}{:?}", t.name, t.dims))
-                    .collect();
-                eprintln!("OK {arch}: {}", names.join(" "));
-            }
-            Err(e) => eprintln!("FAIL {arch}: {e}"),
+/// Tests that load models take turns (ggml's threads spin on 2 cores).
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// One architecture: llama.cpp's `arch` written as Ollama's `ollama` and translated back.
+fn arch_round_trip(arch: &str, ollama: &str) -> Vec<&'static str> {
+    let _s = serial();
+    let embedding = matches!(arch, "bert" | "gemma-embedding");
+    round_trip(
+        arch,
+        &arch_kv(arch),
+        |v| fixture::text::to_ollama_as(arch, ollama, v).unwrap(),
+        embedding,
+    )
+}
+
+macro_rules! arch_tests {
+    ($($name:ident: $arch:literal as $ollama:literal => [$($h:literal),*];)*) => {$(
+        #[test]
+        fn $name() {
+            assert_eq!(arch_round_trip($arch, $ollama), [$($h),*] as [&str; _]);
         }
-    }
-    let _ = Array::U8(vec![]);
+    )*};
+}
+
+arch_tests! {
+    embeddinggemma: "gemma-embedding" as "gemma3" => ["embeddinggemma"];
+    snowflake_bert: "bert" as "bert" => ["bert-charsmap"];
+    gemma3n: "gemma3n" as "gemma3n" => ["gemma3n"];
+    gemma4: "gemma4" as "gemma4" => ["gemma4"];
+    qwen35moe: "qwen35moe" as "qwen35moe" => ["qwen35moe"];
+    qwen35: "qwen35" as "qwen35" => ["qwen35"];
+    qwen3next: "qwen3next" as "qwen3next" => ["qwen3next"];
+    laguna: "laguna" as "laguna" => ["laguna"];
+    gptoss: "gpt-oss" as "gptoss" => ["gptoss"];
+    lfm2: "lfm2" as "lfm2" => ["lfm2"];
+    olmo3: "olmo2" as "olmo3" => ["olmo3"];
+    mistral3: "mistral3" as "mistral3" => ["mistral3"];
+    qwen25vl: "qwen2vl" as "qwen25vl" => ["qwen25vl"];
+    qwen3vl: "qwen3vl" as "qwen3vl" => ["qwen3vl"];
+    qwen3vlmoe: "qwen3vlmoe" as "qwen3vlmoe" => ["qwen3vl"];
+    glm4moelite: "deepseek2" as "glm4moelite" => ["glm4moelite"];
+    deepseekocr: "deepseek2-ocr" as "deepseekocr" => ["deepseekocr"];
+    nemotron_h_moe: "nemotron_h_moe" as "nemotron_h_moe" => ["nemotron_h_moe"];
+    nemotron_h_omni_moe: "nemotron_h_moe" as "nemotron_h_omni" => ["nemotron_h_omni", "nemotron_h_moe"];
+    nemotron_h_omni: "nemotron_h" as "nemotron_h_omni" => ["nemotron_h_omni"];
+    llama4: "llama4" as "llama4" => ["llama4"];
+    glmocr: "glm4" as "glmocr" => ["glmocr"];
 }

@@ -281,9 +281,14 @@ fn apply_nemotron_h_omni(v: &mut View) -> Result<(), CompatError> {
 fn detect_nemotron_h_moe(v: &View) -> bool {
     v.arch == "nemotron_h_moe"
         && v.tensors().iter().any(|t| {
-            t.name.starts_with("blk.0.ffn_latent_in")
-                || t.name.starts_with("blk.1.ffn_latent_in")
-                || t.name.starts_with("mtp.")
+            // Ollama looks at blocks 0 and 1 only, and misses a blob whose first expert
+            // layer comes later (a mamba and an attention layer first): any block counts here.
+            t.name.starts_with("mtp.")
+                || t.name.strip_prefix("blk.").is_some_and(|r| {
+                    r.split_once('.').is_some_and(|(n, rest)| {
+                        n.parse::<u32>().is_ok() && rest.starts_with("ffn_latent_in")
+                    })
+                })
         })
 }
 
