@@ -233,7 +233,8 @@ fn fix_token_types(v: &mut View) {
 
 const GEMMA4_HIDDEN: [&str; 4] = ["a.", "v.", "mm.", "model.vision_tower."];
 
-fn detect_gemma4(v: &View) -> bool {
+/// gemma4 in Ollama's layout (also the clip side's detector).
+pub(crate) fn detect_gemma4(v: &View) -> bool {
     v.arch == "gemma4"
         && (GEMMA4_HIDDEN.iter().any(|p| v.has_prefix(p))
             || v.str("tokenizer.ggml.model") == Some("llama"))

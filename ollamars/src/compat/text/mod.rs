@@ -38,6 +38,15 @@ pub(crate) const HANDLERS: &[Handler] = &[
     others::GLMOCR,
 ];
 
+/// Detectors the clip side can share: it tests the same markers, on the original metadata
+/// (spec §3).
+#[allow(unused_imports)]
+pub(crate) use gemma_family::detect_gemma4;
+#[allow(unused_imports)]
+pub(crate) use others::{detect_mistral3, detect_nemotron_h_omni};
+#[allow(unused_imports)]
+pub(crate) use qwen::{detect_qwen35, detect_qwen35moe};
+
 /// Whether `v` is `""`, absent or `default` (an unset pre-tokenizer).
 pub(crate) fn unset_pre(v: &super::View) -> bool {
     matches!(

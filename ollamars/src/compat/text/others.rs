@@ -152,7 +152,8 @@ fn apply_olmo3(v: &mut View) -> Result<(), CompatError> {
 
 // --- mistral3 -------------------------------------------------------------------------------
 
-fn detect_mistral3(v: &View) -> bool {
+/// mistral3 in Ollama's layout (also the clip side's detector).
+pub(crate) fn detect_mistral3(v: &View) -> bool {
     v.arch == "mistral3"
         && (v.has_prefix("v.")
             || v.has_prefix("mm.")
@@ -255,7 +256,8 @@ fn apply_deepseekocr(v: &mut View) -> Result<(), CompatError> {
 
 // --- nemotron_h_omni / nemotron_h_moe -------------------------------------------------------
 
-fn detect_nemotron_h_omni(v: &View) -> bool {
+/// nemotron_h_omni in Ollama's layout (also the clip side's detector).
+pub(crate) fn detect_nemotron_h_omni(v: &View) -> bool {
     v.arch == "nemotron_h_omni" && ["v.", "a.", "mm."].iter().any(|p| v.has_prefix(p))
 }
 
