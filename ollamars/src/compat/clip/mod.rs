@@ -386,3 +386,6 @@ pub(crate) fn split_patch(v: &mut View, channels: u64) -> Result<(), CompatError
     });
     Ok(())
 }
+
+#[cfg(test)]
+mod tests;
