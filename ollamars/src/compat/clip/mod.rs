@@ -236,6 +236,7 @@ pub(crate) enum Join {
 /// Joins `parts` (same dims, checked by the caller) per `join`: the data and its type.
 fn join(parts: &[Tensor], join: Join, what: &str) -> Result<(Data, GgmlType), CompatError> {
     let t0 = parts[0].ggml_type;
+    // Unlike Ollama, which byte-concatenates whatever the types are, mixed types go via F32.
     if join == Join::Bytes && parts.iter().all(|p| p.ggml_type == t0) {
         return Ok((
             Data::Concat(parts.iter().map(|p| p.data.clone()).collect()),

@@ -20,8 +20,11 @@ fn detect(v: &View) -> bool {
 }
 
 /// The most floats a channel-major position table may have (its transposition is planned as
-/// one index per float).
-const MAX_TRANSPOSE: u64 = 1 << 26;
+/// one index per float; RADIO's is 1024 × 1280).
+const MAX_TRANSPOSE: u64 = 1 << 22;
+
+/// The largest resampled table written (RADIO's at 512 px is 5 MiB).
+const MAX_TABLE_BYTES: u64 = 1 << 28;
 
 fn apply(v: &mut View) -> Result<(), CompatError> {
     super::copy_vision(
@@ -139,10 +142,14 @@ fn position_embedding(v: &mut View, e: u64) -> Result<(), CompatError> {
     let image = uint_or(v, "clip.vision.image_size", 512)?;
     let patch = uint_or(v, "clip.vision.patch_size", 16)?;
     let side_out = image.checked_div(patch).unwrap_or(0);
-    if side_out == 0 || side_out > 1 << 12 {
+    let bytes = side_out
+        .checked_mul(side_out)
+        .and_then(|x| x.checked_mul(e))
+        .and_then(|x| x.checked_mul(4));
+    if side_out == 0 || bytes.is_none_or(|b| b > MAX_TABLE_BYTES) {
         return Err(super::bad_key(
             "clip.vision.image_size",
-            format!("image {image} / patch {patch} is not a usable grid"),
+            format!("image {image} / patch {patch} is not a usable grid for width {e}"),
         ));
     }
     let mut data = as_f32(&t);

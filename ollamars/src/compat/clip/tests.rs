@@ -1269,6 +1269,16 @@ fn nemotron_refuses_tables_it_cannot_read() {
         .t("v.position_embd", &[1280, 1024], GgmlType::F16)
         .bytes("nemotron_h_omni");
     assert!(err_of(&b).contains("clip.vision.image_size"));
+    // A grid whose resampled table would be gigabytes.
+    let b = nemotron_pos(&[2, 4], &[0.0; 8]);
+    let mut v = View::new(&Gguf::from_bytes(&b).unwrap());
+    v.set("nemotron_h_omni.vision.image_size", Value::U32(1 << 30));
+    v.set("nemotron_h_omni.vision.patch_size", Value::U32(1));
+    let big = write_tmp(&b);
+    let o = tempfile::NamedTempFile::new().unwrap();
+    fixture::write(&v, big.path(), o.path()).unwrap();
+    let e = err_of(&std::fs::read(o.path()).unwrap());
+    assert!(e.contains("not a usable grid"), "{e}");
 }
 
 // ---------------------------------------------------------------------------------------
@@ -1473,6 +1483,31 @@ fn glmocr_round_trip() {
         |_| {},
     );
     assert_eq!(h, "glmocr");
+}
+
+#[test]
+fn glmocr_widens_f16_and_bf16_patch_slices() {
+    let v = [1.5f32, -2.0, 0.25, 8.0];
+    let bf: Vec<u8> = v
+        .iter()
+        .flat_map(|&x| half::bf16::from_f32(x).to_le_bytes())
+        .collect();
+    let b = text("glmocr", 64)
+        .tb(
+            "v.patch_embd_0.weight",
+            &[2, 2, 1, 1],
+            GgmlType::F16,
+            f16_bytes(&v),
+        )
+        .tb("v.patch_embd_1.weight", &[2, 2, 1, 1], GgmlType::BF16, bf)
+        .bytes("glmocr");
+    let (_, out) = clip_of(&b).unwrap();
+    assert_eq!(floats(&out, "v.patch_embd.weight"), v);
+    assert_eq!(floats(&out, "v.patch_embd.weight.1"), v);
+    assert_eq!(
+        key(&out, "clip.projector_type"),
+        Some(Value::String("glm4v".into()))
+    );
 }
 
 fn qwen25vl_native() -> B {
