@@ -216,11 +216,11 @@ pub fn show(
         }),
         _ => None,
     };
-    if let Some((_, clip)) = plan.as_ref().and_then(|p| p.clip.as_ref()) {
-        if projectors.is_empty() {
-            modalities.vision |= clip.has_prefix("v.");
-            modalities.audio |= clip.has_prefix("a.");
-        }
+    if let Some((_, clip)) = plan.as_ref().and_then(|p| p.clip.as_ref())
+        && projectors.is_empty()
+    {
+        modalities.vision |= clip.has_prefix("v.");
+        modalities.audio |= clip.has_prefix("a.");
     }
     let compat_info = plan.as_ref().map(|p| {
         let digest = m.layer(store::MEDIA_MODEL).map(|l| l.digest.clone());
@@ -294,10 +294,10 @@ fn compat_json(
             o.insert("projector_changes".into(), Json::from(v.changes().to_vec()));
         }
     }
-    if let Some(rec) = digest.and_then(|d| crate::compat::cache::record(store, d)) {
-        if let Ok(v) = serde_json::to_value(&rec) {
-            o.insert("derived".into(), v);
-        }
+    if let Some(rec) = digest.and_then(|d| crate::compat::cache::record(store, d))
+        && let Ok(v) = serde_json::to_value(&rec)
+    {
+        o.insert("derived".into(), v);
     }
     o
 }
