@@ -88,6 +88,9 @@ pub fn overview(info: &ShowResponse, verbose: bool) -> String {
     if let Some(pi) = info.projector_info.as_ref().filter(|p| !p.is_empty()) {
         section(&mut out, "Projector", &projector_rows(pi));
     }
+    if let Some(c) = &info.compat {
+        section(&mut out, "Compatibility", &compat_rows(c, verbose));
+    }
     let params: Vec<(String, String)> = info
         .parameters
         .lines()
@@ -164,4 +167,35 @@ fn section(out: &mut String, title: &str, rows: &[(String, String)]) {
         out.push('\n');
     }
     out.push('\n');
+}
+
+/// ollamars's `Compatibility` section: which Ollama-layout translation the model gets and, with
+/// `-v`, every edit and the derived files once they exist.
+fn compat_rows(c: &serde_json::Map<String, Value>, verbose: bool) -> Vec<(String, String)> {
+    let text = |k: &str| {
+        c.get(k)
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string()
+    };
+    let mut rows = vec![("translation".to_string(), text("summary"))];
+    if !verbose {
+        return rows;
+    }
+    for (label, key) in [("text", "text_changes"), ("projector", "projector_changes")] {
+        for change in c.get(key).and_then(Value::as_array).into_iter().flatten() {
+            rows.push((
+                label.to_string(),
+                change.as_str().unwrap_or_default().to_string(),
+            ));
+        }
+    }
+    if let Some(d) = c.get("derived") {
+        for key in ["text", "projector"] {
+            if let (Some(file), Some(size)) = (d[key]["file"].as_str(), d[key]["size"].as_u64()) {
+                rows.push((format!("derived {key}"), format!("{file} ({size} bytes)")));
+            }
+        }
+    }
+    rows
 }

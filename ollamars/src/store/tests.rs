@@ -875,3 +875,38 @@ fn partial_blobs_never_follow_symlinks() {
     assert_eq!(fs::read(&outside).unwrap(), b"keep me");
     assert_eq!(s.read_blob(d.as_ref()).unwrap(), b"abcd");
 }
+
+#[test]
+fn derived_files_stay_with_a_used_source_of_this_version_and_go_otherwise() {
+    let f = fixture();
+    let s = &f.store;
+    let used = f.digests[0].clone();
+    let (orphan, _) = s.import_blob(&b"orphan"[..]).unwrap();
+    let current = crate::compat::cache::suffix_prefix();
+    let put = |d: &str, suffix: &str| {
+        let p = s.derived_path(d, suffix).unwrap();
+        fs::write(&p, b"x").unwrap();
+        p
+    };
+    let keep = put(&used, &current);
+    let keep_record = put(&used, &format!("{current}.json"));
+    let stale = put(&used, "compat-v0");
+    let of_orphan = put(orphan.as_ref(), &current);
+    let r = s.prune(Duration::ZERO).unwrap();
+    assert!(keep.is_file() && keep_record.is_file());
+    assert!(!stale.exists() && !of_orphan.exists());
+    // The orphan and two derived files went; no derived file counts as junk.
+    assert_eq!((r.blobs, r.junk), (3, 0));
+    // A blob removed after a pull takes its derived files along.
+    let (other, _) = s.import_blob(&b"other"[..]).unwrap();
+    let derived = put(other.as_ref(), &current);
+    assert_eq!(s.remove_unreferenced(&[other]).unwrap(), 1);
+    assert!(!derived.exists());
+    // Only tame suffixes name derived files.
+    for bad in ["", "../x", "a/b", "Upper", ".hidden", "-dash"] {
+        assert!(s.derived_path(&used, bad).is_err(), "{bad:?}");
+    }
+    assert_eq!(derived_source("junk"), None);
+    let name = format!("sha256-{}-compat-v1", hex64('c'));
+    assert_eq!(derived_source(&name), Some((&name[..71], "compat-v1")));
+}

@@ -214,7 +214,10 @@ fn round_trip(
     // The translator also states what the native files leave to the default.
     let mut got_keys = clip_keys(&got);
     let native_keys = clip_keys(native);
-    if !native_keys.iter().any(|(k, _)| k == "clip.has_audio_encoder") {
+    if !native_keys
+        .iter()
+        .any(|(k, _)| k == "clip.has_audio_encoder")
+    {
         got_keys.retain(|kv| *kv != ("clip.has_audio_encoder".to_string(), Value::Bool(false)));
     }
     assert_eq!(got_keys, native_keys, "{arch}: clip keys");
