@@ -230,6 +230,31 @@ fn smollm2_ollama_layout_answers_as_the_original_contractions_included() {
             "In 2024 there were 366 days, and in 2025 there were",
         ],
     );
+    // A metadata-only fix llama.cpp takes as a load-time override: no derived GGUF, only
+    // the record saying so.
+    let digest = sha256_file(&layout);
+    let derived: Vec<String> = server
+        .blob_names()
+        .into_iter()
+        .filter(|b| b.contains(&digest) && b.contains("-compat-"))
+        .collect();
+    assert_eq!(
+        derived,
+        [format!(
+            "sha256-{digest}-compat-v{}.json",
+            ollamars::compat::VERSION
+        )]
+    );
+    let rec: Json = serde_json::from_slice(
+        &std::fs::read(server.models().join("blobs").join(&derived[0])).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        rec["overrides"],
+        json!([["tokenizer.ggml.pre", {"str": "smollm"}]]),
+        "{rec}"
+    );
+    assert!(rec["text"].is_null(), "{rec}");
     let (_, show) = server.post("/api/show", &json!({"model": "smol"}));
     assert_eq!(
         show["compat"]["handlers"],

@@ -12,7 +12,7 @@
 //! Ollama works without any step, a kill-switched server (`OLLAMARS_COMPAT=0`) never writes
 //! one, and a translator upgrade (a new `VERSION`) remakes them when next needed.
 
-use super::{CompatError, Plan, VERSION, View, plan, write_view};
+use super::{CompatError, KvOverride, Plan, VERSION, View, plan, write_view};
 use crate::gguf::{DEFAULT_ALIGNMENT, Gguf};
 use crate::store::Store;
 use serde::{Deserialize, Serialize};
@@ -67,6 +67,13 @@ pub struct Record {
     pub text: Option<Output>,
     /// The derived projector GGUF.
     pub projector: Option<Output>,
+    /// For a metadata-only translation llama.cpp takes as load-time overrides: those
+    /// overrides (and no derived text file).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub overrides: Vec<(String, KvOverride)>,
+    /// The edits behind `overrides`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub override_changes: Vec<String>,
     /// Milliseconds it took to write the derived files.
     pub millis: u64,
 }
@@ -80,6 +87,9 @@ impl Record {
         }
         if let Some(h) = &self.projector_handler {
             parts.push(format!("projector: {h}"));
+        }
+        if !self.overrides.is_empty() {
+            parts.push(format!("{} load-time overrides", self.overrides.len()));
         }
         format!(
             "translated for llama.cpp ({}), compat v{}",
@@ -96,6 +106,8 @@ pub struct Prepared {
     pub model: PathBuf,
     /// The derived projector of a monolithic vision blob.
     pub projector: Option<PathBuf>,
+    /// Load-time metadata overrides (a metadata-only translation of the blob itself).
+    pub overrides: Vec<(String, KvOverride)>,
     /// What was translated, when anything was.
     pub record: Option<Record>,
 }
@@ -167,6 +179,7 @@ fn reuse(store: &Store, digest: &str, source_size: u64) -> Option<Prepared> {
     Some(Prepared {
         model: text.unwrap_or(store.blob_path(digest).ok()?),
         projector,
+        overrides: rec.overrides.clone(),
         record: Some(rec),
     })
 }
@@ -197,6 +210,7 @@ pub fn prepare(store: &Store, digest: &str) -> Result<Prepared, CompatError> {
         return Ok(Prepared {
             model: path,
             projector: None,
+            overrides: Vec::new(),
             record: None,
         });
     };
@@ -206,8 +220,10 @@ pub fn prepare(store: &Store, digest: &str) -> Result<Prepared, CompatError> {
     }
     let started = std::time::Instant::now();
     let header_only = p.text_is_header_only();
+    // Metadata llama.cpp can take as overrides needs no derived file at all.
+    let overrides = p.overrides(&g).unwrap_or_default();
     let text = match &p.text {
-        Some(v) => Some(output(
+        Some(v) if overrides.is_empty() => Some(output(
             store,
             digest,
             &text_suffix(),
@@ -216,7 +232,7 @@ pub fn prepare(store: &Store, digest: &str) -> Result<Prepared, CompatError> {
             &src,
             header_only,
         )?),
-        None => None,
+        _ => None,
     };
     let projector = match &p.clip {
         Some((_, v)) => Some(output(
@@ -238,6 +254,15 @@ pub fn prepare(store: &Store, digest: &str) -> Result<Prepared, CompatError> {
         projector_handler: p.clip.as_ref().map(|c| c.0.to_string()),
         text: text.as_ref().map(|t| t.1.clone()),
         projector: projector.as_ref().map(|t| t.1.clone()),
+        override_changes: if overrides.is_empty() {
+            Vec::new()
+        } else {
+            p.text
+                .as_ref()
+                .map(|t| t.changes().to_vec())
+                .unwrap_or_default()
+        },
+        overrides,
         millis: started.elapsed().as_millis() as u64,
     };
     let tmp = store.temp_file().map_err(store_err)?;
@@ -248,6 +273,7 @@ pub fn prepare(store: &Store, digest: &str) -> Result<Prepared, CompatError> {
     Ok(Prepared {
         model: text.map_or(path, |t| t.0),
         projector: projector.map(|t| t.0),
+        overrides: rec.overrides.clone(),
         record: Some(rec),
     })
 }

@@ -63,6 +63,70 @@ pub enum CompatError {
     Gguf(#[from] crate::gguf::GgufError),
 }
 
+/// A metadata override llama.cpp applies at load (`llama_model_kv_override`): what a
+/// metadata-only translation passes instead of writing a derived file.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum KvOverride {
+    /// An integer key.
+    Int(i64),
+    /// A float key.
+    Float(f64),
+    /// A bool key.
+    Bool(bool),
+    /// A string key of at most 127 bytes.
+    Str(String),
+}
+
+impl PartialEq for KvOverride {
+    fn eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            (KvOverride::Int(a), KvOverride::Int(b)) => a == b,
+            (KvOverride::Float(a), KvOverride::Float(b)) => a.to_bits() == b.to_bits(),
+            (KvOverride::Bool(a), KvOverride::Bool(b)) => a == b,
+            (KvOverride::Str(a), KvOverride::Str(b)) => a == b,
+            _ => false,
+        }
+    }
+}
+
+impl Eq for KvOverride {}
+
+impl std::hash::Hash for KvOverride {
+    fn hash<H: std::hash::Hasher>(&self, h: &mut H) {
+        match self {
+            KvOverride::Int(i) => (0u8, *i).hash(h),
+            KvOverride::Float(f) => (1u8, f.to_bits()).hash(h),
+            KvOverride::Bool(b) => (2u8, *b).hash(h),
+            KvOverride::Str(s) => (3u8, s).hash(h),
+        }
+    }
+}
+
+impl KvOverride {
+    /// The override for a scalar value llama.cpp can take as one; `None` for arrays and long
+    /// strings.
+    pub fn of(v: &Value) -> Option<KvOverride> {
+        Some(match v {
+            Value::F32(x) => KvOverride::Float(f64::from(*x)),
+            Value::F64(x) => KvOverride::Float(*x),
+            Value::Bool(b) => KvOverride::Bool(*b),
+            Value::String(s) if s.len() <= 127 && !s.contains('\0') => KvOverride::Str(s.clone()),
+            Value::I64(x) => KvOverride::Int(*x),
+            Value::U64(x) => KvOverride::Int(i64::try_from(*x).ok()?),
+            other => KvOverride::Int(
+                i64::try_from(other.as_u64().map(i128::from).or(match other {
+                    Value::I8(x) => Some(i128::from(*x)),
+                    Value::I16(x) => Some(i128::from(*x)),
+                    Value::I32(x) => Some(i128::from(*x)),
+                    _ => None,
+                })?)
+                .ok()?,
+            ),
+        })
+    }
+}
+
 /// One architecture handler: a detector on the view as it stands and the edits.
 #[derive(Clone, Copy)]
 pub(crate) struct Handler {
@@ -101,6 +165,31 @@ impl Plan {
             self.handlers.join("+")
         };
         format!("{names} ({})", parts.join("; "))
+    }
+
+    /// When the whole translation is metadata that llama.cpp can take as load-time overrides
+    /// (new or changed scalar keys, strings of at most 127 bytes; nothing removed, no array
+    /// changed, the tensors and the architecture as they are, no projector), those overrides:
+    /// the blob is then loaded as it is and no derived file is written.
+    pub fn overrides(&self, source: &Gguf) -> Option<Vec<(String, KvOverride)>> {
+        let text = self.text.as_ref()?;
+        if self.clip.is_some()
+            || text.tensors_changed()
+            || Some(text.arch.as_str()) != source.architecture()
+        {
+            return None;
+        }
+        if source.metadata().iter().any(|(k, _)| !text.has(k)) {
+            return None;
+        }
+        let mut out = Vec::new();
+        for (k, v) in text.metadata() {
+            if source.get(k) == Some(v) {
+                continue;
+            }
+            out.push((k.clone(), KvOverride::of(v)?));
+        }
+        Some(out)
     }
 
     /// Whether the text view is a header-only rewrite (tensor table and bytes unchanged).

@@ -126,6 +126,19 @@ impl Engine {
         if let Some(m) = opts.use_mmap {
             mp.use_mmap = m;
         }
+        mp.kv_overrides = opts
+            .kv_overrides
+            .iter()
+            .map(|(k, v)| {
+                let v = match v {
+                    crate::compat::KvOverride::Int(i) => llama::KvValue::Int(*i),
+                    crate::compat::KvOverride::Float(f) => llama::KvValue::Float(*f),
+                    crate::compat::KvOverride::Bool(b) => llama::KvValue::Bool(*b),
+                    crate::compat::KvOverride::Str(s) => llama::KvValue::Str(s.clone()),
+                };
+                (k.clone(), v)
+            })
+            .collect();
         let model = Model::load(path, mp)?;
         let train = model.n_ctx_train().max(1);
         let parallel = if opts.embedding {

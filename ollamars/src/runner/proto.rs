@@ -40,6 +40,10 @@ pub struct LoadOptions {
     /// The projector (mmproj GGUF) of a vision or audio model.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub projector: Option<String>,
+    /// Metadata overrides of an Ollama-layout blob whose translation is metadata only
+    /// (`crate::compat::Plan::overrides`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub kv_overrides: Vec<(String, crate::compat::KvOverride)>,
 }
 
 /// Sampling and stopping settings of one completion (never cause a reload).

@@ -106,6 +106,8 @@ pub struct ModelRef {
     pub path: PathBuf,
     /// The first projector (mmproj) blob, for vision or audio input.
     pub projector: Option<PathBuf>,
+    /// Load-time metadata overrides (a metadata-only Ollama-layout translation).
+    pub kv_overrides: Vec<(String, crate::compat::KvOverride)>,
     /// `details` of `/api/show`, for `/api/ps`.
     pub details: crate::api::ModelDetails,
 }

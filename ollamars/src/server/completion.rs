@@ -111,6 +111,7 @@ pub(crate) fn options_for(
         .projector
         .as_ref()
         .map(|p| p.to_string_lossy().into_owned());
+    o.load.kv_overrides = info.model.kv_overrides.clone();
     o.load = st.sched.load_options(o.load);
     Ok(o)
 }

@@ -106,6 +106,7 @@ impl ModelCache {
         let layer = m
             .layer(store::MEDIA_MODEL)
             .ok_or(ModelInfoError::NoWeights)?;
+        let mut kv_overrides = Vec::new();
         let (path, projector) = if self.compat {
             let model = compat::cache::prepare(st, &layer.digest)?;
             if let Some(r) = &model.record {
@@ -121,6 +122,7 @@ impl ModelCache {
                 }
                 None => model.projector,
             };
+            kv_overrides = model.overrides;
             (model.model, projector)
         } else {
             let projector = match m.layer(store::MEDIA_PROJECTOR) {
@@ -155,6 +157,7 @@ impl ModelCache {
                 digest: sm.digest.clone(),
                 path,
                 projector,
+                kv_overrides,
                 details: show.details,
             },
             template,

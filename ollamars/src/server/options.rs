@@ -123,6 +123,7 @@ impl Options {
                 kv_cache_type: crate::config::KvCacheType::default(),
                 embedding: false,
                 projector: None,
+                kv_overrides: Vec::new(),
             },
             sampling: SamplingOptions {
                 num_keep: 4,
