@@ -143,15 +143,15 @@ fn tensor_bytes(path: &Path) -> Tensors {
         .collect()
 }
 
-/// A fixed `w × h` RGB image (a few gradients, so patches differ).
-fn image(w: u32, h: u32) -> Bitmap {
+/// A fixed `w × h` RGB image (a few gradients, so patches differ), one per `seed`.
+fn image(w: u32, h: u32, seed: u32) -> Bitmap {
     let rgb: Vec<u8> = (0..h)
         .flat_map(|y| {
             (0..w).flat_map(move |x| {
                 [
-                    ((x * 7 + y * 3) % 256) as u8,
-                    ((x * 2 + y * 11 + 40) % 256) as u8,
-                    ((x * y + 90) % 256) as u8,
+                    ((x * (7 + seed) + y * 3) % 256) as u8,
+                    ((x * 2 + y * (11 + seed) + 40 * seed) % 256) as u8,
+                    ((x * y + 90 + seed) % 256) as u8,
                 ]
             })
         })
@@ -197,24 +197,16 @@ fn embeddings(model: &llama::Model, mmproj: &Path, img: &Bitmap) -> Vec<u32> {
 fn check(
     text_arch: &str,
     ollama: &str,
-    extra_tokens: &[&str],
-    n_embd: u64,
+    kv: &[(String, Value)],
     mmproj: impl FnOnce(&Path) -> Mmproj,
     img: (u32, u32),
 ) {
     let _s = serial();
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().to_path_buf();
-    let text = native::model(
-        &dir,
-        "text",
-        &text_kv(text_arch, n_embd, extra_tokens),
-        &[],
-        3,
-    )
-    .unwrap();
+    let text = native::model(&dir, "text", kv, &[], 3).unwrap();
     let m = mmproj(&text);
-    assert_eq!(m.projection_dim(), n_embd);
+    assert!(m.projection_dim() > 0);
     let native_path = dir.join("mmproj-native.gguf");
     let (nbytes, ng) = m.write(&native_path, 11).unwrap();
     assert!(
@@ -224,8 +216,11 @@ fn check(
 
     // Upstream loads the native pair and encodes the image.
     let model = llama::Model::load(&text, llama::ModelParams::default()).unwrap();
-    let bmp = image(img.0, img.1);
+    let bmp = image(img.0, img.1, 0);
     let want = embeddings(&model, &native_path, &bmp);
+    // The embeddings depend on the image (the comparison below can fail).
+    let other = embeddings(&model, &native_path, &image(img.0, img.1, 5));
+    assert!(other != want, "{ollama}: two images encode alike");
 
     // The Ollama monolithic blob: the text model in Ollama's layout with the projector inside.
     let mut v = View::new(&Gguf::open(&text).unwrap());
@@ -235,6 +230,17 @@ fn check(
     v.retain("stand-in", |t| !t.name.contains("fixture_stand_in"));
     let blob = dir.join("ollama.gguf");
     fixture::write(&v, &text, &blob).unwrap();
+    // The blob really is in Ollama's layout: no clip keys, and some native tensor is not in
+    // it under the same name, shape and type.
+    let bg = Gguf::open(&blob).unwrap();
+    assert!(bg.metadata().iter().all(|(k, _)| !k.starts_with("clip.")));
+    assert!(
+        ng.tensors().iter().any(|t| !bg
+            .tensors()
+            .iter()
+            .any(|b| b.name == t.name && b.dims == t.dims && b.ggml_type == t.ggml_type)),
+        "{ollama}: the blob has the native tensor table"
+    );
 
     let plan = compat::plan(&Gguf::open(&blob).unwrap())
         .unwrap()
@@ -295,8 +301,7 @@ fn qwen25vl() {
     check(
         "qwen2vl",
         "qwen25vl",
-        &[],
-        64,
+        &text_kv("qwen2vl", 64, &[]),
         |_| clip_native::qwen25vl(64),
         (128, 128),
     );
@@ -307,8 +312,7 @@ fn qwen3vl() {
     check(
         "qwen3vl",
         "qwen3vl",
-        &[],
-        256,
+        &text_kv("qwen3vl", 256, &[]),
         |_| clip_native::qwen3vl(256, false),
         (48, 32),
     );
@@ -319,8 +323,7 @@ fn qwen35() {
     check(
         "qwen35",
         "qwen35",
-        &[],
-        64,
+        &text_kv("qwen35", 64, &[]),
         |_| clip_native::qwen35(64),
         (32, 32),
     );
@@ -331,8 +334,7 @@ fn mistral3_pixtral() {
     check(
         "mistral3",
         "mistral3",
-        &["[IMG_BREAK]"],
-        64,
+        &text_kv("mistral3", 64, &["[IMG_BREAK]"]),
         |text| clip_native::pixtral(64, embedding_row(text, "[IMG_BREAK]")),
         (32, 24),
     );
@@ -343,8 +345,7 @@ fn llama4() {
     check(
         "llama4",
         "llama4",
-        &[],
-        64,
+        &text_kv("llama4", 64, &[]),
         |_| clip_native::llama4(64),
         (32, 32),
     );
@@ -355,8 +356,7 @@ fn gemma4v() {
     check(
         "gemma4",
         "gemma4",
-        &[],
-        64,
+        &text_kv("gemma4", 64, &[]),
         |_| clip_native::gemma4v(64),
         (96, 96),
     );
@@ -367,8 +367,7 @@ fn glmocr_glm4v() {
     check(
         "glm4",
         "glmocr",
-        &[],
-        64,
+        &text_kv("glm4", 64, &[]),
         |_| clip_native::glm4v(64),
         (32, 32),
     );
@@ -379,9 +378,22 @@ fn nemotron_v2_vl() {
     check(
         "nemotron_h",
         "nemotron_h_omni",
-        &[],
-        64,
+        &text_kv("nemotron_h", 64, &[]),
         |_| clip_native::nemotron_v2_vl(64),
         (16, 16),
+    );
+}
+
+#[test]
+fn qwen3vl_deepstack() {
+    // One deepstack layer: the text model takes embeddings twice as wide.
+    let mut kv = text_kv("qwen3vl", 256, &[]);
+    kv.push(u("qwen3vl.n_deepstack_layers", 1));
+    check(
+        "qwen3vl",
+        "qwen3vl",
+        &kv,
+        |_| clip_native::qwen3vl(256, true),
+        (32, 32),
     );
 }
