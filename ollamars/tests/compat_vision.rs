@@ -397,3 +397,14 @@ fn qwen3vl_deepstack() {
         (32, 32),
     );
 }
+
+#[test]
+fn deepseekocr() {
+    check(
+        "deepseek2-ocr",
+        "deepseekocr",
+        &text_kv("deepseek2-ocr", 64, &[]),
+        |_| clip_native::deepseekocr(64),
+        (64, 128),
+    );
+}
