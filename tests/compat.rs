@@ -87,7 +87,7 @@ impl Server {
                 "model": model,
                 "prompt": prompt,
                 "stream": false,
-                "options": {"temperature": 0, "num_predict": 24, "seed": 1},
+                "options": {"temperature": 0, "num_predict": 16, "seed": 1},
             }),
         );
         assert_eq!(status, 200, "{model}: {v}");
@@ -130,7 +130,7 @@ fn gemma3_ollama_layouts_answer_as_the_original() {
     let _s = serial();
     let original = testkit::model_path(testkit::GEMMA3);
     let server = Server::start("compat-gemma3", &[]);
-    let prompts = ["The capital of France is", "Write one word: apple, banana,"];
+    let prompts = ["The capital of France is"];
     for (which, name) in [
         (Gemma3::Current, "g3-current"),
         (Gemma3::NoEpsilon, "g3-noeps"),

@@ -87,19 +87,19 @@ def main():
     for i, (_, layout) in enumerate(pairs):
         place(models, library, f"compat-ollama-{i}", layout)
     listed = {m.model for m in client.list().models}
-    opts = {"temperature": 0, "num_predict": 24, "seed": 7}
+    opts = {"temperature": 0, "num_predict": 16, "seed": 7}
     for i, (original, layout) in enumerate(pairs):
         name = f"compat-ollama-{i}"
         check(f"{name}:latest" in listed, f"{name} not listed: {listed}")
         show = client.show(name)
         check("completion" in (show.capabilities or []), f"{name} capabilities {show.capabilities}")
         check(show.modelinfo and show.modelinfo.get("general.architecture"), f"{name} model_info")
-        for prompt in ["It's true that we don't know what", "The capital of France is"]:
+        for prompt in ["It's true that we don't know what"]:
             a = client.generate(model=f"compat-native-{i}", prompt=prompt, options=opts)
             b = client.generate(model=name, prompt=prompt, options=opts)
             check(a.response and a.response == b.response, f"{name}: {a.response!r} != {b.response!r}")
             check(a.context == b.context, f"{name}: token ids differ for {prompt!r}")
-        streamed = "".join(p.response for p in client.generate(model=name, prompt="The capital of France is", options=opts, stream=True))
+        streamed = "".join(p.response for p in client.generate(model=name, prompt=prompt, options=opts, stream=True))
         check(streamed == b.response, f"{name}: streamed {streamed!r} != {b.response!r}")
     print(f"compat: ok ({len(pairs)} Ollama-layout models)")
 
