@@ -6,7 +6,6 @@
 use ollamars::compat::fixture::{self, Gemma3, native};
 use ollamars::compat::{self, View};
 use ollamars::gguf::{Array, Gguf, Value};
-use std::collections::BTreeMap;
 use std::path::Path;
 
 fn u(k: &str, v: u32) -> (String, Value) {
@@ -241,25 +240,6 @@ fn outputs(path: &Path, embedding: bool) -> Vec<u32> {
     out.iter().map(|x| x.to_bits()).collect()
 }
 
-fn tensor_bytes(path: &Path) -> BTreeMap<String, (Vec<u64>, u32, Vec<u8>)> {
-    let g = Gguf::open(path).unwrap();
-    let bytes = std::fs::read(path).unwrap();
-    g.tensors()
-        .iter()
-        .map(|t| {
-            let at = (g.data_offset() + t.offset) as usize;
-            (
-                t.name.clone(),
-                (
-                    t.dims.clone(),
-                    t.ggml_type.id(),
-                    bytes[at..at + t.size as usize].to_vec(),
-                ),
-            )
-        })
-        .collect()
-}
-
 /// native (llama.cpp layout) -> `to_ollama` -> translated: the translated file has the
 /// native tensors byte for byte and llama.cpp computes the same outputs from it.
 fn round_trip(
@@ -286,18 +266,20 @@ fn round_trip(
     let text = plan.text.as_ref().expect("a text translation");
     let derived = dir.path().join("derived.gguf");
     fixture::write(text, &ollama, &derived).unwrap();
-    let (d, n) = (tensor_bytes(&derived), tensor_bytes(&native));
-    let names =
-        |m: &BTreeMap<String, (Vec<u64>, u32, Vec<u8>)>| m.keys().cloned().collect::<Vec<_>>();
+    let (d, n) = (
+        fixture::tensor_table_of(&derived),
+        fixture::tensor_table_of(&native),
+    );
+    let names = |m: &fixture::TensorTable| m.keys().cloned().collect::<Vec<_>>();
     assert_eq!(names(&d), names(&n), "{arch}: tensor names");
     for (k, v) in &n {
         assert!(
             d[k] == *v,
             "{arch}: tensor {k} differs ({:?} {} vs {:?} {})",
             d[k].0,
-            d[k].1,
+            d[k].1.name(),
             v.0,
-            v.1
+            v.1.name()
         );
     }
     assert_eq!(

@@ -9,8 +9,7 @@ use llama::mtmd::{Bitmap, ChunkKind, Projector, ProjectorParams};
 use ollamars::compat::fixture::clip_native::{self, Mmproj};
 use ollamars::compat::fixture::{self, native};
 use ollamars::compat::{self, View};
-use ollamars::gguf::{Array, Gguf, Value};
-use std::collections::BTreeMap;
+use ollamars::gguf::{Array, GgmlType, Gguf, Value};
 use std::path::Path;
 
 /// Tests that load models take turns (ggml's threads spin on 2 cores).
@@ -120,27 +119,6 @@ fn text_kv(arch: &str, n_embd: u64, extra: &[&str]) -> Vec<(String, Value)> {
         _ => {}
     }
     kv
-}
-
-type Tensors = BTreeMap<String, (Vec<u64>, u32, Vec<u8>)>;
-
-fn tensor_bytes(path: &Path) -> Tensors {
-    let g = Gguf::open(path).unwrap();
-    let bytes = std::fs::read(path).unwrap();
-    g.tensors()
-        .iter()
-        .map(|t| {
-            let at = (g.data_offset() + t.offset) as usize;
-            (
-                t.name.clone(),
-                (
-                    t.dims.clone(),
-                    t.ggml_type.id(),
-                    bytes[at..at + t.size as usize].to_vec(),
-                ),
-            )
-        })
-        .collect()
 }
 
 /// A fixed `w × h` RGB image (a few gradients, so patches differ), one per `seed`.
@@ -254,7 +232,10 @@ fn check(
     fixture::write(clip, &blob, &derived).unwrap();
 
     // Every native tensor, byte for byte, and nothing else.
-    let (d, n) = (tensor_bytes(&derived), tensor_bytes(&native_path));
+    let (d, n) = (
+        fixture::tensor_table_of(&derived),
+        fixture::tensor_table_of(&native_path),
+    );
     assert_eq!(
         d.keys().collect::<Vec<_>>(),
         n.keys().collect::<Vec<_>>(),
@@ -290,8 +271,10 @@ fn embedding_row(path: &Path, token: &str) -> Vec<u8> {
         Some(Value::Array(Array::String(t))) => t.iter().position(|x| x == token).unwrap(),
         _ => panic!("no vocabulary"),
     };
-    let (dims, ty, bytes) = tensor_bytes(path).remove("token_embd.weight").unwrap();
-    assert_eq!(ty, 0, "token_embd.weight must be F32");
+    let (dims, ty, bytes) = fixture::tensor_table_of(path)
+        .remove("token_embd.weight")
+        .unwrap();
+    assert_eq!(ty, GgmlType::F32, "token_embd.weight must be F32");
     let row = dims[0] as usize * 4;
     bytes[id * row..(id + 1) * row].to_vec()
 }

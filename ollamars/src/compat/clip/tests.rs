@@ -6,7 +6,6 @@ use super::super::{View, f32_bytes, fixture, plan, plan_clip, to_f32};
 use super::mistral3::rope_order;
 use super::nemotron::{Layout, infer_layout};
 use crate::gguf::{Array, GgmlType, Gguf, GgufWriter, Value};
-use std::collections::BTreeMap;
 
 // ---------------------------------------------------------------------------------------
 // Builders.
@@ -136,25 +135,7 @@ fn err_of(bytes: &[u8]) -> String {
         .expect("an error")
 }
 
-type Tensors = BTreeMap<String, (Vec<u64>, GgmlType, Vec<u8>)>;
-
-fn tensors(bytes: &[u8]) -> Tensors {
-    let g = Gguf::from_bytes(bytes).unwrap();
-    g.tensors()
-        .iter()
-        .map(|t| {
-            let at = (g.data_offset() + t.offset) as usize;
-            (
-                t.name.clone(),
-                (
-                    t.dims.clone(),
-                    t.ggml_type,
-                    bytes[at..at + t.size as usize].to_vec(),
-                ),
-            )
-        })
-        .collect()
-}
+use crate::compat::fixture::tensor_table as tensors;
 
 fn tensor(bytes: &[u8], name: &str) -> (Vec<u64>, GgmlType, Vec<u8>) {
     tensors(bytes)

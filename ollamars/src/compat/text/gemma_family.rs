@@ -1,7 +1,7 @@
 //! The Gemma family beyond gemma3, and one BERT tokenizer fix: embeddinggemma (spec §5.2),
 //! snowflake-arctic-embed2 (§5.3), gemma3n (§5.4) and gemma4 (§5.5).
 
-use super::{block_range, dim_u32, hide_exact, tensor_nd};
+use super::{block_range, dim_u32, gate_up_pair, hide_exact, tensor_nd};
 use crate::compat::{CompatError, Data, Handler, View, s};
 use crate::gguf::{Array, Value};
 
@@ -272,24 +272,7 @@ fn fuse_experts(v: &mut View, b: u64) -> Result<(), CompatError> {
     {
         return Ok(());
     }
-    let g = tensor_nd(v, &gate, 3)?.clone();
-    let u = tensor_nd(v, &up, 3)?.clone();
-    if g.ggml_type != u.ggml_type {
-        return Err(View::mismatch(
-            &up,
-            format!(
-                "type {} where the gate is {}",
-                u.ggml_type.name(),
-                g.ggml_type.name()
-            ),
-        ));
-    }
-    if g.dims != u.dims {
-        return Err(View::mismatch(
-            &up,
-            format!("dims {:?} where the gate has {:?}", u.dims, g.dims),
-        ));
-    }
+    let (g, u) = gate_up_pair(v, &gate, &up, 3)?;
     let n_exp = g.ne(2);
     if g.data.len() != u.data.len() || g.data.len() % n_exp != 0 {
         return Err(View::mismatch(

@@ -191,6 +191,30 @@ pub(crate) fn dim_u32(t: &Tensor, i: usize) -> Result<u32, CompatError> {
 }
 
 /// The tensor `name` with exactly `n` dims, or a layout error.
+/// A gate and an up tensor of `n` dims that are to be joined: the same type and dims.
+pub(crate) fn gate_up_pair(
+    v: &View,
+    gate: &str,
+    up: &str,
+    n: usize,
+) -> Result<(Tensor, Tensor), CompatError> {
+    let g = tensor_nd(v, gate, n)?.clone();
+    let u = tensor_nd(v, up, n)?.clone();
+    if g.ggml_type != u.ggml_type {
+        let why = format!(
+            "type {} where the gate is {}",
+            u.ggml_type.name(),
+            g.ggml_type.name()
+        );
+        return Err(View::mismatch(up, why));
+    }
+    if g.dims != u.dims {
+        let why = format!("dims {:?} where the gate has {:?}", u.dims, g.dims);
+        return Err(View::mismatch(up, why));
+    }
+    Ok((g, u))
+}
+
 pub(crate) fn tensor_nd<'a>(v: &'a View, name: &str, n: usize) -> Result<&'a Tensor, CompatError> {
     let t = v
         .tensor(name)

@@ -3,7 +3,8 @@
 //! deepseekocr (§6.10) and glmocr (§6.11).
 
 use super::{
-    block_range, copy_prefix_except, dim_u32, rename_component, sections4, tensor_nd, unset_pre,
+    block_range, copy_prefix_except, dim_u32, gate_up_pair, rename_component, sections4, tensor_nd,
+    unset_pre,
 };
 use crate::compat::{CompatError, Data, Handler, View, s};
 use crate::gguf::Value;
@@ -354,25 +355,8 @@ fn fuse_gate_up(v: &mut View, b: u64) -> Result<(), CompatError> {
     if v.tensor(&gate).is_none() || v.tensor(&up).is_none() {
         return Ok(());
     }
-    let g = tensor_nd(v, &gate, 2)?.clone();
-    let u = tensor_nd(v, &up, 2)?.clone();
     // Ollama does not compare the types and fails later, at load time.
-    if g.ggml_type != u.ggml_type {
-        return Err(View::mismatch(
-            &up,
-            format!(
-                "type {} where the gate is {}",
-                u.ggml_type.name(),
-                g.ggml_type.name()
-            ),
-        ));
-    }
-    if g.dims != u.dims {
-        return Err(View::mismatch(
-            &up,
-            format!("dims {:?} where the gate has {:?}", u.dims, g.dims),
-        ));
-    }
+    let (g, u) = gate_up_pair(v, &gate, &up, 2)?;
     let rows = u
         .ne(1)
         .checked_mul(2)

@@ -6,7 +6,6 @@ use super::{gemma_family, others, qwen};
 use crate::compat::fixture::{self, text::to_ollama_as};
 use crate::compat::{CompatError, Handler, Plan, View, f32_bytes, plan, to_f32};
 use crate::gguf::{Array, GgmlType, Gguf, GgufWriter, Value};
-use std::collections::BTreeMap;
 use std::io::Cursor;
 
 // --- building synthetic files ---------------------------------------------------------------
@@ -142,26 +141,7 @@ fn translate(bytes: &[u8]) -> (Plan, Vec<u8>) {
     (p, derived)
 }
 
-type Table = BTreeMap<String, (Vec<u64>, GgmlType, Vec<u8>)>;
-
-/// Every tensor by name: dims, type and bytes.
-fn tensors(bytes: &[u8]) -> Table {
-    let g = Gguf::from_bytes(bytes).unwrap();
-    g.tensors()
-        .iter()
-        .map(|t| {
-            let at = (g.data_offset() + t.offset) as usize;
-            (
-                t.name.clone(),
-                (
-                    t.dims.clone(),
-                    t.ggml_type,
-                    bytes[at..at + t.size as usize].to_vec(),
-                ),
-            )
-        })
-        .collect()
-}
+use crate::compat::fixture::tensor_table as tensors;
 
 fn kv(bytes: &[u8], key: &str) -> Option<Value> {
     Gguf::from_bytes(bytes).unwrap().get(key).cloned()
