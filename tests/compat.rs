@@ -189,6 +189,15 @@ fn gemma3_ollama_layouts_answer_as_the_original() {
             show["capabilities"]
         );
     }
+    // `create` from the Ollama-layout file itself (a user's own GGUF) works the same way.
+    let mono = server.dir.join("g3-mono.gguf");
+    server.create(
+        "g3-created",
+        &format!("FROM {}\nTEMPLATE {{{{ .Prompt }}}}\n", mono.display()),
+    );
+    let a = server.generate("g3-mono-native", prompts[0]);
+    let b = server.generate("g3-created", prompts[0]);
+    assert_eq!(a["context"], b["context"]);
     // Deleting the model removes its derived files with its blob.
     let digest = sha256_file(&server.dir.join("g3-vocab.gguf"));
     let out = server.command(&["rm", "g3-vocab"]).output().unwrap();
