@@ -123,6 +123,22 @@ fn same_answers(server: &Server, original: &Path, layout: &Path, name: &str, pro
         assert_eq!(a["response"], b["response"], "{name}: {p:?}");
         assert_eq!(a["context"], b["context"], "{name}: token ids of {p:?}");
     }
+    // The llama.cpp-layout original matches no marker: it is loaded as it is, nothing derived,
+    // its blob byte for byte the file it was created from.
+    let digest = sha256_file(original);
+    let blob = server
+        .models()
+        .join("blobs")
+        .join(format!("sha256-{digest}"));
+    assert_eq!(sha256_file(&blob), digest);
+    assert!(
+        server
+            .blob_names()
+            .iter()
+            .all(|b| !(b.contains(&digest) && b.contains("-compat-"))),
+        "{:?}",
+        server.blob_names()
+    );
 }
 
 #[test]
