@@ -12,7 +12,7 @@
 //! Ollama works without any step, a kill-switched server (`OLLAMARS_COMPAT=0`) never writes
 //! one, and a translator upgrade (a new `VERSION`) remakes them when next needed.
 
-use super::{CompatError, KvOverride, Plan, VERSION, View, plan, write_view};
+use super::{CompatError, KvOverride, VERSION, View, plan, write_view};
 use crate::gguf::{DEFAULT_ALIGNMENT, Gguf};
 use crate::store::Store;
 use serde::{Deserialize, Serialize};
@@ -112,6 +112,10 @@ pub struct Prepared {
     pub record: Option<Record>,
 }
 
+fn store_err(e: crate::store::StoreError) -> CompatError {
+    CompatError::Io(std::io::Error::other(e))
+}
+
 /// Serializes preparation within the process (two requests for one new model write once).
 static PREPARING: Mutex<()> = Mutex::new(());
 
@@ -124,7 +128,6 @@ fn output(
     src: &File,
     header_only: bool,
 ) -> Result<(PathBuf, Output), CompatError> {
-    let store_err = |e: crate::store::StoreError| CompatError::Io(std::io::Error::other(e));
     let tmp = store.temp_file().map_err(store_err)?;
     let mut f = tmp.as_file().try_clone()?;
     let alignment = view
@@ -190,21 +193,16 @@ pub fn record(store: &Store, digest: &str) -> Option<Record> {
     reuse(store, digest, size).and_then(|p| p.record)
 }
 
-/// The plan for a blob, without writing anything (`show -v`, capabilities).
-pub fn plan_blob(store: &Store, digest: &str) -> Result<Option<Plan>, CompatError> {
-    let path = store
-        .blob_path(digest)
-        .map_err(|e| CompatError::Io(std::io::Error::other(e)))?;
-    plan(&Gguf::open(&path)?)
-}
-
 /// What to load for the blob `digest` (`sha256:<hex>`): the blob itself when it needs no
 /// translation, else its derived files, written now if they are missing or stale.
 pub fn prepare(store: &Store, digest: &str) -> Result<Prepared, CompatError> {
-    let store_err = |e: crate::store::StoreError| CompatError::Io(std::io::Error::other(e));
     let path = store.blob_path(digest).map_err(store_err)?;
     let src = File::open(&path)?;
     let source_size = src.metadata()?.len();
+    // Made before (a record of this version for this source): no header to read again.
+    if let Some(done) = reuse(store, digest, source_size) {
+        return Ok(done);
+    }
     let g = Gguf::read(&src, source_size)?;
     let Some(p) = plan(&g)? else {
         return Ok(Prepared {

@@ -40,7 +40,9 @@ pub const VERSION: u32 = 1;
 #[non_exhaustive]
 pub enum CompatError {
     /// The blob matches an Ollama layout but a tensor does not have the shape or type it needs.
-    #[error("Ollama-layout model does not match its layout: tensor {tensor:?}: {reason}")]
+    #[error(
+        "Ollama-layout model does not match its layout: tensor {tensor:?}: {reason}; re-pull the model, or set OLLAMARS_COMPAT=0 to load the blob as it is"
+    )]
     Layout {
         /// The tensor.
         tensor: String,
@@ -48,7 +50,9 @@ pub enum CompatError {
         reason: String,
     },
     /// A key the layout needs is missing or malformed.
-    #[error("Ollama-layout model does not match its layout: key {key:?}: {reason}")]
+    #[error(
+        "Ollama-layout model does not match its layout: key {key:?}: {reason}; re-pull the model, or set OLLAMARS_COMPAT=0 to load the blob as it is"
+    )]
     Key {
         /// The key.
         key: String,
